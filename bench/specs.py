@@ -1,0 +1,172 @@
+"""TrialSpec, Goal and presets: frozen dataclasses, validated when constructed.
+
+A TrialSpec says everything one trial needs and turns to and from a flat dict (the dict
+Ray Tune's ``param_space`` carries); model options travel as ``model.<option>`` keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import models
+from data.adience import FOLD_COUNT
+from data.transforms import NORMALISATIONS, POLICIES
+
+OPTIMIZERS = ("sgd", "adam")
+MODEL_OPTION_PREFIX = "model."
+_TRIAL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=-]*")  # becomes a folder name
+
+
+class SpecError(ValueError):
+    """A TrialSpec, preset or override that cannot be run; the message says which field."""
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One trial: model, preprocessing, optimiser, budget, data split and the report's figure."""
+
+    name: str
+    model: str
+    model_options: Mapping[str, Any] = field(default_factory=dict)
+    policy: str = "report"
+    normalisation: str = "per_image"
+    optimizer: str = "sgd"
+    learning_rate: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 32
+    epochs: int = 10
+    patience: int | None = None  # early stopping on val accuracy; None: run every epoch
+    val_fold: int = 4
+    train_folds: tuple[int, ...] = (0, 1, 2, 3)
+    train_limit: int | None = None  # at most this many training images (class-balanced); None: all
+    val_limit: int | None = None
+    seed: int = 0
+    reference: float | None = None  # the report's validation accuracy for this row
+    reference_epochs: int | None = None  # the epochs the report trained for that figure
+
+    def __post_init__(self):
+        object.__setattr__(self, "model_options", dict(self.model_options))
+        object.__setattr__(self, "train_folds", tuple(int(f) for f in self.train_folds))
+        problems = list(self._problems())
+        if problems:
+            raise SpecError(f"trial {self.name or '?'}: {'; '.join(problems)}")
+
+    def _problems(self):
+        if not isinstance(self.name, str) or not _TRIAL_NAME.fullmatch(self.name):
+            yield f"name must be letters, digits and _.=- (it names a folder), got {self.name!r}"
+        if not models.is_registered(self.model):
+            try:
+                models.get_model_entry(self.model)
+            except models.UnknownModelError as error:
+                yield str(error)
+        if self.policy not in POLICIES:
+            yield f"unknown policy {self.policy!r} (known: {', '.join(POLICIES)})"
+        if self.normalisation not in NORMALISATIONS:
+            yield f"unknown normalisation {self.normalisation!r} (known: {', '.join(NORMALISATIONS)})"
+        if self.optimizer not in OPTIMIZERS:
+            yield f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
+            yield f"learning_rate must be > 0, got {self.learning_rate!r}"
+        if not 0 <= self.momentum < 1:
+            yield f"momentum must be in [0, 1), got {self.momentum!r}"
+        if self.weight_decay < 0:
+            yield f"weight_decay must be >= 0, got {self.weight_decay!r}"
+        for name in ("batch_size", "epochs"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                yield f"{name} must be an integer >= 1, got {value!r}"
+        for name in ("patience", "train_limit", "val_limit"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or value < 1):
+                yield f"{name} must be an integer >= 1 or None, got {value!r}"
+        if self.val_fold not in range(FOLD_COUNT):
+            yield f"val_fold must be 0..{FOLD_COUNT - 1}, got {self.val_fold!r}"
+        if not self.train_folds or any(f not in range(FOLD_COUNT) for f in self.train_folds):
+            yield f"train_folds must be a non-empty subset of 0..{FOLD_COUNT - 1}, got {self.train_folds!r}"
+        elif self.val_fold in self.train_folds:
+            yield f"fold {self.val_fold} cannot be both a training and the validation fold"
+        if self.reference is not None and not 0 <= self.reference <= 1:
+            yield f"reference must be an accuracy in [0, 1], got {self.reference!r}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Flat dict of scalars and lists: model options become ``model.<option>`` keys."""
+        flat: dict[str, Any] = {}
+        for spec_field in dataclasses.fields(self):
+            value = getattr(self, spec_field.name)
+            if spec_field.name == "model_options":
+                flat.update({MODEL_OPTION_PREFIX + key: option for key, option in sorted(value.items())})
+            elif isinstance(value, tuple):
+                flat[spec_field.name] = list(value)
+            else:
+                flat[spec_field.name] = value
+        return flat
+
+    @classmethod
+    def from_dict(cls, flat: Mapping[str, Any]) -> TrialSpec:
+        known = {spec_field.name for spec_field in dataclasses.fields(cls)} - {"model_options"}
+        kwargs: dict[str, Any] = {}
+        options: dict[str, Any] = {}
+        unknown = []
+        for key, value in flat.items():
+            if key.startswith(MODEL_OPTION_PREFIX):
+                options[key[len(MODEL_OPTION_PREFIX) :]] = value
+            elif key in known:
+                kwargs[key] = value
+            else:
+                unknown.append(key)
+        if unknown:
+            raise SpecError(f"unknown TrialSpec fields: {', '.join(sorted(unknown))}")
+        return cls(model_options=options, **kwargs)
+
+    def replace(self, **changes) -> TrialSpec:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """How much of each trial to run: the report's budget or a quick smoke run."""
+
+    name: str
+    description: str
+    epochs: int | None  # None: each spec's own (the report's) epochs
+    train_limit: int | None
+    val_limit: int | None
+    synthetic_ok: bool = True  # False: refuse to run on synthetic data without --force
+
+    def apply(self, spec: TrialSpec) -> TrialSpec:
+        return spec.replace(
+            epochs=self.epochs or spec.epochs,
+            train_limit=self.train_limit if self.train_limit is not None else spec.train_limit,
+            val_limit=self.val_limit if self.val_limit is not None else spec.val_limit,
+        )
+
+
+PRESETS = {
+    "smoke": Preset(
+        "smoke",
+        "few epochs and images: checks the whole path in minutes on a CPU",
+        epochs=6,
+        train_limit=1000,
+        val_limit=500,
+    ),
+    "paper": Preset(
+        "paper",
+        "the report's epochs and the whole split: hours on a GPU",
+        epochs=None,
+        train_limit=None,
+        val_limit=None,
+        synthetic_ok=False,
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise SpecError(f"unknown preset {name!r} (valid: {', '.join(PRESETS)})") from None

@@ -1,0 +1,1 @@
+"""Everything that happens to an image before the first learned layer."""

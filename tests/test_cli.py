@@ -1,0 +1,92 @@
+"""``python -m bench.run``: bad input gives one line and exit 2; the baseline suite runs end to end."""
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from bench.run import main
+from tests.conftest import REPO_ROOT
+
+
+def run_cli(*args, timeout=900):
+    return subprocess.run(
+        [sys.executable, "-m", "bench.run", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+
+
+def one_error_line(capsys):
+    captured = capsys.readouterr()
+    lines = [line for line in captured.err.splitlines() if line.strip()]
+    assert len(lines) == 1, captured.err
+    assert "Traceback" not in captured.err and "Traceback" not in captured.out
+    return lines[0]
+
+
+def test_unknown_suite_in_a_fresh_process_prints_one_line_and_exits_2():
+    result = run_cli("--suite", "nope", timeout=120)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and "valid suites: baseline" in errors[0]
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--suite", "transferr"], "unknown suite 'transferr'"),
+        (["--data", "x"], "the following arguments are required: --suite"),
+        (["--suite", "baseline", "--preset", "fast"], "unknown preset 'fast'"),
+        (["--suite", "baseline", "--preset", "paper"], "add --force"),
+        (["--suite", "baseline", "--epochs", "0"], "--epochs must be >= 1"),
+        (["--suite", "baseline", "--epochs", "two"], "invalid int value: 'two'"),
+        (["--suite", "baseline", "--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_exit_2(capsys, args, message):
+    assert main(args) == 2
+    assert message in one_error_line(capsys)
+
+
+def test_data_path_that_does_not_exist(capsys, tmp_path):
+    assert main(["--suite", "baseline", "--data", str(tmp_path / "missing"), "--out", str(tmp_path)]) == 2
+    line = one_error_line(capsys)
+    assert "does not exist" in line and "fold_0_data.txt" in line
+
+
+def test_data_path_without_fold_files(capsys, tmp_path):
+    (tmp_path / "faces").mkdir()
+    assert main(["--suite", "baseline", "--data", str(tmp_path), "--out", str(tmp_path / "runs")]) == 2
+    assert "holds no Adience fold files" in one_error_line(capsys)
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_baseline_suite_runs_end_to_end_through_ray(tmp_path):
+    """README command (a) on the built-in data: the smoke preset reaches >= 0.80."""
+    result = run_cli("--suite", "baseline", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    last_line = result.stdout.strip().splitlines()[-1]
+    assert last_line.startswith("Leaderboard: ")
+    leaderboard = tmp_path.joinpath(*last_line.removeprefix("Leaderboard: ").split("/")[-2:])
+    assert leaderboard.is_file() and leaderboard.parent.parent == tmp_path
+    run_dir = leaderboard.parent
+    for name in ("results.parquet", "results.csv", "epochs.parquet", "epochs.csv"):
+        assert (run_dir / name).is_file(), name
+    results = pd.read_parquet(run_dir / "results.parquet")
+    epochs = pd.read_parquet(run_dir / "epochs.parquet")
+    (row,) = results.itertuples()
+    assert row.trial == "levi_hassner" and row.status == "completed" and row.params == 8_856_066
+    assert row.best_val_accuracy >= 0.80
+    assert list(epochs["epoch"]) == list(range(1, row.epochs_budget + 1))
+    text = leaderboard.read_text()
+    assert "| levi_hassner" in text and f"{row.best_val_accuracy:.4f}" in text
+    assert "epoch 1/" in result.stdout  # progress on the way

@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import models
+from models.layers import LocalResponseNormalization
+
+EXPECTED_SHAPES = {
+    "conv1": (56, 56, 96),
+    "pool1": (27, 27, 96),
+    "norm1": (27, 27, 96),
+    "pad2": (31, 31, 96),
+    "conv2": (27, 27, 256),
+    "pool2": (13, 13, 256),
+    "norm2": (13, 13, 256),
+    "pad3": (15, 15, 256),
+    "conv3": (13, 13, 384),
+    "pool3": (6, 6, 384),
+    "norm3": (6, 6, 384),
+    "flat1": (13824,),
+    "fc1": (512,),
+    "do1": (512,),
+    "fc2": (512,),
+    "do2": (512,),
+    "fc3": (2,),
+}
+EXPECTED_PARAMS = {"conv1": 14208, "conv2": 614656, "conv3": 885120, "fc1": 7078400, "fc2": 262656, "fc3": 1026}
+
+
+@pytest.fixture(scope="module")
+def levi_hassner():
+    return models.create_model("levi_hassner")
+
+
+def test_parameter_count_matches_the_report(levi_hassner):
+    assert levi_hassner.count_params() == 8_856_066
+    for name, count in EXPECTED_PARAMS.items():
+        assert levi_hassner.get_layer(name).count_params() == count, name
+
+
+def test_layer_output_shapes_match_the_report(levi_hassner):
+    assert tuple(levi_hassner.input.shape) == (None, 227, 227, 3)
+    shapes = {layer.name: tuple(layer.output.shape[1:]) for layer in levi_hassner.layers[1:]}
+    assert shapes == EXPECTED_SHAPES
+
+
+def test_forward_pass_gives_class_probabilities(levi_hassner):
+    images = np.random.default_rng(0).normal(size=(2, 227, 227, 3)).astype("float32")
+    probabilities = np.asarray(levi_hassner(images, training=False))
+    assert probabilities.shape == (2, 2)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(2, 13, 13, 96), (3, 6, 6, 384), (1, 4, 4, 7)])
+def test_lrn_equals_tensorflow_op(shape):
+    rng = np.random.default_rng(sum(shape))
+    activations = np.maximum(rng.normal(0, 3, size=shape), 0).astype("float32")  # post-ReLU values
+    ours = np.asarray(LocalResponseNormalization(size=5, alpha=1e-4, beta=0.75, bias=1.0)(activations))
+    theirs = tf.nn.local_response_normalization(activations, depth_radius=2, bias=1.0, alpha=1e-4 / 5, beta=0.75)
+    np.testing.assert_allclose(ours, theirs.numpy(), atol=1e-6, rtol=1e-6)
+
+
+def test_lrn_actually_normalises_large_activations():
+    activations = np.full((1, 1, 1, 5), 1000.0, dtype="float32")
+    out = np.asarray(LocalResponseNormalization()(activations))
+    assert (out < 1000.0 * 0.5).all()
+
+
+def test_lrn_rejects_even_size():
+    with pytest.raises(ValueError, match="odd"):
+        LocalResponseNormalization(size=4)
+
+
+def test_caffe_variant_drops_the_third_lrn():
+    model = models.create_model("levi_hassner", lrn_after_conv3=False)
+    assert "norm3" not in [layer.name for layer in model.layers]
+    assert model.count_params() == 8_856_066
+
+
+def test_bad_input_size_is_refused_before_building():
+    with pytest.raises(models.ModelOptionError, match="input_size"):
+        models.create_model("levi_hassner", input_size=32)
+
+
+def test_registry_lists_and_suggests():
+    assert "levi_hassner" in models.list_models()
+    assert models.list_models("levi*") == [name for name in models.list_models() if name.startswith("levi")]
+    with pytest.raises(models.UnknownModelError, match="did you mean levi_hassner"):
+        models.create_model("levi_hasner")
+
+
+def test_registering_a_name_twice_is_an_error():
+    with pytest.raises(ValueError, match="already registered"):
+        models.register_model("levi_hassner", default_input_size=227)(lambda: None)

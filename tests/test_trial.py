@@ -1,0 +1,57 @@
+"""One trial without Ray: data, model, fit, and the per-epoch reports."""
+
+import math
+
+import numpy as np
+
+from bench.specs import TrialSpec
+from bench.trial import EPOCH_METRIC_KEYS, balanced_subset, build_trial_model, run_trial
+from data.adience import load_faces
+
+
+def test_run_trial_reports_every_epoch(small_synthetic):
+    spec = TrialSpec(name="tiny", model="levi_hassner", epochs=2, batch_size=16, train_limit=48, val_limit=24)
+    reports = []
+    run_trial(spec, small_synthetic, reports.append)
+    assert [r["epoch"] for r in reports] == [1, 2]
+    for report in reports:
+        assert tuple(report) == EPOCH_METRIC_KEYS
+        assert 0 <= report["val_accuracy"] <= 1 and 0 <= report["train_accuracy"] <= 1
+        assert report["params"] == 8_856_066
+        assert report["train_images"] <= 48 and report["val_images"] <= 24
+        assert 0 < report["train_seconds"] <= report["epoch_seconds"]
+        assert math.isfinite(report["train_loss"]) and report["train_images_per_sec"] > 0
+    assert reports[1]["elapsed_seconds"] > reports[0]["elapsed_seconds"]
+
+
+def test_patience_stops_early(small_synthetic):
+    spec = TrialSpec(
+        name="patient",
+        model="levi_hassner",
+        epochs=30,
+        patience=1,
+        batch_size=16,
+        train_limit=16,
+        val_limit=8,
+        learning_rate=1e-9,
+    )
+    reports = []
+    run_trial(spec, small_synthetic, reports.append)
+    assert 2 <= len(reports) < 30
+
+
+def test_balanced_subset_keeps_both_classes_and_is_deterministic(small_synthetic):
+    faces = load_faces(small_synthetic).faces
+    first = balanced_subset(faces, 20, seed=1)
+    assert len(first) <= 20 and set(first["gender"]) == {0, 1}
+    assert first.equals(balanced_subset(faces, 20, seed=1))
+    assert balanced_subset(faces, None, seed=1) is faces
+
+
+def test_trial_model_takes_cached_images_and_wraps_the_network():
+    spec = TrialSpec(name="m", model="levi_hassner")
+    model, network = build_trial_model(spec)
+    assert tuple(model.input.shape) == (None, 256, 256, 3)
+    assert network.count_params() == 8_856_066
+    out = model.predict(np.zeros((1, 256, 256, 3), "float32"), verbose=0)
+    assert out.shape == (1, 2)
