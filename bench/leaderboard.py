@@ -51,7 +51,9 @@ def leaderboard_rows(trials: pd.DataFrame) -> list[list[str]]:
                 f"{row.epochs_run}/{row.epochs_budget}",
                 _number(row.train_images_per_sec, ".1f"),
                 _number(row.params, ",.0f"),
-                row.status + (f": {row.error}" if row.error else ""),
+                row.status
+                + (f": {row.error}" if row.error else "")
+                + (f": {row.stop_reason}" if row.stop_reason else ""),
             ]
         )
     return rows

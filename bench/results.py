@@ -26,6 +26,7 @@ class TrialRecord:
     spec: dict[str, Any]
     epochs: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    stop_reason: str | None = None  # why the scheduler stopped it before its epoch budget
 
 
 def epochs_table(records: list[TrialRecord]) -> pd.DataFrame:
@@ -51,6 +52,12 @@ def trial_status(record: TrialRecord) -> str:
     if not record.epochs:
         return STATUS_FAILED
     return STATUS_COMPLETED
+
+
+def _stop_reason(record: TrialRecord) -> str:
+    if trial_status(record) != STATUS_EARLY_STOPPED:
+        return ""
+    return record.stop_reason or "ASHA: below its rung's cutoff"
 
 
 def trials_table(records: list[TrialRecord]) -> pd.DataFrame:
@@ -89,6 +96,7 @@ def trials_table(records: list[TrialRecord]) -> pd.DataFrame:
                 "val_images": last.get("val_images", math.nan),
                 "seed": spec["seed"],
                 "status": trial_status(record),
+                "stop_reason": _stop_reason(record),
                 "error": record.error or "",
             }
         )

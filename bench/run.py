@@ -1,15 +1,19 @@
 """``python -m bench.run``: parse arguments -> Suite -> runner -> results -> leaderboard.
 
-Known errors (bad suite, data path, preset or override) print one line and exit 2; the
-last line of a successful run is ``Leaderboard: <path>``.
+Known errors (bad suite, data path, preset, override or cluster address) print one line
+and exit 2; an unexpected one prints one line naming a log file with the traceback and
+exits 1. The last line of a successful run is ``Leaderboard: <path>``.
 """
 
 from __future__ import annotations
 
 import argparse
+import fnmatch
+import json
 import sys
 import tempfile
 import traceback
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -17,15 +21,17 @@ from bench.quiet import import_tensorflow_quietly
 
 import_tensorflow_quietly()  # before keras is imported below
 
+from bench.errors import RunnerError  # noqa: E402
 from bench.leaderboard import RunInfo, write_leaderboard  # noqa: E402
-from bench.results import epochs_table, trials_table, write_table  # noqa: E402
-from bench.specs import PRESETS, SpecError, get_preset  # noqa: E402
-from bench.suites import UnknownSuiteError, get_suite, list_suites  # noqa: E402
+from bench.results import atomic_write_text, epochs_table, trials_table, write_table  # noqa: E402
+from bench.specs import PRESETS, RandomSearch, SpecError, TrialSpec, get_preset  # noqa: E402
+from bench.suites import Suite, UnknownSuiteError, get_suite, list_suites  # noqa: E402
 from data.adience import DatasetError, load_faces  # noqa: E402
 from data.synthetic import ensure_synthetic_dataset  # noqa: E402
 
 EXIT_USAGE = 2
 EXIT_UNEXPECTED = 1
+RUN_FILE = "run.json"  # what a run was asked to do; --resume reads it back
 
 
 class UsageError(Exception):
@@ -39,18 +45,103 @@ class _ArgumentParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
-    parser.add_argument("--suite", required=True, help=f"experiment to run: {', '.join(list_suites())}")
+    parser.add_argument("--suite", help=f"experiment to run: {', '.join(list_suites())}")
+    parser.add_argument("--list", action="store_true", help="list the suites, their trials and the report's figures")
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="finish an interrupted run in RUN_DIR")
     parser.add_argument(
         "--data", type=Path, help="Adience folder (fold files + faces/); default: built-in synthetic data"
     )
     parser.add_argument("--out", type=Path, default=Path("runs"), help="folder for runs/<run-id>/ (default: ./runs)")
     parser.add_argument("--preset", default=None, help=f"{', '.join(PRESETS)} (default: smoke)")
     parser.add_argument("--force", action="store_true", help="allow the paper preset on synthetic data")
+    parser.add_argument("--trials", metavar="PATTERN", help="only trials whose name matches this shell pattern")
     parser.add_argument("--epochs", type=int, help="override every trial's epoch budget")
     parser.add_argument("--batch-size", type=int, help="override every trial's batch size")
-    parser.add_argument("--seed", type=int, help="override every trial's seed")
+    parser.add_argument("--lr", type=float, help="override every trial's learning rate")
+    parser.add_argument("--seed", type=int, help="override every trial's seed (and the random search's)")
     parser.add_argument("--max-concurrent", type=int, help="trials at once (default: one per GPU, else one)")
+    parser.add_argument("--gpus-per-trial", type=float, help="GPU share per trial in (0, 1]: 0.25 packs four per GPU")
+    parser.add_argument("--gpus", type=int, help="GPUs a local Ray may use (default: those it finds)")
+    parser.add_argument("--asha", action="store_true", help="ASHA early stopping even where the suite does not ask")
+    parser.add_argument("--address", help="join this Ray cluster (host:port or auto) instead of starting one")
     return parser
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything needed to plan (or re-plan, on --resume) a run; saved as run.json."""
+
+    suite: str
+    preset: str
+    data_root: str
+    synthetic: bool
+    trials: str | None
+    overrides: dict
+    asha: bool
+    scheduling: dict
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__, indent=1, sort_keys=True)
+
+    @classmethod
+    def from_file(cls, path: Path) -> RunRequest:
+        try:
+            return cls(**json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise UsageError(f"{path.parent} is not a run folder (it has no {RUN_FILE})") from None
+        except (json.JSONDecodeError, TypeError) as error:
+            raise UsageError(f"{path} is damaged: {error}") from None
+
+
+@dataclass(frozen=True)
+class Plan:
+    suite: Suite
+    specs: list[TrialSpec]
+    search: RandomSearch | None
+
+
+def plan_run(request: RunRequest) -> Plan:
+    """The suite's trials after preset, overrides and the --trials filter."""
+    suite = get_suite(request.suite)
+    preset = get_preset(request.preset)
+
+    def prepare(spec: TrialSpec) -> TrialSpec:
+        return preset.apply(spec).replace(**request.overrides)
+
+    specs = [prepare(spec) for spec in suite.specs]
+    search = suite.search
+    if search is not None:
+        search = RandomSearch(
+            base=prepare(search.base),
+            samples=search.samples,
+            learning_rate=search.learning_rate,
+            latent_size=search.latent_size,
+            references=search.references,
+        )
+    if request.trials:
+        specs = [spec for spec in specs if fnmatch.fnmatchcase(spec.name, request.trials)]
+        if search is not None and not any(fnmatch.fnmatchcase(t.name, request.trials) for t in search.templates()):
+            search = None
+        if not specs and search is None:
+            names = ", ".join(spec.name for spec in suite.all_templates())
+            raise UsageError(f"--trials {request.trials!r} matches no trial of suite {suite.name} ({names})")
+    return Plan(suite, specs, search)
+
+
+def describe_suites() -> str:
+    lines = []
+    for name in list_suites():
+        suite = get_suite(name)
+        lines.append(f"{name}: {suite.description}")
+        for spec in suite.all_templates():
+            reference = (
+                f"report {spec.reference:.4f} @ {spec.reference_epochs} epochs"
+                if spec.reference
+                else "no report figure"
+            )
+            searched = " (random search sample)" if spec.search_sample is not None else ""
+            lines.append(f"  {spec.name}{searched}: {spec.model}, {spec.epochs} epochs; {reference}")
+    return "\n".join(lines)
 
 
 def new_run_dir(out: Path, suite: str) -> tuple[str, Path]:
@@ -68,11 +159,11 @@ def new_run_dir(out: Path, suite: str) -> tuple[str, Path]:
 def main(argv: list[str] | None = None) -> int:
     try:
         return _main(argv)
-    except (UsageError, UnknownSuiteError, DatasetError, SpecError) as error:
+    except (UsageError, UnknownSuiteError, DatasetError, SpecError, RunnerError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted: finish it later with --resume RUN_DIR", file=sys.stderr)
         return 130
     except Exception as error:  # an unexpected failure: the traceback goes to a log file
         with tempfile.NamedTemporaryFile("w", prefix="adience-bench-error-", suffix=".log", delete=False) as log:
@@ -81,34 +172,90 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_UNEXPECTED
 
 
+def _check_overrides(args: argparse.Namespace) -> dict:
+    for flag in ("epochs", "batch_size", "max_concurrent", "gpus"):
+        value = getattr(args, flag)
+        if value is not None and value < (0 if flag == "gpus" else 1):
+            raise UsageError(f"--{flag.replace('_', '-')} must be >= {0 if flag == 'gpus' else 1}, got {value}")
+    if args.lr is not None and not args.lr > 0:
+        raise UsageError(f"--lr must be > 0, got {args.lr:g}")
+    if args.gpus_per_trial is not None and not 0 < args.gpus_per_trial <= 1:
+        raise UsageError(f"--gpus-per-trial must be in (0, 1], got {args.gpus_per_trial:g}")
+    names = {"epochs": "epochs", "batch_size": "batch_size", "seed": "seed", "lr": "learning_rate"}
+    return {field: getattr(args, flag) for flag, field in names.items() if getattr(args, flag) is not None}
+
+
 def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
-    suite = get_suite(args.suite)
+    if args.list:
+        print(describe_suites())
+        return 0
+    if args.resume:
+        return _resume(args.resume)
+    if not args.suite:
+        raise UsageError(f"--suite is required (one of {', '.join(list_suites())}), or --list, or --resume RUN_DIR")
+    get_suite(args.suite)  # unknown suite: fail before anything else
+    overrides = _check_overrides(args)
     synthetic = args.data is None
     preset = get_preset(args.preset or "smoke")
     if synthetic and not preset.synthetic_ok and not args.force:
         raise UsageError(
             f"preset {preset.name} on synthetic data takes hours and means little; add --force to run it anyway"
         )
-    for flag in ("epochs", "batch_size", "max_concurrent"):
-        value = getattr(args, flag)
-        if value is not None and value < 1:
-            raise UsageError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
-
-    overrides = {key: getattr(args, key) for key in ("epochs", "batch_size", "seed") if getattr(args, key) is not None}
-    specs = [preset.apply(spec).replace(**overrides) for spec in suite.specs]
-
+    request = RunRequest(
+        suite=args.suite,
+        preset=preset.name,
+        data_root="",
+        synthetic=synthetic,
+        trials=args.trials,
+        overrides=overrides,
+        asha=args.asha,
+        scheduling={
+            "max_concurrent": args.max_concurrent,
+            "gpus_per_trial": args.gpus_per_trial,
+            "num_gpus": args.gpus,
+            "address": args.address,
+            "seed": args.seed or 0,
+        },
+    )
+    plan_run(request)  # bad --trials or overrides: fail before data and Ray
     data_root = ensure_synthetic_dataset() if synthetic else args.data.expanduser().resolve()
     faces = load_faces(data_root)
     print(f"Data: {'synthetic ' if synthetic else ''}{data_root}: {faces.summary()}")
+    request = RunRequest(**{**request.__dict__, "data_root": str(data_root)})
+    run_id, run_dir = new_run_dir(args.out, args.suite)
+    atomic_write_text(run_dir / RUN_FILE, request.to_json())
+    return _execute(request, run_id, run_dir, resume=False)
 
-    run_id, run_dir = new_run_dir(args.out, suite.name)
-    print(f"Run {run_id}: suite {suite.name}, {len(specs)} trial(s), preset {preset.name}")
 
-    from bench.runner import run_specs  # imports ray: keep argument errors fast
+def _resume(run_dir: Path) -> int:
+    run_dir = run_dir.expanduser()
+    request = RunRequest.from_file(run_dir / RUN_FILE)
+    load_faces(request.data_root)
+    print(f"Resuming {run_dir.name}: suite {request.suite}")
+    return _execute(request, run_dir.name, run_dir, resume=True)
 
-    records = run_specs(
-        specs, data_root=data_root, storage_dir=run_dir, experiment_name="tune", max_concurrent=args.max_concurrent
+
+def _execute(request: RunRequest, run_id: str, run_dir: Path, *, resume: bool) -> int:
+    from bench.runner import Scheduling, run_trials  # imports ray: keep argument errors fast
+
+    plan = plan_run(request)
+    suite = plan.suite
+    count = len(plan.specs) + (plan.search.samples if plan.search else 0)
+    print(f"Run {run_id}: suite {suite.name}, {count} trial(s), preset {request.preset}")
+    scheduling = Scheduling(
+        **request.scheduling,
+        asha=suite.asha or request.asha,
+        asha_grace_period=suite.asha_grace_period,
+        asha_reduction_factor=suite.asha_reduction_factor,
+    )
+    records = run_trials(
+        plan.specs,
+        data_root=Path(request.data_root),
+        run_dir=run_dir,
+        scheduling=scheduling,
+        search=plan.search,
+        resume=resume,
     )
     trials = trials_table(records)
     write_table(epochs_table(records), run_dir / "epochs")
@@ -117,13 +264,22 @@ def _main(argv: list[str] | None) -> int:
         run_id=run_id,
         suite=suite.name,
         suite_description=suite.description,
-        data=f"synthetic ({data_root})" if synthetic else str(data_root),
-        preset=preset.name,
+        data=f"synthetic ({request.data_root})" if request.synthetic else request.data_root,
+        preset=request.preset,
         target_accuracy=suite.target_accuracy,
     )
     leaderboard = write_leaderboard(info, trials, run_dir / "LEADERBOARD.md")
+    print(summary_line(trials))
     print(f"Leaderboard: {leaderboard}")
     return 0
+
+
+def summary_line(trials) -> str:
+    counts = trials["status"].value_counts()
+    parts = [f"{int(counts[status])} {status.replace('_', ' ')}" for status in counts.index]
+    best = trials.dropna(subset=["best_val_accuracy"]).sort_values("best_val_accuracy", ascending=False)
+    best_text = f"; best {best.iloc[0]['trial']} at {best.iloc[0]['best_val_accuracy']:.4f}" if len(best) else ""
+    return f"Done: {len(trials)} trial(s): {', '.join(parts)}{best_text}"
 
 
 if __name__ == "__main__":

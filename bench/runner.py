@@ -1,22 +1,33 @@
 """Suite -> one Ray Tune experiment -> TrialRecords. The only module that imports ray.
 
 Local runs start a private Ray instance: no dashboard, no usage statistics, bound to
-127.0.0.1, a temporary folder of its own, Ray's token authentication left on.
+127.0.0.1, a temporary folder of its own, Ray's token authentication left on (the
+default since Ray 2.59 for local clusters). ``address`` joins an existing cluster
+instead, whose own settings apply.
+
+Every trial gets a patience stopper (val accuracy not improved for ``spec.patience``
+epochs); suites may add ASHA. A run can be resumed from its folder: finished trials are
+kept, unfinished ones run again from their first epoch (trials keep no checkpoints).
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 import shutil
+import socket
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.results import TrialRecord
-from bench.specs import TrialSpec
+from bench.errors import RunnerError
+from bench.results import TrialRecord, atomic_write_text
+from bench.specs import RandomSearch, TrialSpec, apply_sample
 from bench.trial import EPOCH_METRIC_KEYS, run_trial
 
 # Set before ray is imported: Ray reads some of these at import time, and the local
@@ -25,13 +36,45 @@ LOCAL_RAY_ENVIRONMENT = {
     "RAY_USAGE_STATS_ENABLED": "0",  # else Ray reports usage to an outside server
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # else a one-machine cluster binds the network address
     "RAY_AIR_NEW_OUTPUT": "0",  # the new output engine prints its banner even at verbose=0
+    # Save the experiment state after every controller step, not every 10+ s: a killed
+    # driver then loses only the trials that were running (a few KB of JSON a step).
+    "TUNE_GLOBAL_CHECKPOINT_S": "0",
+}
+# Inside every trial process: packed trials must not grab the whole GPU.
+TRIAL_ENVIRONMENT = {
+    "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+    "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    # A reused trial actor waits this long for the previous trial's thread to end (it
+    # frees its model after its last report); Ray's default of 2 s fails the NEXT trial
+    # whenever that takes longer, as it does on a busy CPU.
+    "TUNE_FUNCTION_THREAD_TIMEOUT_S": "300",
 }
 os.environ.update(LOCAL_RAY_ENVIRONMENT)
+os.environ.update(TRIAL_ENVIRONMENT)
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
 
 _REPO_ROOT = str(Path(__file__).resolve().parent.parent)
+EXPERIMENT_NAME = "tune"
+CLUSTER_CONNECT_TIMEOUT_S = 10.0
+STOP_REASONS_FILE = "stop_reasons.json"
+
+
+@dataclass(frozen=True)
+class Scheduling:
+    """How a run is scheduled: where, how many at once, and which early stopping."""
+
+    max_concurrent: int | None = None
+    gpus_per_trial: float | None = None  # None: a whole GPU per trial where there are GPUs
+    address: str | None = None  # an existing Ray cluster; None: start a private local one
+    num_gpus: int | None = None  # logical GPUs for a local Ray (None: what Ray detects)
+    asha: bool = False
+    asha_grace_period: int = 1
+    asha_reduction_factor: int = 3
+    seed: int = 0  # random-search draws
 
 
 @dataclass(frozen=True)
@@ -43,138 +86,381 @@ class Resources:
     max_concurrent: int
 
 
-def plan_resources(total_cpus: int, total_gpus: float, max_concurrent: int | None) -> Resources:
-    """Split the machine between trials: one trial per GPU, else CPU trials one at a time.
+def plan_resources(
+    total_cpus: float, total_gpus: float, max_concurrent: int | None, gpus_per_trial: float | None = None
+) -> Resources:
+    """Split the machine between trials.
 
-    A CPU trial takes every core by default: TensorFlow spreads one trial over all cores,
-    and two trials sharing them only add contention.
+    With GPUs: ``gpus_per_trial`` of a GPU each (a whole one by default), as many at once
+    as fit. Without: one trial at a time by default, taking every core (TensorFlow spreads
+    one trial over all cores; two trials sharing them only add contention).
     """
-    if total_gpus >= 1:
-        concurrent = max_concurrent or int(total_gpus)
-        gpus = max(total_gpus / concurrent, 0.01) if concurrent > total_gpus else 1.0
-        return Resources(max(1.0, total_cpus // concurrent), round(gpus, 4), concurrent)
-    concurrent = max_concurrent or 1
-    return Resources(max(1.0, total_cpus // concurrent), 0.0, concurrent)
+    if gpus_per_trial is not None and not 0 < gpus_per_trial <= 1:
+        raise RunnerError(f"--gpus-per-trial must be in (0, 1], got {gpus_per_trial:g}")
+    if gpus_per_trial is not None and total_gpus < gpus_per_trial:
+        raise RunnerError(f"--gpus-per-trial {gpus_per_trial:g} asks for more GPU than the {total_gpus:g} present")
+    if total_gpus > 0:
+        share = gpus_per_trial or 1.0
+        fit = max(1, int(math.floor(total_gpus / share + 1e-9)))
+        concurrent = min(max_concurrent or fit, fit)
+    else:
+        share = 0.0
+        concurrent = max_concurrent or 1
+    cpus = max(total_cpus / concurrent, 0.25)
+    cpus = math.floor(cpus) if cpus >= 1 else round(cpus, 2)
+    return Resources(float(cpus), share, concurrent)
+
+
+class PatienceStopper(tune.Stopper):
+    """Stops a trial whose val accuracy has not improved for its spec's ``patience`` epochs.
+
+    Each reason is also written to ``reasons_path``: Ray Tune pickles the stopper with the
+    experiment, and a resumed run works with that copy, so the file is what both share.
+    """
+
+    def __init__(self, reasons_path: Path):
+        self.reasons_path = reasons_path
+        self.best: dict[str, tuple[float, int]] = {}
+        self.reasons: dict[str, str] = read_stop_reasons(reasons_path)
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        patience = result.get("patience")
+        accuracy = result.get("val_accuracy")
+        epoch = result.get("epoch")
+        if patience is None or accuracy is None or epoch is None or math.isnan(patience):
+            return False
+        best, best_epoch = self.best.get(trial_id, (-math.inf, 0))
+        if accuracy > best:
+            self.best[trial_id] = (accuracy, epoch)
+            return False
+        if epoch - best_epoch >= patience:
+            self.reasons[trial_id] = (
+                f"no val accuracy gain in {int(patience)} epochs (best {best:.4f} at epoch {best_epoch})"
+            )
+            atomic_write_text(self.reasons_path, json.dumps(self.reasons, indent=1))
+            return True
+        return False
+
+    def stop_all(self) -> bool:
+        return False
 
 
 class ProgressPrinter(tune.Callback):
-    """One line per trial epoch on the driver's stdout (Ray's own tables are turned off)."""
+    """One line per trial event on the driver's stdout, with an estimate of the time left."""
 
-    def __init__(self, write: Callable[[str], None]):
+    def __init__(self, write: Callable[[str], None], stopper: PatienceStopper, concurrency: int):
         self.write = write
+        self.stopper = stopper
+        self.concurrency = concurrency
+        self.epoch_seconds: list[float] = []
+        self.started = time.monotonic()
+
+    def _eta(self, trials) -> str:
+        if not self.epoch_seconds:
+            return ""
+        remaining = 0
+        for trial in trials:
+            if trial.status in ("PENDING", "RUNNING", "PAUSED"):
+                done = (trial.last_result or {}).get("epoch", 0) or 0
+                remaining += max(trial.config["spec"]["epochs"] - done, 0)
+        mean = sum(self.epoch_seconds) / len(self.epoch_seconds)
+        seconds = remaining * mean / max(self.concurrency, 1)
+        return f"  (about {format_duration(seconds)} left)"
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.write(f"[{trial.trial_id and trial.config['spec']['name']}] started")
+        self.write(f"[{trial_label(trial)}] started")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        spec = trial.config["spec"]
+        self.epoch_seconds.append(result["epoch_seconds"])
         self.write(
-            f"[{spec['name']}] epoch {result['epoch']}/{spec['epochs']}  "
+            f"[{trial_label(trial)}] epoch {result['epoch']}/{trial.config['spec']['epochs']}  "
             f"val_acc {result['val_accuracy']:.4f}  train_acc {result['train_accuracy']:.4f}  "
-            f"{result['train_images_per_sec']:.1f} img/s  {result['epoch_seconds']:.1f} s"
+            f"{result['train_images_per_sec']:.1f} img/s  {result['epoch_seconds']:.1f} s{self._eta(trials)}"
         )
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.write(f"[{trial.config['spec']['name']}] failed: {_first_line(trial.error_file)}")
+        self.write(f"[{trial_label(trial)}] failed: {_last_line(trial.error_file)}")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self.write(f"[{trial.config['spec']['name']}] finished")
+        result = trial.last_result or {}
+        budget = trial.config["spec"]["epochs"]
+        epochs = result.get("epoch", 0)
+        if epochs and epochs < budget:
+            reason = self.stopper.reasons.get(trial.trial_id, "ASHA: below its rung's cutoff")
+            self.write(f"[{trial_label(trial)}] stopped early at epoch {epochs}/{budget}: {reason}")
+        else:
+            self.write(f"[{trial_label(trial)}] finished: best val_acc {_best(trial):.4f}")
 
 
-def _first_line(error_file: str | None) -> str:
+def _best(trial) -> float:
+    try:
+        return float(trial.metric_analysis["val_accuracy"]["max"])
+    except (KeyError, TypeError):
+        return float("nan")
+
+
+def read_stop_reasons(path: Path) -> dict[str, str]:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def _last_line(error_file: str | None) -> str:
     if not error_file or not Path(error_file).is_file():
         return "see the trial's error.txt"
     lines = [line for line in Path(error_file).read_text(errors="replace").splitlines() if line.strip()]
     return lines[-1].strip() if lines else "see the trial's error.txt"
 
 
-def _trainable(config: dict, data_root: str) -> None:
+def resolve_spec(config: dict) -> TrialSpec:
+    """The concrete spec of a trial: its template plus Ray Tune's random-search draws."""
     spec = TrialSpec.from_dict(config["spec"])
-    run_trial(spec, data_root, report=tune.report)
+    sampled = config.get("search") or {}
+    return apply_sample(spec, sampled.get("learning_rate"), sampled.get("latent_size"))
 
 
-def _trial_name(trial) -> str:
-    return trial.config["spec"]["name"]
+def trial_label(trial) -> str:
+    return resolve_spec(trial.config).name
+
+
+def _trainable(config: dict, data_root: str) -> None:
+    spec = resolve_spec(config)
+    node_id = ray.get_runtime_context().get_node_id()
+
+    def report(metrics: dict) -> None:
+        tune.report({**metrics, "node_id": node_id, "patience": spec.patience or math.nan})
+
+    run_trial(spec, data_root, report=report)
 
 
 def _error_message(error: BaseException | None) -> str | None:
     if error is None:
         return None
     cause = getattr(error, "cause", None) or error
-    text = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {text[-1] if text else ''}".strip()
+    text = [line for line in str(cause).strip().splitlines() if line.strip()]
+    return f"{type(cause).__name__}: {text[-1].strip() if text else ''}".strip()
 
 
-def _records_from(grid, specs: Sequence[TrialSpec]) -> list[TrialRecord]:
-    by_name: dict[str, TrialRecord] = {}
+def last_attempt(rows: list[dict]) -> list[dict]:
+    """The epochs of a trial's last attempt: a restarted trial reports from epoch 1 again."""
+    attempt: list[dict] = []
+    for row in rows:
+        if attempt and row["epoch"] <= attempt[-1]["epoch"]:
+            attempt = []
+        attempt.append(row)
+    return attempt
+
+
+def _records_from(grid, planned: Sequence[TrialSpec], stop_reasons: dict[str, str]) -> list[TrialRecord]:
+    records: list[TrialRecord] = []
+    seen: set[str] = set()
     for result in grid:
-        spec = result.config["spec"]
+        spec = resolve_spec(result.config)
         frame = result.metrics_dataframe
-        epochs = []
+        rows: list[dict] = []
         if frame is not None and not frame.empty and "epoch" in frame.columns:
-            columns = [key for key in EPOCH_METRIC_KEYS if key in frame.columns]
-            frame = frame.dropna(subset=["epoch"]).sort_values("epoch")
-            epochs = [
-                {key: (int(value) if key == "epoch" else value) for key, value in row.items()}
-                for row in frame[columns].to_dict("records")
-            ]
-        by_name[spec["name"]] = TrialRecord(spec=spec, epochs=epochs, error=_error_message(result.error))
-    return [by_name.get(spec.name, TrialRecord(spec=spec.to_dict(), error="trial did not run")) for spec in specs]
+            columns = [key for key in (*EPOCH_METRIC_KEYS, "node_id") if key in frame.columns]
+            frame = frame.dropna(subset=["epoch"])
+            rows = [{**row, "epoch": int(row["epoch"])} for row in frame[columns].to_dict("records")]
+        trial_id = (result.metrics or {}).get("trial_id")
+        records.append(
+            TrialRecord(
+                spec=spec.to_dict(),
+                epochs=last_attempt(rows),
+                error=_error_message(result.error),
+                stop_reason=stop_reasons.get(trial_id),
+            )
+        )
+        seen.add(spec.name)
+    for spec in planned:
+        if spec.search_sample is None and spec.name not in seen:
+            records.append(TrialRecord(spec=spec.to_dict(), error="trial did not run"))
+    order = {spec.name: index for index, spec in enumerate(planned)}
+    records.sort(key=lambda record: order.get(record.spec["name"], len(order)))
+    return records
 
 
-def run_specs(
+def check_address(address: str, timeout: float = CLUSTER_CONNECT_TIMEOUT_S) -> None:
+    """Fail fast with one line when a ``host:port`` cluster address does not answer."""
+    if address == "auto":
+        return
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        raise RunnerError(f"cluster address {address!r} is not host:port (or 'auto')")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as error:
+        raise RunnerError(f"cannot reach the Ray cluster at {address}: {error.strerror or error}") from None
+
+
+@dataclass
+class _RayInstance:
+    temp_dir: str | None = None
+    started_here: bool = field(default=False)
+
+
+def local_gpu_count() -> int:
+    """NVIDIA GPUs this process may use (CUDA_VISIBLE_DEVICES respected); 0 without NVML."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([device for device in visible.split(",") if device.strip() and device.strip() != "-1"])
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return int(pynvml.nvmlDeviceGetCount())
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # no driver, no library, no GPU: all mean none to use
+        return 0
+
+
+def _start_ray(scheduling: Scheduling) -> _RayInstance:
+    if ray.is_initialized():  # a caller (a test, a notebook) already joined a cluster
+        return _RayInstance()
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_REPO_ROOT, os.environ.get("PYTHONPATH")]))
+    if scheduling.address:
+        check_address(scheduling.address)
+        try:
+            ray.init(
+                address=scheduling.address,
+                log_to_driver=False,
+                logging_level=logging.ERROR,
+                runtime_env={"env_vars": {**TRIAL_ENVIRONMENT, "PYTHONPATH": os.environ["PYTHONPATH"]}},
+            )
+        except (ConnectionError, RuntimeError, ValueError) as error:
+            raise RunnerError(f"cannot join the Ray cluster at {scheduling.address}: {error}") from None
+        return _RayInstance(started_here=True)
+    temp_dir = tempfile.mkdtemp(prefix="adience-ray-")
+    ray.init(
+        include_dashboard=False,
+        _temp_dir=temp_dir,
+        log_to_driver=False,
+        logging_level=logging.ERROR,
+        num_gpus=scheduling.num_gpus,
+    )
+    return _RayInstance(temp_dir=temp_dir, started_here=True)
+
+
+def _stop_ray(instance: _RayInstance) -> None:
+    if instance.started_here and ray.is_initialized():
+        ray.shutdown()
+    if instance.temp_dir:
+        shutil.rmtree(instance.temp_dir, ignore_errors=True)
+    sys.stdout.flush()
+
+
+def _param_space(specs: Sequence[TrialSpec], search: RandomSearch | None) -> dict:
+    templates = list(specs) + (search.templates() if search else [])
+    space: dict = {"spec": tune.grid_search([spec.to_dict() for spec in templates])}
+    if search:
+        space["search"] = {"learning_rate": tune.loguniform(*search.learning_rate)}
+        if search.latent_size:
+            low, high, step = search.latent_size
+            space["search"]["latent_size"] = tune.qrandint(low, high, step)
+    return space
+
+
+def _scheduler(scheduling: Scheduling, specs: Sequence[TrialSpec]):
+    if not scheduling.asha:
+        return FIFOScheduler()
+    return ASHAScheduler(
+        time_attr="epoch",
+        max_t=max(spec.epochs for spec in specs),
+        grace_period=scheduling.asha_grace_period,
+        reduction_factor=scheduling.asha_reduction_factor,
+    )
+
+
+def run_trials(
     specs: Sequence[TrialSpec],
     *,
     data_root: Path,
-    storage_dir: Path,
-    experiment_name: str,
-    max_concurrent: int | None = None,
+    run_dir: Path,
+    scheduling: Scheduling = Scheduling(),
+    search: RandomSearch | None = None,
+    resume: bool = False,
     write: Callable[[str], None] = print,
 ) -> list[TrialRecord]:
-    """Run every spec as a Ray Tune trial on a private local Ray instance."""
-    ray_temp = tempfile.mkdtemp(prefix="adience-ray-")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_REPO_ROOT, os.environ.get("PYTHONPATH")]))
+    """Run ``specs`` (and ``search``'s samples) as one Ray Tune experiment under ``run_dir``.
+
+    With ``resume``, restore the experiment stored in ``run_dir`` instead: finished trials
+    are kept as they are, the others run again.
+    """
+    planned = list(specs) + (search.templates() if search else [])
+    experiment = run_dir.resolve() / EXPERIMENT_NAME
+    if resume and not tune.Tuner.can_restore(str(experiment)):
+        raise RunnerError(f"{run_dir} holds no Ray Tune experiment to resume (expected {experiment})")
+    if not scheduling.address and not ray.is_initialized():
+        # check the GPU request against this machine before starting Ray
+        gpus = scheduling.num_gpus if scheduling.num_gpus is not None else local_gpu_count()
+        plan_resources(float(os.cpu_count() or 1), float(gpus), scheduling.max_concurrent, scheduling.gpus_per_trial)
+    instance = _start_ray(scheduling)
     try:
-        ray.init(
-            include_dashboard=False,
-            _temp_dir=ray_temp,
-            log_to_driver=False,
-            logging_level=logging.ERROR,
-        )
+        cluster = ray.cluster_resources()
         resources = plan_resources(
-            int(ray.cluster_resources().get("CPU", 1)), float(ray.cluster_resources().get("GPU", 0)), max_concurrent
+            float(cluster.get("CPU", 1)),
+            float(cluster.get("GPU", 0)),
+            scheduling.max_concurrent,
+            scheduling.gpus_per_trial,
         )
         write(
-            f"Ray: {len(specs)} trial(s), {resources.cpus_per_trial:g} CPU and {resources.gpus_per_trial:g} GPU "
+            f"Ray: {len(planned)} trial(s), {resources.cpus_per_trial:g} CPU and {resources.gpus_per_trial:g} GPU "
             f"each, at most {resources.max_concurrent} at once"
         )
+        stopper = PatienceStopper(run_dir.resolve() / STOP_REASONS_FILE)
         trainable = tune.with_resources(
             tune.with_parameters(_trainable, data_root=str(data_root)),
             {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
         )
-        tuner = tune.Tuner(
-            trainable,
-            param_space={"spec": tune.grid_search([spec.to_dict() for spec in specs])},
-            tune_config=tune.TuneConfig(
-                metric="val_accuracy",
-                mode="max",
-                max_concurrent_trials=resources.max_concurrent,
-                reuse_actors=True,
-                trial_name_creator=_trial_name,
-                trial_dirname_creator=_trial_name,
-            ),
-            run_config=tune.RunConfig(
-                name=experiment_name,
-                storage_path=str(storage_dir.resolve()),
-                verbose=0,
-                callbacks=[ProgressPrinter(write)],
-                failure_config=tune.FailureConfig(max_failures=0),
-            ),
+        run_config = tune.RunConfig(
+            name=EXPERIMENT_NAME,
+            storage_path=str(run_dir.resolve()),
+            verbose=0,
+            stop=stopper,
+            callbacks=[ProgressPrinter(write, stopper, resources.max_concurrent)],
+            failure_config=tune.FailureConfig(max_failures=1),
         )
+        if resume:
+            # The stored experiment keeps its own run config (stopper and progress printer
+            # included) and its param space, sampled values and all.
+            tuner = tune.Tuner.restore(
+                str(experiment),
+                trainable=trainable,
+                resume_unfinished=True,
+                resume_errored=False,
+                restart_errored=False,
+            )
+        else:
+            tuner = tune.Tuner(
+                trainable,
+                param_space=_param_space(specs, search),
+                tune_config=tune.TuneConfig(
+                    metric="val_accuracy",
+                    mode="max",
+                    scheduler=_scheduler(scheduling, planned),
+                    max_concurrent_trials=resources.max_concurrent,
+                    reuse_actors=True,
+                    trial_name_creator=trial_label,
+                    trial_dirname_creator=trial_label,
+                    search_alg=tune.search.BasicVariantGenerator(random_state=scheduling.seed),
+                ),
+                run_config=run_config,
+            )
         grid = tuner.fit()
-        return _records_from(grid, specs)
+        return _records_from(grid, planned, read_stop_reasons(run_dir.resolve() / STOP_REASONS_FILE))
     finally:
-        if ray.is_initialized():
-            ray.shutdown()
-        shutil.rmtree(ray_temp, ignore_errors=True)
-        sys.stdout.flush()
+        _stop_ray(instance)

@@ -38,9 +38,11 @@ class TrialSpec:
     learning_rate: float = 1e-3
     momentum: float = 0.9
     weight_decay: float = 0.0
+    lr_decay_steps: int | None = None  # multiply the learning rate by lr_decay_factor every this many steps
+    lr_decay_factor: float = 0.1
     batch_size: int = 32
     epochs: int = 10
-    patience: int | None = None  # early stopping on val accuracy; None: run every epoch
+    patience: int | None = 10  # stop when val accuracy has not improved for this many epochs (the report's 10)
     val_fold: int = 4
     train_folds: tuple[int, ...] = (0, 1, 2, 3)
     train_limit: int | None = None  # at most this many training images (class-balanced); None: all
@@ -48,6 +50,7 @@ class TrialSpec:
     seed: int = 0
     reference: float | None = None  # the report's validation accuracy for this row
     reference_epochs: int | None = None  # the epochs the report trained for that figure
+    search_sample: int | None = None  # a random-search sample: learning rate / latent size drawn by Ray Tune
 
     def __post_init__(self):
         object.__setattr__(self, "model_options", dict(self.model_options))
@@ -80,7 +83,9 @@ class TrialSpec:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 yield f"{name} must be an integer >= 1, got {value!r}"
-        for name in ("patience", "train_limit", "val_limit"):
+        if not 0 < self.lr_decay_factor <= 1:
+            yield f"lr_decay_factor must be in (0, 1], got {self.lr_decay_factor!r}"
+        for name in ("patience", "train_limit", "val_limit", "lr_decay_steps"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 yield f"{name} must be an integer >= 1 or None, got {value!r}"
@@ -125,6 +130,64 @@ class TrialSpec:
 
     def replace(self, **changes) -> TrialSpec:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def input_size(self) -> int:
+        """The model's input side: its ``input_size`` option or the registry's default."""
+        return int(self.model_options.get("input_size", models.get_model_entry(self.model).default_input_size))
+
+
+@dataclass(frozen=True)
+class RandomSearch:
+    """A random search over one row's learning rate (log-uniform) and latent size (a grid step).
+
+    Ray Tune draws each sample; ``base`` holds everything else. ``references`` are the
+    report's figures for its samples, in order (its samples drew other values than ours).
+    """
+
+    base: TrialSpec
+    samples: int
+    learning_rate: tuple[float, float]
+    latent_size: tuple[int, int, int] | None = None  # low, high, step
+    references: tuple[float | None, ...] = ()
+
+    def __post_init__(self):
+        low, high = self.learning_rate
+        if not 0 < low < high:
+            raise SpecError(f"random search {self.base.name}: learning-rate bounds must be 0 < low < high")
+        if self.latent_size is not None:
+            latent_low, latent_high, step = self.latent_size
+            if not (0 < latent_low <= latent_high and step > 0):
+                raise SpecError(f"random search {self.base.name}: latent-size bounds must be 0 < low <= high, step > 0")
+        if self.samples < 1:
+            raise SpecError(f"random search {self.base.name}: samples must be >= 1")
+
+    def templates(self) -> list[TrialSpec]:
+        """One spec per sample; Ray Tune fills in the sampled values (see ``apply_sample``)."""
+        return [
+            self.base.replace(
+                name=f"{self.base.name}-{index}",
+                search_sample=index,
+                reference=self.references[index] if index < len(self.references) else None,
+            )
+            for index in range(self.samples)
+        ]
+
+
+def apply_sample(spec: TrialSpec, learning_rate: float | None, latent_size: int | None) -> TrialSpec:
+    """The concrete spec of a random-search sample; its name carries the drawn values."""
+    if spec.search_sample is None:
+        return spec
+    options = dict(spec.model_options)
+    name = spec.name
+    changes = {}
+    if learning_rate is not None:
+        changes["learning_rate"] = float(learning_rate)
+        name += f"_lr={learning_rate:.3g}"
+    if latent_size is not None:
+        options["latent_size"] = int(latent_size)
+        name += f"_latent={int(latent_size)}"
+    return spec.replace(name=name, model_options=options, **changes)
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ EPOCH_METRIC_KEYS = (
     "trainable_params",
     "train_images",
     "val_images",
+    "started_at",
 )
 Reporter = Callable[[dict], None]
 
@@ -79,10 +80,20 @@ def load_trial_data(spec: TrialSpec, data_root: Path | str) -> TrialData:
 
 
 def build_optimizer(spec: TrialSpec) -> keras.optimizers.Optimizer:
+    """SGD (with momentum) or Adam; a step schedule where the spec has one (Caffe's "step" policy).
+
+    Keras applies weight decay decoupled (w -= lr * wd * w each step) where Caffe adds
+    wd * w to the gradient; with plain SGD the two agree, with momentum nearly so.
+    """
     weight_decay = spec.weight_decay or None
+    learning_rate = spec.learning_rate
+    if spec.lr_decay_steps:
+        learning_rate = keras.optimizers.schedules.ExponentialDecay(
+            spec.learning_rate, decay_steps=spec.lr_decay_steps, decay_rate=spec.lr_decay_factor, staircase=True
+        )
     if spec.optimizer == "sgd":
-        return keras.optimizers.SGD(spec.learning_rate, momentum=spec.momentum, weight_decay=weight_decay)
-    return keras.optimizers.Adam(spec.learning_rate, weight_decay=weight_decay)
+        return keras.optimizers.SGD(learning_rate, momentum=spec.momentum, weight_decay=weight_decay)
+    return keras.optimizers.Adam(learning_rate, weight_decay=weight_decay)
 
 
 def build_trial_model(spec: TrialSpec) -> tuple[keras.Model, keras.Model]:
@@ -138,7 +149,12 @@ class EpochReporter(keras.callbacks.Callback):
 
 
 def run_trial(spec: TrialSpec, data_root: Path | str, report: Reporter) -> None:
-    """Train ``spec`` on ``data_root``, calling ``report`` once per epoch."""
+    """Train ``spec`` on ``data_root`` for its epoch budget, calling ``report`` once per epoch.
+
+    Early stopping (patience, ASHA) is the scheduler's: bench/runner.py stops the trial
+    between epochs. Called without a scheduler, every epoch runs.
+    """
+    started_at = time.time()
     keras.backend.clear_session()
     keras.utils.set_random_seed(spec.seed)
     data = load_trial_data(spec, data_root)
@@ -148,10 +164,9 @@ def run_trial(spec: TrialSpec, data_root: Path | str, report: Reporter) -> None:
         "trainable_params": int(sum(np.prod(w.shape) for w in network.trainable_weights)),
         "train_images": len(data.train_labels),
         "val_images": len(data.val_labels),
+        "started_at": started_at,
     }
     callbacks: list[keras.callbacks.Callback] = [EpochReporter(report, static, len(data.train_labels))]
-    if spec.patience:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=spec.patience))
     try:
         model.fit(
             ArrayBatches(data.train_images, data.train_labels, spec.batch_size, shuffle=True, seed=spec.seed),

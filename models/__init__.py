@@ -3,7 +3,7 @@
 Importing the package registers every built-in model.
 """
 
-from models import levi_hassner  # noqa: F401  (registers its builders)
+from models import levi_hassner, tiny  # noqa: F401  (registers their builders)
 from models.registry import (
     ModelOptionError,
     UnknownModelError,

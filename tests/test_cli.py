@@ -43,7 +43,12 @@ def test_unknown_suite_in_a_fresh_process_prints_one_line_and_exits_2():
     ("args", "message"),
     [
         (["--suite", "transferr"], "unknown suite 'transferr'"),
-        (["--data", "x"], "the following arguments are required: --suite"),
+        (["--data", "x"], "--suite is required"),
+        (["--suite", "baseline", "--trials", "resnet*"], "--trials 'resnet*' matches no trial of suite baseline"),
+        (["--suite", "baseline", "--lr", "0"], "--lr must be > 0"),
+        (["--suite", "baseline", "--batch-size", "0"], "--batch-size must be >= 1"),
+        (["--suite", "baseline", "--gpus-per-trial", "1.5"], "--gpus-per-trial must be in (0, 1]"),
+        (["--suite", "baseline", "--gpus-per-trial", "0"], "--gpus-per-trial must be in (0, 1]"),
         (["--suite", "baseline", "--preset", "fast"], "unknown preset 'fast'"),
         (["--suite", "baseline", "--preset", "paper"], "add --force"),
         (["--suite", "baseline", "--epochs", "0"], "--epochs must be >= 1"),
@@ -54,6 +59,30 @@ def test_unknown_suite_in_a_fresh_process_prints_one_line_and_exits_2():
 def test_bad_arguments_give_one_line_and_exit_2(capsys, args, message):
     assert main(args) == 2
     assert message in one_error_line(capsys)
+
+
+def test_gpu_share_above_the_gpus_present_fails_before_ray_starts(capsys, tmp_path, small_synthetic, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    args = ["--suite", "selftest", "--data", str(small_synthetic), "--out", str(tmp_path), "--gpus-per-trial", "0.5"]
+    assert main(args) == 2
+    assert "more GPU than the 0 present" in one_error_line(capsys)
+
+
+def test_unreachable_cluster_gives_one_line(capsys, tmp_path, small_synthetic):
+    args = ["--suite", "selftest", "--data", str(small_synthetic), "--out", str(tmp_path), "--address", "127.0.0.1:9"]
+    assert main(args) == 2
+    assert "cannot reach the Ray cluster at 127.0.0.1:9" in one_error_line(capsys)
+
+
+def test_resume_of_a_folder_that_is_no_run(capsys, tmp_path):
+    assert main(["--resume", str(tmp_path)]) == 2
+    assert "is not a run folder" in one_error_line(capsys)
+
+
+def test_list_shows_suites_rows_and_report_figures(capsys):
+    assert main(["--list"]) == 0
+    out = capsys.readouterr().out
+    assert "baseline:" in out and "levi_hassner_sgd_lr=1e-3_m=0.9: levi_hassner, 300 epochs; report 0.9498" in out
 
 
 def test_data_path_that_does_not_exist(capsys, tmp_path):
@@ -72,7 +101,7 @@ def test_data_path_without_fold_files(capsys, tmp_path):
 @pytest.mark.slow
 def test_baseline_suite_runs_end_to_end_through_ray(tmp_path):
     """README command (a) on the built-in data: the smoke preset reaches >= 0.80."""
-    result = run_cli("--suite", "baseline", "--out", str(tmp_path))
+    result = run_cli("--suite", "baseline", "--trials", "levi_hassner_sgd*", "--out", str(tmp_path))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     last_line = result.stdout.strip().splitlines()[-1]
     assert last_line.startswith("Leaderboard: ")
@@ -84,9 +113,10 @@ def test_baseline_suite_runs_end_to_end_through_ray(tmp_path):
     results = pd.read_parquet(run_dir / "results.parquet")
     epochs = pd.read_parquet(run_dir / "epochs.parquet")
     (row,) = results.itertuples()
-    assert row.trial == "levi_hassner" and row.status == "completed" and row.params == 8_856_066
+    assert row.trial == "levi_hassner_sgd_lr=1e-3_m=0.9" and row.status == "completed" and row.params == 8_856_066
     assert row.best_val_accuracy >= 0.80
     assert list(epochs["epoch"]) == list(range(1, row.epochs_budget + 1))
     text = leaderboard.read_text()
-    assert "| levi_hassner" in text and f"{row.best_val_accuracy:.4f}" in text
+    assert "| levi_hassner_sgd_lr=1e-3_m=0.9" in text and f"{row.best_val_accuracy:.4f}" in text
     assert "epoch 1/" in result.stdout  # progress on the way
+    assert result.stdout.strip().splitlines()[-2].startswith("Done: 1 trial(s): 1 completed")

@@ -65,10 +65,12 @@ def test_presets():
         get_preset("fast")
 
 
-def test_baseline_suite_is_the_report_row():
+def test_baseline_suite_is_the_report_row_and_the_caffe_solver():
     suite = get_suite("baseline")
     assert "baseline" in list_suites()
-    (spec,) = suite.specs
+    spec, caffe = suite.specs
+    assert caffe.weight_decay == 5e-4 and caffe.lr_decay_steps == 10_000 and caffe.batch_size == 50
+    assert caffe.model_options == {"lrn_after_conv3": False}
     assert spec.model == "levi_hassner" and spec.optimizer == "sgd" and spec.momentum == 0.9
     assert spec.normalisation == "per_image" and spec.policy == "report"
     assert spec.reference == pytest.approx(0.9498)

@@ -1,0 +1,28 @@
+"""A tiny CNN for checking the harness itself: trains in seconds on a CPU.
+
+Not a model of the report. The ``selftest`` suite and the scheduling tests use it where
+what matters is Ray Tune's behaviour (packing, ASHA, resume, clusters), not accuracy.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from models.registry import ModelOptionError, register_model
+
+
+@register_model("tiny_cnn", default_input_size=227, description="tiny CNN for harness checks (not in the report)")
+def tiny_cnn(input_size: int = 227, width: int = 16, num_classes: int = 2) -> keras.Model:
+    """Two strided convolutions, global average pooling and a softmax head (~5k parameters)."""
+    if not isinstance(input_size, int) or input_size < 16:
+        raise ModelOptionError(f"tiny_cnn: input_size must be an integer >= 16, got {input_size!r}")
+    if not isinstance(width, int) or width < 1:
+        raise ModelOptionError(f"tiny_cnn: width must be an integer >= 1, got {width!r}")
+    inputs = keras.Input((input_size, input_size, 3), name="image")
+    x = layers.Conv2D(width, 5, strides=2, activation="relu", name="conv1")(inputs)
+    x = layers.MaxPooling2D(3, strides=3, name="pool1")(x)
+    x = layers.Conv2D(2 * width, 3, strides=2, activation="relu", name="conv2")(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="head")(x)
+    return keras.Model(inputs, outputs, name="tiny_cnn")

@@ -1,0 +1,195 @@
+"""Scheduling with Ray Tune: resources, packing, early stopping, resume and clusters."""
+
+import contextlib
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from bench.errors import RunnerError
+from bench.runner import PatienceStopper, Scheduling, check_address, last_attempt, plan_resources, run_trials
+from bench.specs import RandomSearch, TrialSpec, apply_sample
+from tests.conftest import REPO_ROOT
+
+
+def tiny(name, **changes):
+    fields = {
+        "name": name,
+        "model": "tiny_cnn",
+        "optimizer": "adam",
+        "learning_rate": 3e-3,
+        "momentum": 0.0,
+        "batch_size": 16,
+        "epochs": 2,
+        "train_limit": 48,
+        "val_limit": 24,
+    }
+    return TrialSpec(**{**fields, **changes})
+
+
+@pytest.mark.parametrize(
+    ("cpus", "gpus", "max_concurrent", "share", "expected"),
+    [
+        (2, 0, None, None, (2, 0, 1)),  # CPU: one trial at a time on every core
+        (2, 0, 2, None, (1, 0, 2)),
+        (16, 1, None, 0.25, (4, 0.25, 4)),  # four trials packed on one GPU
+        (16, 2, None, None, (8, 1, 2)),  # a whole GPU each by default
+        (16, 1, 2, 0.25, (8, 0.25, 2)),  # --max-concurrent caps the packing
+        (2, 1, None, 0.25, (0.5, 0.25, 4)),
+    ],
+)
+def test_plan_resources(cpus, gpus, max_concurrent, share, expected):
+    planned = plan_resources(cpus, gpus, max_concurrent, share)
+    assert (planned.cpus_per_trial, planned.gpus_per_trial, planned.max_concurrent) == expected
+
+
+@pytest.mark.parametrize(("gpus", "share", "message"), [(1, 1.5, "in \\(0, 1\\]"), (0, 0.5, "more GPU than the 0")])
+def test_bad_gpu_requests(gpus, share, message):
+    with pytest.raises(RunnerError, match=message):
+        plan_resources(4, gpus, None, share)
+
+
+def test_patience_stopper_counts_epochs_without_gain(tmp_path):
+    stopper = PatienceStopper(tmp_path / "reasons.json")
+    curve = [0.5, 0.6, 0.6, 0.59, 0.6]
+    decisions = [stopper("t1", {"epoch": e, "val_accuracy": a, "patience": 3}) for e, a in enumerate(curve, start=1)]
+    assert decisions == [False, False, False, False, True]
+    assert "no val accuracy gain in 3 epochs" in stopper.reasons["t1"]
+    assert "t1" in (tmp_path / "reasons.json").read_text()
+    assert not stopper("t2", {"epoch": 1, "val_accuracy": 0.5, "patience": math.nan})
+
+
+def test_last_attempt_keeps_the_restarted_run_only():
+    rows = [{"epoch": 1}, {"epoch": 2}, {"epoch": 1, "x": 1}, {"epoch": 2, "x": 1}, {"epoch": 3, "x": 1}]
+    assert last_attempt(rows) == rows[2:]
+
+
+def test_random_search_templates_and_samples():
+    search = RandomSearch(
+        tiny("search"), samples=3, learning_rate=(1e-5, 5e-5), latent_size=(32, 1024, 32), references=(0.9, 0.91)
+    )
+    templates = search.templates()
+    assert [t.name for t in templates] == ["search-0", "search-1", "search-2"]
+    assert [t.reference for t in templates] == [0.9, 0.91, None]
+    concrete = apply_sample(templates[1], 2.5e-5, 320)
+    assert concrete.learning_rate == 2.5e-5 and concrete.model_options["latent_size"] == 320
+    assert concrete.name == "search-1_lr=2.5e-05_latent=320"
+    assert apply_sample(tiny("grid"), 1.0, 2) == tiny("grid")
+
+
+def test_unreachable_cluster_address_fails_fast():
+    started = time.monotonic()
+    with pytest.raises(RunnerError, match="cannot reach the Ray cluster at 127.0.0.1:9"):
+        check_address("127.0.0.1:9")
+    assert time.monotonic() - started < 30
+    with pytest.raises(RunnerError, match="is not host:port"):
+        check_address("nowhere")
+
+
+@pytest.mark.slow
+def test_four_quarter_gpu_trials_run_at_the_same_time(small_synthetic, tmp_path):
+    specs = [tiny(f"packed{i}", epochs=2) for i in range(4)]
+    records = run_trials(
+        specs,
+        data_root=small_synthetic,
+        run_dir=tmp_path,
+        scheduling=Scheduling(num_gpus=1, gpus_per_trial=0.25),
+        write=lambda line: None,
+    )
+    assert [r.error for r in records] == [None] * 4
+    spans = [(r.epochs[0]["started_at"], r.epochs[-1]["started_at"] + r.epochs[-1]["elapsed_seconds"]) for r in records]
+    # every trial started before any trial finished: all four ran at once
+    assert max(start for start, _ in spans) < min(end for _, end in spans)
+
+
+@pytest.mark.slow
+def test_two_node_cluster_runs_trials_on_both_nodes(small_synthetic, tmp_path):
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        specs = [tiny(f"node{i}", epochs=2) for i in range(2)]
+        records = run_trials(
+            specs,
+            data_root=small_synthetic,
+            run_dir=tmp_path,
+            scheduling=Scheduling(address=cluster.address, max_concurrent=2),
+            write=lambda line: None,
+        )
+    finally:
+        cluster.shutdown()
+    assert [r.error for r in records] == [None, None]
+    assert len({r.epochs[-1]["node_id"] for r in records}) == 2
+
+
+def _cli(*args):
+    return [sys.executable, "-m", "bench.run", *args]
+
+
+@pytest.mark.slow
+def test_asha_stops_hopeless_learning_rates_early(tmp_path):
+    result = subprocess.run(
+        _cli("--suite", "selftest", "--out", str(tmp_path)),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    run_dir = next(tmp_path.iterdir())
+    results = pd.read_parquet(run_dir / "results.parquet").set_index("trial")
+    good = results.loc["tiny_cnn_adam_lr=0.003"]
+    assert good["epochs_run"] == 6 and good["status"] == "completed"
+    hopeless = results.drop(index="tiny_cnn_adam_lr=0.003")
+    assert (hopeless["epochs_run"] < 6).all()
+    assert (hopeless["status"] == "early_stopped").all() and hopeless["stop_reason"].str.startswith("ASHA").all()
+    assert "stopped early at epoch" in result.stdout
+
+
+@pytest.mark.slow
+def test_resume_after_the_driver_is_killed(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    driver = subprocess.Popen(
+        _cli("--suite", "selftest", "--out", str(tmp_path), "--epochs", "3"),
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    finished_first = None
+    try:
+        for line in driver.stdout:
+            if "finished: best" in line:
+                finished_first = line.split("]")[0].lstrip("[")
+            elif finished_first and "epoch 1/" in line:  # the next trial is under way
+                driver.send_signal(signal.SIGKILL)  # the driver alone, as a crash would
+                break
+    finally:
+        driver.wait(timeout=60)
+        time.sleep(2)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(driver.pid, signal.SIGKILL)  # Ray workers the driver left behind
+    assert finished_first == "tiny_cnn_adam_lr=0.003"
+    run_dir = next(tmp_path.iterdir())
+    assert not (run_dir / "results.parquet").exists()
+
+    resumed = subprocess.run(
+        _cli("--resume", str(run_dir)), cwd=REPO_ROOT, capture_output=True, text=True, timeout=600, env=env
+    )
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    assert f"[{finished_first}] started" not in resumed.stdout  # nothing finished is redone
+    results = pd.read_parquet(run_dir / "results.parquet")
+    assert sorted(results["trial"]) == sorted(f"tiny_cnn_adam_lr={lr}" for lr in ("0.003", "1e-07", "2e-07", "3e-07"))
+    epochs = pd.read_parquet(run_dir / "epochs.parquet")
+    assert not epochs.duplicated(subset=["trial", "epoch"]).any()
+    assert (epochs[epochs["trial"] == finished_first]["epoch"].tolist()) == [1, 2, 3]
