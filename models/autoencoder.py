@@ -112,7 +112,7 @@ def inference_model(model: keras.Model) -> keras.Model:
         classifier = model.get_layer(CLASSIFIER_LAYER)
     except ValueError:
         raise ModelOptionError(f"{model.name}: not an autoencoder built by models.autoencoder") from None
-    return keras.Model(model.inputs, classifier.output, name=f"{model.name}_inference")
+    return keras.Model(model.input, classifier.output, name=f"{model.name}_inference")
 
 
 autoencoder = register_model(

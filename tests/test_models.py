@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -30,6 +31,7 @@ REPORT_MODELS = {
     "efficientnet_v2_m",
 }
 FROZEN_OPTIONS = ("all", 10, 20, 0)
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,8 @@ def test_trainable_parameters_under_each_frozen_option(name):
     finally:
         freeze_backbone(backbone, 0)  # the builder's default: leave the shared model as built
     assert counts == contract.trainable
-    # BatchNormalization's moving statistics are never trainable, so frozen=0 stays below params
+    # BatchNormalization's moving statistics are never trainable: even frozen=0 stays below params
+    assert contract.trainable[0] < contract.params
     assert contract.trainable["all"] < contract.trainable[20] < contract.trainable[10] < contract.trainable[0]
 
 
@@ -121,7 +124,7 @@ def test_forward_flops_within_3_percent_of_tensorflow_profiler(name):
 
     model = default_model(name)
     extra = [model.get_layer(layer).output for layer in REFERENCE_EXTRA_OUTPUTS.get(name, ())]
-    graph = keras.Model(model.inputs, [model.get_layer(CLASSIFIER_LAYER).output, *extra]) if extra else model
+    graph = keras.Model(model.input, [model.get_layer(CLASSIFIER_LAYER).output, *extra]) if extra else model
     reference = tf_profiler_flops(graph)
     assert forward_flops(model) == pytest.approx(reference, rel=0.03)
 
@@ -130,10 +133,15 @@ def test_forward_flops_within_3_percent_of_tensorflow_profiler(name):
 def test_models_command_lists_every_model_as_json():
     environment = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
     }
     result = subprocess.run(
-        [sys.executable, "-m", "models", "--json"], capture_output=True, text=True, timeout=300, env=environment
+        [sys.executable, "-m", "models", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=environment,
+        cwd=REPO_ROOT,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.loads(result.stdout)
