@@ -188,7 +188,9 @@ def _separable_convolution(layer, inputs, outputs):
 @flops_rule(keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)
 def _transposed_convolution(layer, inputs, outputs):
     (source,), (output,) = inputs, outputs
-    # every input value meets the whole kernel once
+    # Every input value meets the whole kernel once. TensorFlow's profiler prices output
+    # positions x window / stride**2 instead: the same for "same" padding, more for "valid"
+    # (it also counts the zero border).
     macs = _elements(source) * math.prod(layer.kernel_size) * _channels(layer, output)
     return 2 * macs + _bias_and_activation(layer, output)
 
