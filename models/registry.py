@@ -39,12 +39,15 @@ class RegisteredModel:
     builder: ModelBuilder
     default_input_size: int
     description: str
+    # the data layer's normalisation the model expects (models never normalise twice):
+    # "per_image", "minus_one_to_one" (ResNet50V2's preprocess_input) or "none" (raw [0, 255])
+    normalisation: str = "per_image"
 
 
 _REGISTRY: dict[str, RegisteredModel] = {}
 
 
-def register_model(name: str, *, default_input_size: int, description: str = ""):
+def register_model(name: str, *, default_input_size: int, description: str = "", normalisation: str = "per_image"):
     """Decorator registering ``builder`` under ``name``; a name can be registered once."""
 
     def decorate(builder: ModelBuilder) -> ModelBuilder:
@@ -55,6 +58,7 @@ def register_model(name: str, *, default_input_size: int, description: str = "")
             builder=builder,
             default_input_size=default_input_size,
             description=description or (builder.__doc__ or "").strip().splitlines()[0],
+            normalisation=normalisation,
         )
         return builder
 

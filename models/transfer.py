@@ -10,8 +10,8 @@ already-normalised batch, normalised once and per backbone:
   layer's ``"minus_one_to_one"``).
 
 ``frozen``: ``"all"`` freezes the whole backbone, an integer N the backbone's first N layers
-(``backbone.layers[:N]``, input layer included, as in Keras's fine-tuning guide), 0 nothing.
-Frozen BatchNormalization layers run in inference mode (Keras 3 semantics).
+(``backbone.layers[:N]``, input layer included, as in Keras's fine-tuning guide), 0 (the
+default) nothing. Frozen BatchNormalization layers run in inference mode (Keras 3 semantics).
 """
 
 from __future__ import annotations
@@ -163,7 +163,9 @@ def _register(model_name: str, description: str, latent_size: int | None):
     builder = builder_variant(
         build_transfer_model, fixed={"model_name": model_name}, defaults={"latent_size": latent_size}, doc=doc
     )
-    return register_model(model_name, default_input_size=REPORT_INPUT_SIZE, description=description)(builder)
+    return register_model(
+        model_name, default_input_size=REPORT_INPUT_SIZE, description=description, normalisation=spec.normalisation
+    )(builder)
 
 
 # Report 3.3: MobileNetV3Large and ResNet50V2 have no latent layer; EfficientNetV2M's rows

@@ -183,3 +183,9 @@ def test_imagenet_weights_offline_name_the_file_and_the_folder(monkeypatch, name
     assert isinstance(error.value, ValueError) and error.value.__suppress_context__
     # Keras's own error names the URL it tried: the file name in our table is the one it wants
     assert BACKBONES[name].imagenet_file in str(error.value.__context__)
+
+
+def test_registry_says_which_normalisation_each_model_expects():
+    expected = {"mobilenet_v3_large": "none", "efficientnet_v2_m": "none", "resnet50_v2": "minus_one_to_one"}
+    for name in models.list_models():
+        assert models.get_model_entry(name).normalisation == expected.get(name, "per_image"), name
