@@ -144,6 +144,7 @@ def test_levi_hassner_against_the_profiler():
     _within_3_percent_of_the_profiler(models.create_model("levi_hassner"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["mobilenet_v3_large", "resnet50_v2"])
 def test_transfer_models_against_the_profiler_at_a_small_input(name):
     # depthwise, squeeze-excite and hard-swish arithmetic weigh most at small inputs

@@ -165,6 +165,7 @@ def test_weights_of_another_model_are_refused_in_one_line(tmp_path, mobilenet):
     assert len(str(error.value).splitlines()) == 1
 
 
+@pytest.mark.filterwarnings("ignore:`input_shape` is undefined or non-square:UserWarning")  # expected at 32x32
 @pytest.mark.parametrize("name", ["mobilenet_v3_large", "resnet50_v2"])
 def test_imagenet_weights_offline_name_the_file_and_the_folder(monkeypatch, name):
     expected = keras_cache_folder() / BACKBONES[name].imagenet_file
