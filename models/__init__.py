@@ -1,9 +1,11 @@
 """Model zoo: a registry of builders, each returning an uncompiled ``keras.Model``.
 
-Importing the package registers every built-in model.
+Importing the package registers every built-in model: the report's Levi & Hassner CNN and
+its no-crop and pointwise variants, the autoencoder classifier, the three
+keras.applications transfer models, and a tiny CNN for checking the harness itself.
 """
 
-from models import levi_hassner, tiny  # noqa: F401  (registers their builders)
+from models import autoencoder, levi_hassner, tiny, transfer  # noqa: F401  (register their builders)
 from models.registry import (
     ModelOptionError,
     UnknownModelError,
@@ -13,10 +15,12 @@ from models.registry import (
     list_models,
     register_model,
 )
+from models.weights import WeightsUnavailableError
 
 __all__ = [
     "ModelOptionError",
     "UnknownModelError",
+    "WeightsUnavailableError",
     "create_model",
     "get_model_entry",
     "is_registered",

@@ -5,6 +5,13 @@ pad 2, conv2 256 5x5, max-pool 3/2, LRN; pad 1, conv3 384 3x3, max-pool 3/2, LRN
 flatten (13,824); fc1 512, dropout 0.5; fc2 512, dropout 0.5; fc3 2 -> 8,856,066
 parameters. The report's port has an LRN after each of the three pools; Levi & Hassner's
 Caffe net has none after conv3 (``lrn_after_conv3=False``).
+
+Variants: ``levi_hassner_nocrop`` (section 3.4: the whole 256x256 face, 11,411,970
+parameters) and ``levi_hassner_pointwise`` (section 3.5.2: a 1x1 convolution shrinks the
+6x6x384 feature map before the classifier, where most of the weights sit).
+
+Inputs are already normalised by the data layer (the report's per-image standardisation);
+the model does not normalise again.
 """
 
 from __future__ import annotations
@@ -13,7 +20,8 @@ import keras
 from keras import layers
 
 from models.layers import LocalResponseNormalization
-from models.registry import ModelOptionError, register_model
+from models.registry import ModelOptionError, builder_variant, is_integer, register_model
+from models.weights import check_weights_option, load_whole_model_weights
 
 _POOL = {"pool_size": 3, "strides": 2}
 
@@ -28,20 +36,35 @@ def _feature_map_side(input_size: int) -> int:
     return (side - 3) // 2 + 1  # pool3
 
 
+MIN_INPUT_SIZE = next(size for size in range(1, 256) if _feature_map_side(size) >= 1)
+
+
 def build_levi_hassner(
     input_size: int = 227,
     num_classes: int = 2,
     dropout: float = 0.5,
     lrn_after_conv3: bool = True,
+    pointwise_channels: int | None = None,
+    weights: str | None = None,
     name: str = "levi_hassner",
 ) -> keras.Model:
-    """Levi & Hassner CNN for ``input_size`` square RGB inputs (already normalised)."""
-    if not isinstance(input_size, int) or input_size < 1 or _feature_map_side(input_size) < 1:
-        raise ModelOptionError(f"levi_hassner: input_size must be an integer >= 67, got {input_size!r}")
-    if num_classes < 2:
-        raise ModelOptionError(f"levi_hassner: num_classes must be >= 2, got {num_classes}")
-    if not 0.0 <= dropout < 1.0:
-        raise ModelOptionError(f"levi_hassner: dropout must be in [0, 1), got {dropout}")
+    """Levi & Hassner CNN for ``input_size`` square RGB inputs (already normalised).
+
+    ``pointwise_channels``: a 1x1 convolution with that many channels (ReLU) after the last
+    conv stage, so the classifier sees a thinner feature map; ``None``: none (the baseline).
+    ``weights``: ``None`` or a local ``.weights.h5`` / ``.keras`` file of this same model.
+    """
+    if not is_integer(input_size) or input_size < MIN_INPUT_SIZE:
+        raise ModelOptionError(f"{name}: input_size must be an integer >= {MIN_INPUT_SIZE}, got {input_size!r}")
+    if not is_integer(num_classes) or num_classes < 2:
+        raise ModelOptionError(f"{name}: num_classes must be an integer >= 2, got {num_classes!r}")
+    if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        raise ModelOptionError(f"{name}: dropout must be in [0, 1), got {dropout!r}")
+    if pointwise_channels is not None and (not is_integer(pointwise_channels) or pointwise_channels < 1):
+        raise ModelOptionError(
+            f"{name}: pointwise_channels must be an integer >= 1 or None, got {pointwise_channels!r}"
+        )
+    check_weights_option(name, weights, backbone=False)
 
     inputs = keras.Input((input_size, input_size, 3), name="image")
     x = layers.Conv2D(96, 7, strides=4, activation="relu", name="conv1")(inputs)
@@ -56,16 +79,47 @@ def build_levi_hassner(
     x = layers.MaxPooling2D(**_POOL, name="pool3")(x)
     if lrn_after_conv3:
         x = LocalResponseNormalization(name="norm3")(x)
+    if pointwise_channels is not None:
+        x = layers.Conv2D(pointwise_channels, 1, activation="relu", name="pointwise")(x)
     x = layers.Flatten(name="flat1")(x)
     x = layers.Dense(512, activation="relu", name="fc1")(x)
     x = layers.Dropout(dropout, name="do1")(x)
     x = layers.Dense(512, activation="relu", name="fc2")(x)
     x = layers.Dropout(dropout, name="do2")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="fc3")(x)
-    return keras.Model(inputs, outputs, name=name)
+    return load_whole_model_weights(keras.Model(inputs, outputs, name=name), weights)
 
 
-@register_model("levi_hassner", default_input_size=227, description="Levi & Hassner CNN, 227 crop (report's port)")
-def levi_hassner(input_size: int = 227, **options) -> keras.Model:
-    """Levi & Hassner CNN, 227x227 crop, three LRN layers: 8,856,066 parameters."""
-    return build_levi_hassner(input_size=input_size, name="levi_hassner", **options)
+# The report gives no channel count for its 1x1 layer ("details in the code", not published);
+# 64 shrinks fc1's input from 13,824 to 2,304 values.
+DEFAULT_POINTWISE_CHANNELS = 64
+
+levi_hassner = register_model(
+    "levi_hassner", default_input_size=227, description="Levi & Hassner CNN, 227 crop (report's port)"
+)(
+    builder_variant(
+        build_levi_hassner,
+        fixed={"name": "levi_hassner"},
+        doc="Levi & Hassner CNN, 227x227 crop, three LRN layers: 8,856,066 parameters.",
+    )
+)
+levi_hassner_nocrop = register_model(
+    "levi_hassner_nocrop", default_input_size=256, description="Levi & Hassner CNN, whole 256 image"
+)(
+    builder_variant(
+        build_levi_hassner,
+        fixed={"name": "levi_hassner_nocrop"},
+        defaults={"input_size": 256},
+        doc='Levi & Hassner CNN on the uncropped 256x256 face (report 3.4, "~11M"): 11,411,970 parameters.',
+    )
+)
+levi_hassner_pointwise = register_model(
+    "levi_hassner_pointwise", default_input_size=227, description="Levi & Hassner CNN + 1x1 conv bottleneck"
+)(
+    builder_variant(
+        build_levi_hassner,
+        fixed={"name": "levi_hassner_pointwise"},
+        defaults={"pointwise_channels": DEFAULT_POINTWISE_CHANNELS},
+        doc="Levi & Hassner CNN with a 1x1 convolution before the classifier (report 3.5.2).",
+    )
+)

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
+import inspect
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,18 +28,26 @@ class ModelOptionError(ValueError):
 ModelBuilder = Callable[..., keras.Model]
 
 
+def is_integer(value) -> bool:
+    """An integer, numpy's included (search spaces give those), but not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
 @dataclass(frozen=True)
 class RegisteredModel:
     name: str
     builder: ModelBuilder
     default_input_size: int
     description: str
+    # the data layer's normalisation the model expects (models never normalise twice):
+    # "per_image", "minus_one_to_one" (ResNet50V2's preprocess_input) or "none" (raw [0, 255])
+    normalisation: str = "per_image"
 
 
 _REGISTRY: dict[str, RegisteredModel] = {}
 
 
-def register_model(name: str, *, default_input_size: int, description: str = ""):
+def register_model(name: str, *, default_input_size: int, description: str = "", normalisation: str = "per_image"):
     """Decorator registering ``builder`` under ``name``; a name can be registered once."""
 
     def decorate(builder: ModelBuilder) -> ModelBuilder:
@@ -47,6 +58,7 @@ def register_model(name: str, *, default_input_size: int, description: str = "")
             builder=builder,
             default_input_size=default_input_size,
             description=description or (builder.__doc__ or "").strip().splitlines()[0],
+            normalisation=normalisation,
         )
         return builder
 
@@ -68,8 +80,44 @@ def is_registered(name: str) -> bool:
 
 
 def create_model(name: str, **options) -> keras.Model:
-    """Build the registered model ``name`` with ``options``; returns an uncompiled model."""
-    return get_model_entry(name).builder(**options)
+    """Build the registered model ``name`` with ``options``; returns an uncompiled model.
+
+    Option names are checked against the builder's signature before anything is built.
+    """
+    builder = get_model_entry(name).builder
+    signature = inspect.signature(builder)
+    unknown = sorted(set(options) - set(signature.parameters))
+    if unknown and not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
+        raise ModelOptionError(
+            f"{name}: unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+            f"(options: {', '.join(signature.parameters)})"
+        )
+    return builder(**options)
+
+
+def builder_variant(build: ModelBuilder, *, fixed: dict, defaults: dict | None = None, doc: str) -> ModelBuilder:
+    """``build`` with the ``fixed`` arguments bound and other ``defaults`` changed: a named builder
+    whose signature lists exactly the options a user may pass (``create_model`` checks them)."""
+    defaults = defaults or {}
+    signature = inspect.signature(build)
+    missing = (set(fixed) | set(defaults)) - set(signature.parameters)
+    if missing:
+        raise TypeError(f"{build.__name__} has no parameters {', '.join(sorted(missing))}")
+
+    @functools.wraps(build)
+    def variant(**options):
+        return build(**{**defaults, **options, **fixed})
+
+    variant.__signature__ = signature.replace(
+        parameters=[
+            parameter.replace(default=defaults.get(name, parameter.default), kind=parameter.KEYWORD_ONLY)
+            for name, parameter in signature.parameters.items()
+            if name not in fixed
+        ]
+    )
+    variant.__doc__ = doc
+    del variant.__wrapped__  # inspect.signature must read __signature__, not the wrapped builder's
+    return variant
 
 
 def list_models(pattern: str = "*") -> list[str]:

@@ -92,3 +92,44 @@ def test_registry_lists_and_suggests():
 def test_registering_a_name_twice_is_an_error():
     with pytest.raises(ValueError, match="already registered"):
         models.register_model("levi_hassner", default_input_size=227)(lambda: None)
+
+
+def test_nocrop_variant_takes_the_whole_256_image():
+    model = models.create_model("levi_hassner_nocrop")
+    assert tuple(model.input.shape) == (None, 256, 256, 3)
+    assert tuple(model.get_layer("flat1").output.shape) == (None, 7 * 7 * 384)
+    assert model.count_params() == 11_411_970  # the report's "~11M"
+    assert model.get_layer("fc1").count_params() == 7 * 7 * 384 * 512 + 512
+
+
+@pytest.mark.parametrize("channels", [16, 64])
+def test_pointwise_variant_shrinks_the_feature_map_before_the_classifier(channels):
+    model = models.create_model("levi_hassner_pointwise", pointwise_channels=channels)
+    pointwise = model.get_layer("pointwise")
+    assert pointwise.kernel_size == (1, 1) and pointwise.filters == channels
+    assert tuple(model.get_layer("flat1").output.shape) == (None, 6 * 6 * channels)
+    baseline_fc1 = 13_824 * 512 + 512
+    expected = 8_856_066 - baseline_fc1 + (6 * 6 * channels * 512 + 512) + (384 * channels + channels)
+    assert model.count_params() == expected
+
+
+@pytest.mark.parametrize("channels", [0, -3, 2.5, True])
+def test_pointwise_channels_must_be_a_positive_integer(channels):
+    with pytest.raises(models.ModelOptionError, match="pointwise_channels must be an integer >= 1"):
+        models.create_model("levi_hassner_pointwise", pointwise_channels=channels)
+
+
+def test_smallest_input_is_the_smallest_that_leaves_a_feature_map():
+    assert models.create_model("levi_hassner", input_size=63).get_layer("pool3").output.shape[1] == 1
+    with pytest.raises(models.ModelOptionError, match="input_size must be an integer >= 63"):
+        models.create_model("levi_hassner", input_size=62)
+
+
+def test_local_weights_file_loads_bit_equal(tmp_path, levi_hassner):
+    path = tmp_path / "levi_hassner.weights.h5"
+    levi_hassner.save_weights(path)
+    loaded = models.create_model("levi_hassner", weights=str(path))
+    for saved, restored in zip(levi_hassner.get_weights(), loaded.get_weights(), strict=True):
+        np.testing.assert_array_equal(saved, restored)
+    with pytest.raises(models.ModelOptionError, match="does not fit this model"):
+        models.create_model("levi_hassner_nocrop", weights=str(path))

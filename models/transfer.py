@@ -1,0 +1,175 @@
+"""Transfer models (report section 3.3): a keras.applications backbone without its top,
+global average pooling, an optional ``Dense(latent_size)``, dropout and a 2-way softmax head.
+
+The backbones come from ``keras.applications``, never copied. Each builder takes an
+already-normalised batch, normalised once and per backbone:
+
+- MobileNetV3Large and EfficientNetV2M rescale inside (``include_preprocessing=True``): feed
+  raw [0, 255] values (the data layer's ``"none"`` normalisation).
+- ResNet50V2 has no rescaling inside: feed its ``preprocess_input`` range [-1, 1] (the data
+  layer's ``"minus_one_to_one"``).
+
+``frozen``: ``"all"`` freezes the whole backbone, an integer N the backbone's first N layers
+(``backbone.layers[:N]``, input layer included, as in Keras's fine-tuning guide), 0 (the
+default) nothing. Frozen BatchNormalization layers run in inference mode (Keras 3 semantics).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+from keras import layers
+
+from models.registry import ModelOptionError, builder_variant, is_integer, register_model
+from models.weights import (
+    IMAGENET,
+    check_weights_option,
+    imagenet_unavailable,
+    is_backbone_file,
+    keras_cache_folder,
+    load_whole_model_weights,
+    one_line,
+)
+
+FROZEN_ALL = "all"
+MIN_INPUT_SIZE = 32  # keras.applications refuses smaller inputs for all three backbones
+# The report feeds every model the 227x227 crops of its pipeline (section 3.1); global
+# pooling makes the backbones indifferent to the size, so 227 is every default here.
+REPORT_INPUT_SIZE = 227
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """A keras.applications backbone and the facts needed before building it."""
+
+    application: Callable[..., keras.Model]
+    layer_count: int  # len(backbone.layers) with include_top=False; pinned by a test
+    imagenet_file: str  # the no-top weights file keras.applications downloads
+    normalisation: str  # what the data layer must feed it
+    application_options: dict[str, Any] = field(default_factory=dict)
+
+
+BACKBONES: dict[str, Backbone] = {
+    "mobilenet_v3_large": Backbone(
+        application=keras.applications.MobileNetV3Large,
+        layer_count=187,
+        imagenet_file="weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
+        normalisation="none",
+        application_options={"include_preprocessing": True},
+    ),
+    "resnet50_v2": Backbone(
+        application=keras.applications.ResNet50V2,
+        layer_count=190,
+        imagenet_file="resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
+        normalisation="minus_one_to_one",
+    ),
+    "efficientnet_v2_m": Backbone(
+        application=keras.applications.EfficientNetV2M,
+        layer_count=740,
+        imagenet_file="efficientnetv2-m_notop.h5",
+        normalisation="none",
+        application_options={"include_preprocessing": True},
+    ),
+}
+BACKBONE_LAYER = "backbone"
+
+
+def check_frozen(model_name: str, frozen, layer_count: int) -> None:
+    if frozen == FROZEN_ALL:
+        return
+    if not is_integer(frozen) or frozen < 0:
+        raise ModelOptionError(f"{model_name}: frozen must be 'all' or an integer >= 0, got {frozen!r}")
+    if frozen > layer_count:
+        raise ModelOptionError(f"{model_name}: frozen={frozen} is more than the backbone's {layer_count} layers")
+
+
+def freeze_backbone(backbone: keras.Model, frozen) -> None:
+    """Set ``trainable`` on ``backbone`` for a ``frozen`` option (see the module docstring)."""
+    check_frozen(backbone.name, frozen, len(backbone.layers))
+    if frozen == FROZEN_ALL:
+        backbone.trainable = False
+        return
+    backbone.trainable = True
+    for index, layer in enumerate(backbone.layers):
+        layer.trainable = index >= frozen
+
+
+def build_transfer_model(
+    model_name: str,
+    input_size: int = REPORT_INPUT_SIZE,
+    weights: str | None = None,
+    frozen: str | int = 0,
+    latent_size: int | None = None,
+    dropout: float = 0.2,
+    num_classes: int = 2,
+) -> keras.Model:
+    """Backbone ``model_name`` (a key of ``BACKBONES``) + pooling + [latent] + dropout + head."""
+    backbone_spec = BACKBONES[model_name]
+    if not is_integer(input_size) or input_size < MIN_INPUT_SIZE:
+        raise ModelOptionError(f"{model_name}: input_size must be an integer >= {MIN_INPUT_SIZE}, got {input_size!r}")
+    check_frozen(model_name, frozen, backbone_spec.layer_count)
+    if latent_size is not None and (not is_integer(latent_size) or latent_size <= 0):
+        raise ModelOptionError(f"{model_name}: latent_size must be None or an integer > 0, got {latent_size!r}")
+    if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        raise ModelOptionError(f"{model_name}: dropout must be in [0, 1), got {dropout!r}")
+    if not is_integer(num_classes) or num_classes < 2:
+        raise ModelOptionError(f"{model_name}: num_classes must be an integer >= 2, got {num_classes!r}")
+    check_weights_option(model_name, weights, backbone=True)
+
+    backbone = _build_backbone(model_name, backbone_spec, input_size, weights)
+    freeze_backbone(backbone, frozen)
+    image = keras.Input((input_size, input_size, 3), name="image")
+    x = backbone(image)
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    if latent_size is not None:
+        x = layers.Dense(latent_size, activation="relu", name="latent")(x)
+    x = layers.Dropout(dropout, name="head_dropout")(x)
+    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    return load_whole_model_weights(keras.Model(image, outputs, name=model_name), weights)
+
+
+def _build_backbone(model_name: str, spec: Backbone, input_size: int, weights) -> keras.Model:
+    if weights == IMAGENET:
+        application_weights = IMAGENET
+    elif is_backbone_file(weights):
+        application_weights = str(weights)
+    else:
+        application_weights = None
+    try:
+        backbone = spec.application(
+            include_top=False,
+            weights=application_weights,
+            input_shape=(input_size, input_size, 3),
+            **spec.application_options,
+        )
+    except Exception as error:
+        # keras.utils.get_file raises a bare Exception on a failed download; a cached
+        # file means the failure was something else and is passed on unchanged.
+        if weights == IMAGENET and not (keras_cache_folder() / spec.imagenet_file).is_file():
+            raise imagenet_unavailable(model_name, spec.imagenet_file, error) from None
+        if is_backbone_file(weights):
+            raise ModelOptionError(f"{model_name}: backbone weights file {str(weights)!r}: {one_line(error)}") from None
+        raise
+    backbone.name = BACKBONE_LAYER
+    return backbone
+
+
+def _register(model_name: str, description: str, latent_size: int | None):
+    spec = BACKBONES[model_name]
+    doc = f"{spec.application.__name__} transfer model; feed it {spec.normalisation!r}-normalised images."
+    builder = builder_variant(
+        build_transfer_model, fixed={"model_name": model_name}, defaults={"latent_size": latent_size}, doc=doc
+    )
+    return register_model(
+        model_name, default_input_size=REPORT_INPUT_SIZE, description=description, normalisation=spec.normalisation
+    )(builder)
+
+
+# Report 3.3: MobileNetV3Large and ResNet50V2 have no latent layer; EfficientNetV2M's rows
+# use latent size 128 (and the random search varies it).
+mobilenet_v3_large = _register("mobilenet_v3_large", "MobileNetV3Large transfer model", latent_size=None)
+resnet50_v2 = _register("resnet50_v2", "ResNet50V2 transfer model", latent_size=None)
+efficientnet_v2_m = _register("efficientnet_v2_m", "EfficientNetV2M transfer model, latent 128", latent_size=128)
