@@ -13,7 +13,7 @@ import json
 import sys
 import tempfile
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -103,21 +103,18 @@ class Plan:
 def plan_run(request: RunRequest) -> Plan:
     """The suite's trials after preset, overrides and the --trials filter."""
     suite = get_suite(request.suite)
-    preset = get_preset(request.preset)
+    general = get_preset(request.preset)
+    specs: list[TrialSpec] = []
+    search = None
+    for section in suite.sections():
+        preset = section.smoke if (section.smoke and general.name == "smoke") else general
 
-    def prepare(spec: TrialSpec) -> TrialSpec:
-        return preset.apply(spec).replace(**request.overrides)
+        def prepare(spec: TrialSpec, preset=preset) -> TrialSpec:
+            return preset.apply(spec).replace(**request.overrides)
 
-    specs = [prepare(spec) for spec in suite.specs]
-    search = suite.search
-    if search is not None:
-        search = RandomSearch(
-            base=prepare(search.base),
-            samples=search.samples,
-            learning_rate=search.learning_rate,
-            latent_size=search.latent_size,
-            references=search.references,
-        )
+        specs += [prepare(spec) for spec in section.specs]
+        if section.search is not None:
+            search = replace(section.search, base=prepare(section.search.base))
     if request.trials:
         specs = [spec for spec in specs if fnmatch.fnmatchcase(spec.name, request.trials)]
         if search is not None and not any(fnmatch.fnmatchcase(t.name, request.trials) for t in search.templates()):

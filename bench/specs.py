@@ -51,6 +51,7 @@ class TrialSpec:
     reference: float | None = None  # the report's validation accuracy for this row
     reference_epochs: int | None = None  # the epochs the report trained for that figure
     search_sample: int | None = None  # a random-search sample: learning rate / latent size drawn by Ray Tune
+    run_eagerly: bool = False  # no graph tracing: faster for runs of a few steps on a CPU, slower otherwise
 
     def __post_init__(self):
         object.__setattr__(self, "model_options", dict(self.model_options))
@@ -200,12 +201,22 @@ class Preset:
     train_limit: int | None
     val_limit: int | None
     synthetic_ok: bool = True  # False: refuse to run on synthetic data without --force
+    max_input_size: int | None = None  # caps an explicit ``input_size`` option (models that take any size)
+    pretrained: bool = True  # False: ``weights`` options become None (random start, nothing to download)
+    eager: bool = False  # run trials eagerly (see TrialSpec.run_eagerly)
 
     def apply(self, spec: TrialSpec) -> TrialSpec:
+        options = dict(spec.model_options)
+        if self.max_input_size and "input_size" in options:
+            options["input_size"] = min(int(options["input_size"]), self.max_input_size)
+        if not self.pretrained and "weights" in options:
+            options["weights"] = None
         return spec.replace(
             epochs=self.epochs or spec.epochs,
             train_limit=self.train_limit if self.train_limit is not None else spec.train_limit,
             val_limit=self.val_limit if self.val_limit is not None else spec.val_limit,
+            model_options=options,
+            run_eagerly=spec.run_eagerly or self.eager,
         )
 
 

@@ -103,6 +103,7 @@ def build_trial_model(spec: TrialSpec) -> tuple[keras.Model, keras.Model]:
     images = keras.Input((DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE, 3), name="cached_image")
     model = keras.Model(images, network(preprocessing(images)), name=f"{spec.model}_trainer")
     model.compile(
+        run_eagerly=spec.run_eagerly,
         optimizer=build_optimizer(spec),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
