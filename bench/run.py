@@ -21,7 +21,8 @@ from bench.leaderboard import RunInfo, write_leaderboard  # noqa: E402
 from bench.results import epochs_table, trials_table, write_table  # noqa: E402
 from bench.specs import PRESETS, SpecError, get_preset  # noqa: E402
 from bench.suites import UnknownSuiteError, get_suite, list_suites  # noqa: E402
-from data.adience import DatasetError, load_faces  # noqa: E402
+from data.adience import FOLD_COUNT, DatasetError, load_faces, require_nonempty_split, split_folds  # noqa: E402
+from data.cache import ensure_cache  # noqa: E402
 from data.synthetic import ensure_synthetic_dataset  # noqa: E402
 
 EXIT_USAGE = 2
@@ -49,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--epochs", type=int, help="override every trial's epoch budget")
     parser.add_argument("--batch-size", type=int, help="override every trial's batch size")
     parser.add_argument("--seed", type=int, help="override every trial's seed")
+    parser.add_argument(
+        "--val-fold", type=int, help="validate on this fold (0-4) and train on the other four (default: the suite's)"
+    )
     parser.add_argument("--max-concurrent", type=int, help="trials at once (default: one per GPU, else one)")
     return parser
 
@@ -96,11 +100,25 @@ def _main(argv: list[str] | None) -> int:
             raise UsageError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
 
     overrides = {key: getattr(args, key) for key in ("epochs", "batch_size", "seed") if getattr(args, key) is not None}
+    if args.val_fold is not None:
+        if args.val_fold not in range(FOLD_COUNT):
+            raise UsageError(f"--val-fold must be 0..{FOLD_COUNT - 1}, got {args.val_fold}")
+        overrides["val_fold"] = args.val_fold
+        overrides["train_folds"] = tuple(fold for fold in range(FOLD_COUNT) if fold != args.val_fold)
     specs = [preset.apply(spec).replace(**overrides) for spec in suite.specs]
 
     data_root = ensure_synthetic_dataset() if synthetic else args.data.expanduser().resolve()
     faces = load_faces(data_root)
     print(f"Data: {'synthetic ' if synthetic else ''}{data_root}: {faces.summary()}")
+    # decoded once here, before any trial starts, so concurrent trials only open it
+    cache = ensure_cache(faces, progress=sys.stdout)
+    for line in faces.warnings() + cache.warnings():
+        print(line)
+    for spec in specs:
+        require_nonempty_split(
+            *split_folds(cache.faces, spec.val_fold, spec.train_folds), spec.val_fold, spec.train_folds
+        )
+    print(f"Cache: {len(cache.faces)} faces at {cache.image_size}x{cache.image_size} in {cache.folder}")
 
     run_id, run_dir = new_run_dir(args.out, suite.name)
     print(f"Run {run_id}: suite {suite.name}, {len(specs)} trial(s), preset {preset.name}")
