@@ -113,7 +113,7 @@ def build_trial_model(
     preprocessing = Preprocessing(
         spec.policy, spec.normalisation, seed=spec.seed, channel_mean=mean, channel_std=std, name="preprocessing"
     )
-    images = keras.Input((DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE, 3), name="cached_image")
+    images = keras.Input((DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE, 3), dtype="uint8", name="cached_image")
     model = keras.Model(images, network(preprocessing(images)), name=f"{spec.model}_trainer")
     model.compile(
         optimizer=build_optimizer(spec),

@@ -159,7 +159,7 @@ class ProgressBar:
         self.started = time.perf_counter()
         self._lock = threading.Lock()
         self._last_draw = 0.0
-        self._last_decile = -1
+        self._last_decile = 0  # no "0%" line in logs
         self._tty = bool(stream is not None and getattr(stream, "isatty", lambda: False)())
 
     def advance(self, count: int = 1) -> None:

@@ -182,6 +182,16 @@ def test_preprocessing_survives_a_save_and_load(tmp_path):
     np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-5)
 
 
+def test_uint8_input_gives_the_same_values_as_float_input():
+    images = np.random.default_rng(8).integers(0, 256, size=(2, 256, 256, 3)).astype("uint8")
+    for policy in POLICIES:
+        layer = Preprocessing(policy, "per_image", seed=0)
+        np.testing.assert_allclose(
+            np.asarray(layer(images, training=False)), np.asarray(layer(images.astype("float32"), training=False))
+        )
+        assert np.asarray(layer(images, training=True)).dtype == np.float32
+
+
 def test_crop_larger_than_the_image_is_refused():
     with pytest.raises(ValueError, match="cannot crop 227 x 227 from 100 x 100"):
         RandomCropPerImage(227)(np.zeros((1, 100, 100, 3), "float32"), training=True)
