@@ -33,7 +33,7 @@ def test_from_dict_refuses_unknown_fields():
         ({"epochs": 2.5}, "epochs must be an integer"),
         ({"optimizer": "rmsprop"}, "optimizer must be one of"),
         ({"policy": "zoom"}, "unknown policy"),
-        ({"normalisation": "none"}, "unknown normalisation"),
+        ({"normalisation": "minmax"}, "unknown normalisation"),
         ({"val_fold": 7}, "val_fold must be 0..4"),
         ({"train_folds": (0, 4)}, "both a training and the validation fold"),
         ({"patience": 0}, "patience must be an integer >= 1"),
