@@ -26,7 +26,8 @@ from bench.leaderboard import RunInfo, write_leaderboard  # noqa: E402
 from bench.results import atomic_write_text, epochs_table, trials_table, write_table  # noqa: E402
 from bench.specs import PRESETS, RandomSearch, SpecError, TrialSpec, get_preset  # noqa: E402
 from bench.suites import Suite, UnknownSuiteError, get_suite, list_suites  # noqa: E402
-from data.adience import DatasetError, load_faces  # noqa: E402
+from data.adience import FOLD_COUNT, DatasetError, load_faces, require_nonempty_split, split_folds  # noqa: E402
+from data.cache import ensure_cache  # noqa: E402
 from data.synthetic import ensure_synthetic_dataset  # noqa: E402
 
 EXIT_USAGE = 2
@@ -59,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, help="override every trial's batch size")
     parser.add_argument("--lr", type=float, help="override every trial's learning rate")
     parser.add_argument("--seed", type=int, help="override every trial's seed (and the random search's)")
+    parser.add_argument(
+        "--val-fold", type=int, help="validate on this fold (0-4) and train on the other four (default: the suite's)"
+    )
     parser.add_argument("--max-concurrent", type=int, help="trials at once (default: one per GPU, else one)")
     parser.add_argument("--gpus-per-trial", type=float, help="GPU share per trial in (0, 1]: 0.25 packs four per GPU")
     parser.add_argument("--gpus", type=int, help="GPUs a local Ray may use (default: those it finds)")
@@ -179,7 +183,13 @@ def _check_overrides(args: argparse.Namespace) -> dict:
     if args.gpus_per_trial is not None and not 0 < args.gpus_per_trial <= 1:
         raise UsageError(f"--gpus-per-trial must be in (0, 1], got {args.gpus_per_trial:g}")
     names = {"epochs": "epochs", "batch_size": "batch_size", "seed": "seed", "lr": "learning_rate"}
-    return {field: getattr(args, flag) for flag, field in names.items() if getattr(args, flag) is not None}
+    overrides = {field: getattr(args, flag) for flag, field in names.items() if getattr(args, flag) is not None}
+    if args.val_fold is not None:
+        if args.val_fold not in range(FOLD_COUNT):
+            raise UsageError(f"--val-fold must be 0..{FOLD_COUNT - 1}, got {args.val_fold}")
+        overrides["val_fold"] = args.val_fold
+        overrides["train_folds"] = [fold for fold in range(FOLD_COUNT) if fold != args.val_fold]
+    return overrides
 
 
 def _main(argv: list[str] | None) -> int:
@@ -215,20 +225,36 @@ def _main(argv: list[str] | None) -> int:
             "seed": args.seed or 0,
         },
     )
-    plan_run(request)  # bad --trials or overrides: fail before data and Ray
+    plan = plan_run(request)  # bad --trials or overrides: fail before data and Ray
     data_root = ensure_synthetic_dataset() if synthetic else args.data.expanduser().resolve()
-    faces = load_faces(data_root)
-    print(f"Data: {'synthetic ' if synthetic else ''}{data_root}: {faces.summary()}")
+    prepare_data(data_root, synthetic, plan)
     request = RunRequest(**{**request.__dict__, "data_root": str(data_root)})
     run_id, run_dir = new_run_dir(args.out, args.suite)
     atomic_write_text(run_dir / RUN_FILE, request.to_json())
     return _execute(request, run_id, run_dir, resume=False)
 
 
+def prepare_data(data_root: Path, synthetic: bool, plan: Plan) -> None:
+    """Read the fold files, decode every face once into the cache, check every trial's split.
+
+    Done here, before any trial starts, so concurrent trials only open the cache.
+    """
+    faces = load_faces(data_root)
+    print(f"Data: {'synthetic ' if synthetic else ''}{data_root}: {faces.summary()}")
+    cache = ensure_cache(faces, progress=sys.stdout)
+    for line in faces.warnings() + cache.warnings():
+        print(line)
+    for spec in plan.specs + (plan.search.templates() if plan.search else []):
+        require_nonempty_split(
+            *split_folds(cache.faces, spec.val_fold, spec.train_folds), spec.val_fold, spec.train_folds
+        )
+    print(f"Cache: {len(cache.faces)} faces at {cache.image_size}x{cache.image_size} in {cache.folder}")
+
+
 def _resume(run_dir: Path) -> int:
     run_dir = run_dir.expanduser()
     request = RunRequest.from_file(run_dir / RUN_FILE)
-    load_faces(request.data_root)
+    prepare_data(Path(request.data_root), request.synthetic, plan_run(request))
     print(f"Resuming {run_dir.name}: suite {request.suite}")
     return _execute(request, run_dir.name, run_dir, resume=True)
 

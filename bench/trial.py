@@ -18,10 +18,10 @@ import pandas as pd
 
 import models
 from bench.specs import TrialSpec
-from data.adience import load_faces, split_folds
-from data.cache import DEFAULT_IMAGE_SIZE, decode_faces
-from data.loader import ArrayBatches
-from data.transforms import Preprocessing
+from data.adience import require_nonempty_split, split_folds
+from data.cache import DEFAULT_IMAGE_SIZE, FaceCache, channel_statistics, ensure_cache
+from data.loader import FaceBatches
+from data.transforms import NORMALISATIONS, POLICIES, Preprocessing
 
 EVAL_BATCH_SIZE = 64
 # what a trial reports each epoch, in this order (results tables keep it)
@@ -46,10 +46,20 @@ Reporter = Callable[[dict], None]
 
 @dataclass(frozen=True)
 class TrialData:
-    train_images: np.ndarray
+    """A trial's split of the decode-once cache: slots and labels, and per-channel statistics."""
+
+    cache: FaceCache
+    train_slots: np.ndarray
     train_labels: np.ndarray
-    val_images: np.ndarray
+    val_slots: np.ndarray
     val_labels: np.ndarray
+    channel_stats: tuple[list[float], list[float]] | None = None  # training split's (mean, std)
+
+    def batches(self, spec: TrialSpec) -> tuple[FaceBatches, FaceBatches]:
+        """(training batches, shuffled per epoch from the spec's seed; validation batches, in order)."""
+        train = FaceBatches(self.cache, self.train_slots, self.train_labels, spec.batch_size, True, spec.seed)
+        val = FaceBatches(self.cache, self.val_slots, self.val_labels, EVAL_BATCH_SIZE, shuffle=False)
+        return train, val
 
 
 def balanced_subset(rows: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
@@ -65,17 +75,22 @@ def balanced_subset(rows: pd.DataFrame, limit: int | None, seed: int) -> pd.Data
 
 
 def load_trial_data(spec: TrialSpec, data_root: Path | str) -> TrialData:
-    table = load_faces(data_root)
-    train, val = split_folds(table.faces, spec.val_fold, spec.train_folds)
+    """The trial's split, read from the dataset's cache (built by the driver; here only if absent)."""
+    cache = ensure_cache(data_root)
+    train, val = split_folds(cache.faces, spec.val_fold, spec.train_folds)
+    require_nonempty_split(train, val, spec.val_fold, spec.train_folds)
     train = balanced_subset(train, spec.train_limit, spec.seed)
     val = balanced_subset(val, spec.val_limit, spec.seed)
-    if train.empty or val.empty:
-        raise ValueError(f"trial {spec.name}: the split has {len(train)} training and {len(val)} validation faces")
+    stats = None
+    if NORMALISATIONS[spec.normalisation].needs_statistics:
+        stats = channel_statistics(cache, train["slot"].to_numpy())  # training split only, never validation
     return TrialData(
-        train_images=decode_faces(train["path"].tolist(), DEFAULT_IMAGE_SIZE),
+        cache=cache,
+        train_slots=train["slot"].to_numpy(np.int64),
         train_labels=train["gender"].to_numpy(np.int32),
-        val_images=decode_faces(val["path"].tolist(), DEFAULT_IMAGE_SIZE),
+        val_slots=val["slot"].to_numpy(np.int64),
         val_labels=val["gender"].to_numpy(np.int32),
+        channel_stats=stats,
     )
 
 
@@ -96,12 +111,27 @@ def build_optimizer(spec: TrialSpec) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(learning_rate, weight_decay=weight_decay)
 
 
-def build_trial_model(spec: TrialSpec) -> tuple[keras.Model, keras.Model]:
-    """(training model taking 256x256 uint8-valued images, the bare network inside it)."""
+def build_trial_model(
+    spec: TrialSpec, channel_stats: tuple[list[float], list[float]] | None = None
+) -> tuple[keras.Model, keras.Model]:
+    """(training model taking 256x256 uint8-valued images, the bare network inside it).
+
+    ``channel_stats`` is the training split's per-channel (mean, std), needed by the
+    ``per_channel`` normalisation (TrialData.channel_stats).
+    """
     network = models.create_model(spec.model, **spec.model_options)
-    preprocessing = Preprocessing(spec.policy, spec.normalisation, seed=spec.seed, name="preprocessing")
-    images = keras.Input((DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE, 3), name="cached_image")
-    model = keras.Model(images, network(preprocessing(images)), name=f"{spec.model}_trainer")
+    mean, std = channel_stats or (None, None)
+    preprocessing = Preprocessing(
+        spec.policy, spec.normalisation, seed=spec.seed, channel_mean=mean, channel_std=std, name="preprocessing"
+    )
+    images = keras.Input((DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE, 3), dtype="uint8", name="cached_image")
+    prepared = preprocessing(images)
+    model_side = int(network.input.shape[1])
+    if POLICIES[spec.policy].output_size() != model_side:
+        # a model of another input size (a small smoke-run backbone, the autoencoder's
+        # multiple of 64) sees the policy's crop resized to its own input
+        prepared = keras.layers.Resizing(model_side, model_side, name="resize_to_model")(prepared)
+    model = keras.Model(images, network(prepared), name=f"{spec.model}_trainer")
     model.compile(
         run_eagerly=spec.run_eagerly,
         optimizer=build_optimizer(spec),
@@ -159,7 +189,7 @@ def run_trial(spec: TrialSpec, data_root: Path | str, report: Reporter) -> None:
     keras.backend.clear_session()
     keras.utils.set_random_seed(spec.seed)
     data = load_trial_data(spec, data_root)
-    model, network = build_trial_model(spec)
+    model, network = build_trial_model(spec, data.channel_stats)
     static = {
         "params": int(network.count_params()),
         "trainable_params": int(sum(np.prod(w.shape) for w in network.trainable_weights)),
@@ -168,14 +198,18 @@ def run_trial(spec: TrialSpec, data_root: Path | str, report: Reporter) -> None:
         "started_at": started_at,
     }
     callbacks: list[keras.callbacks.Callback] = [EpochReporter(report, static, len(data.train_labels))]
+    train_batches, val_batches = data.batches(spec)
     try:
         model.fit(
-            ArrayBatches(data.train_images, data.train_labels, spec.batch_size, shuffle=True, seed=spec.seed),
-            validation_data=ArrayBatches(data.val_images, data.val_labels, EVAL_BATCH_SIZE, shuffle=False),
+            train_batches,
+            validation_data=val_batches,
+            shuffle=False,  # the batches shuffle themselves, seeded, per epoch
             epochs=spec.epochs,
             callbacks=callbacks,
             verbose=0,
         )
     finally:
+        train_batches.close()
+        val_batches.close()
         del model, network
         keras.backend.clear_session()

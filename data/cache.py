@@ -1,46 +1,499 @@
-"""Decoding faces into uint8 arrays, once per dataset and image size.
+"""Decode-once face cache: every face as uint8 RGB in one memmap file, plus a manifest.
 
-Every face is decoded to RGB and resized to ``size`` x ``size`` (256 by default, the
-report's input before cropping), so the training loop never touches a JPEG.
+Every usable face is decoded (in parallel threads: Pillow decodes outside the GIL),
+converted to RGB and resized to ``size`` x ``size`` (256 by default, the report's input
+before cropping), so the training loop never touches a JPEG. A cache folder holds
+
+- ``images.u8``: raw uint8, shape (slots, size, size, 3), opened with ``np.memmap``;
+- ``faces.parquet``: one row per usable face: user_id, face_id, original_image, path,
+  gender, fold, copies, slot (its index in ``images.u8``);
+- ``manifest.json``: format, size, slot count, the fingerprint of the sources, and the
+  faces skipped (missing, empty, truncated, corrupt) or converted (grayscale, CMYK,
+  alpha, palette, PNG under a .jpg name), by reason.
+
+The folder's name is the fingerprint of the sources (fold files' bytes, each image's
+size and mtime, the image size), so a changed dataset lands in a new folder and is
+rebuilt. A build writes into a temporary folder and renames it into place, so two
+processes building the same cache never see half of one. Reading goes through
+``os.preadv`` into the batch, not through the mapping, so iterating a large cache keeps
+resident memory at a few batches.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
-from PIL import Image
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+from data.adience import FACE_KEY, DatasetError, FaceTable, load_faces, skip_warnings
+from data.synthetic import default_cache_root
 
 DEFAULT_IMAGE_SIZE = 256
+CACHE_FORMAT = 1
+IMAGES_FILE = "images.u8"
+FACES_FILE = "faces.parquet"
+MANIFEST_FILE = "manifest.json"
+CONVERSIONS = {
+    "grayscale": "grayscale image, channels repeated",
+    "cmyk": "CMYK image, converted to RGB",
+    "alpha": "image with an alpha channel, alpha dropped",
+    "palette": "palette image, converted to RGB",
+    "other_mode": "unusual pixel mode, converted to RGB",
+    "not_jpeg": "not JPEG content (e.g. PNG under a .jpg name), decoded by content",
+}
+_GRAYSCALE_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"}
 
 
 class ImageDecodeError(ValueError):
     """A face image is missing or cannot be decoded."""
 
 
-def decode_face(path: Path | str, size: int = DEFAULT_IMAGE_SIZE) -> np.ndarray:
-    """One face as uint8 (size, size, 3) RGB."""
+@dataclass(frozen=True)
+class DecodedFace:
+    """One image read: pixels (None when unusable), the skip reason, conversions applied."""
+
+    pixels: np.ndarray | None
+    problem: str | None = None  # a data.adience.SKIP_REASONS key
+    detail: str = ""
+    conversions: tuple[str, ...] = ()
+
+
+def _conversions(image: Image.Image, path: Path) -> tuple[str, ...]:
+    notes = []
+    if image.format != "JPEG" and path.suffix.lower() in (".jpg", ".jpeg"):
+        notes.append("not_jpeg")
+    mode = image.mode
+    if mode in _GRAYSCALE_MODES:
+        notes.append("grayscale")
+    elif mode == "CMYK":
+        notes.append("cmyk")
+    elif mode in ("P", "PA"):
+        notes.append("palette")
+    elif mode not in ("RGB", "RGBA", "RGBa"):
+        notes.append("other_mode")
+    if "A" in mode or "a" in mode or (mode == "P" and "transparency" in image.info):
+        notes.append("alpha")
+    return tuple(notes)
+
+
+def read_face(path: Path | str, size: int | None = DEFAULT_IMAGE_SIZE) -> DecodedFace:
+    """Decode one face to uint8 (size, size, 3) RGB; problems come back as a reason, not raised.
+
+    ``size=None`` only checks that the image decodes (at a reduced JPEG scale: the whole
+    file is still read, so truncation shows).
+    """
+    path = Path(path)
+    try:
+        if path.stat().st_size == 0:
+            return DecodedFace(None, "empty_image", f"{path} is empty")
+    except FileNotFoundError:
+        return DecodedFace(None, "missing_image", f"{path} does not exist")
+    except OSError as error:
+        return DecodedFace(None, "missing_image", f"{path}: {error.strerror or error}")
     try:
         with Image.open(path) as image:
-            image = image.convert("RGB")
-            if image.size != (size, size):
-                image = image.resize((size, size), Image.Resampling.BILINEAR)
-            return np.asarray(image, dtype=np.uint8)
-    except FileNotFoundError:
-        raise ImageDecodeError(f"face image {path} does not exist") from None
-    except OSError as error:
-        raise ImageDecodeError(f"face image {path} cannot be decoded: {error}") from None
+            conversions = _conversions(image, path)
+            # JPEG draft: decode at the smallest DCT scale still >= size (2-8x faster)
+            image.draft("RGB", (size, size) if size else (16, 16))
+            image.load()
+            if size is None:
+                return DecodedFace(None, None, "", conversions)
+            if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+                image = image.convert("RGBA")
+            rgb = image.convert("RGB")
+            if rgb.size != (size, size):
+                rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+            return DecodedFace(np.asarray(rgb, dtype=np.uint8), None, "", conversions)
+    except IsADirectoryError:
+        return DecodedFace(None, "missing_image", f"{path} is a folder, not a file")
+    except UnidentifiedImageError:
+        return DecodedFace(None, "corrupt_image", f"{path} is not an image Pillow can read")
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        reason = "truncated_image" if "truncated" in str(error).lower() else "corrupt_image"
+        return DecodedFace(None, reason, f"{path}: {error}")
 
 
-def decode_faces(paths: Sequence[str], size: int = DEFAULT_IMAGE_SIZE, workers: int = 4) -> np.ndarray:
-    """All ``paths`` as one uint8 array (N, size, size, 3); PIL decodes outside the GIL."""
+def decode_face(path: Path | str, size: int = DEFAULT_IMAGE_SIZE) -> np.ndarray:
+    """One face as uint8 (size, size, 3) RGB; raises ImageDecodeError when unusable."""
+    face = read_face(path, size)
+    if face.pixels is None:
+        raise ImageDecodeError(f"face image {face.detail} ({face.problem})")
+    return face.pixels
+
+
+def decode_faces(paths: Sequence[str], size: int = DEFAULT_IMAGE_SIZE, workers: int | None = None) -> np.ndarray:
+    """All ``paths`` as one in-memory uint8 array (N, size, size, 3); raises on the first bad image."""
     images = np.empty((len(paths), size, size, 3), np.uint8)
 
     def decode_into(index: int) -> None:
         images[index] = decode_face(paths[index], size)
 
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
         list(pool.map(decode_into, range(len(paths))))
     return images
+
+
+class ProgressBar:
+    """``label: 45% (7890/17492) 1234/s`` on a stream: redrawn in place on a terminal, else every 10%."""
+
+    def __init__(self, label: str, total: int, stream: TextIO | None):
+        self.label = label
+        self.total = total
+        self.stream = stream
+        self.done = 0
+        self.started = time.perf_counter()
+        self._lock = threading.Lock()
+        self._last_draw = 0.0
+        self._last_decile = 0  # no "0%" line in logs
+        self._tty = bool(stream is not None and getattr(stream, "isatty", lambda: False)())
+
+    def advance(self, count: int = 1) -> None:
+        with self._lock:
+            self.done += count
+            if self.stream is None:
+                return
+            now = time.perf_counter()
+            decile = self.done * 10 // max(self.total, 1)
+            if self._tty and (now - self._last_draw > 0.2 or self.done == self.total):
+                self._last_draw = now
+                self.stream.write("\r" + self._text(now))
+                self.stream.flush()
+            elif not self._tty and decile != self._last_decile:
+                self._last_decile = decile
+                self.stream.write(self._text(now) + "\n")
+                self.stream.flush()
+
+    def close(self) -> None:
+        if self.stream is not None and self._tty:
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def _text(self, now: float) -> str:
+        rate = self.done / max(now - self.started, 1e-9)
+        percent = 100 * self.done // max(self.total, 1)
+        return f"{self.label}: {percent}% ({self.done}/{self.total}) {rate:.0f}/s"
+
+
+def check_images(paths: Sequence[str], workers: int | None = None, progress: TextIO | None = None) -> list[DecodedFace]:
+    """Decode-check every path (no pixels kept), in parallel; results in ``paths`` order."""
+    bar = ProgressBar("checking images", len(paths), progress)
+
+    def check(path: str) -> DecodedFace:
+        result = read_face(path, None)
+        bar.advance()
+        return result
+
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
+        results = list(pool.map(check, paths))
+    bar.close()
+    return results
+
+
+def source_fingerprint(table: FaceTable, size: int) -> str:
+    """sha256 of what the cache is made from: fold files' bytes, each image's name, size and mtime."""
+    digest = hashlib.sha256(f"adience-bench-cache v{CACHE_FORMAT} size {size}\n".encode())
+    for fold, path in sorted(table.fold_files.items()):
+        digest.update(f"fold {fold} {path.name}\n".encode())
+        digest.update(path.read_bytes())
+    for path in table.faces["path"].drop_duplicates():
+        try:
+            stat = os.stat(path)
+            digest.update(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{path}\tmissing\n".encode())
+    return digest.hexdigest()
+
+
+@dataclass
+class FaceCache:
+    """An opened cache folder: the usable faces and their pixels, read-only."""
+
+    folder: Path
+    faces: pd.DataFrame  # one row per usable face, with its ``slot``
+    image_size: int
+    slots: int
+    fingerprint: str
+    skipped: dict[str, int] = field(default_factory=dict)  # image problems, by reason
+    converted: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, str] = field(default_factory=dict)
+    _fd: int | None = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def image_bytes(self) -> int:
+        return self.image_size * self.image_size * 3
+
+    @property
+    def images(self) -> np.memmap:
+        """All slots as a read-only memmap (touching it pages the file in: prefer ``read``)."""
+        if self.slots == 0:
+            return np.empty((0, self.image_size, self.image_size, 3), np.uint8)
+        return np.memmap(
+            self.folder / IMAGES_FILE, np.uint8, mode="r", shape=(self.slots, self.image_size, self.image_size, 3)
+        )
+
+    def read(self, slots: Iterable[int] | np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Images of ``slots`` (in that order) as uint8 (n, size, size, 3), read from the file.
+
+        Runs of consecutive slots are read in one call; nothing stays mapped, so resident
+        memory does not grow with the cache.
+        """
+        slots = np.asarray(slots, dtype=np.int64).reshape(-1)
+        if slots.size and (slots.min() < 0 or slots.max() >= self.slots):
+            raise IndexError(f"slot out of range 0..{self.slots - 1}")
+        if out is None:
+            out = np.empty((len(slots), self.image_size, self.image_size, 3), np.uint8)
+        fd = self._descriptor()
+        flat = out.reshape(len(slots), -1)
+        start = 0
+        while start < len(slots):
+            end = start + 1
+            while end < len(slots) and slots[end] == slots[end - 1] + 1:
+                end += 1
+            self._read_run(fd, int(slots[start]), flat[start:end])
+            start = end
+        return out
+
+    def _read_run(self, fd: int, first_slot: int, target: np.ndarray) -> None:
+        view = memoryview(target).cast("B")
+        offset = first_slot * self.image_bytes
+        while len(view):
+            count = os.preadv(fd, [view], offset) if hasattr(os, "preadv") else self._seek_read(fd, view, offset)
+            if count <= 0:
+                raise OSError(f"{self.folder / IMAGES_FILE} is shorter than its manifest says")
+            view = view[count:]
+            offset += count
+
+    def _seek_read(self, fd: int, view: memoryview, offset: int) -> int:
+        with self._lock:
+            os.lseek(fd, offset, os.SEEK_SET)
+            return os.readv(fd, [view])
+
+    def _descriptor(self) -> int:
+        if self._fd is None:
+            with self._lock:
+                if self._fd is None:
+                    self._fd = os.open(self.folder / IMAGES_FILE, os.O_RDONLY)
+        return self._fd
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __getstate__(self):  # a descriptor does not cross processes: reopen there
+        state = self.__dict__.copy()
+        state["_fd"] = None
+        state.pop("_lock")
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    def __del__(self):
+        with contextlib.suppress(Exception):
+            self.close()
+
+    def warnings(self) -> list[str]:
+        lines = skip_warnings(self.skipped, self.examples, unit="faces")
+        for reason, count in self.converted.items():
+            lines.append(f"warning: converted {count} faces: {reason} ({CONVERSIONS[reason]})")
+        return lines
+
+
+def open_cache(folder: Path | str) -> FaceCache:
+    """Open a built cache folder read-only; DatasetError when it is not a complete cache."""
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / MANIFEST_FILE).read_text())
+        faces = pd.read_parquet(folder / FACES_FILE)
+    except (OSError, ValueError) as error:
+        raise DatasetError(f"{folder} is not a complete face cache ({error})") from None
+    if manifest.get("format") != CACHE_FORMAT:
+        raise DatasetError(f"{folder} is a face cache of format {manifest.get('format')}, not {CACHE_FORMAT}")
+    size = int(manifest["image_size"])
+    expected = int(manifest["slots"]) * size * size * 3
+    actual = (folder / IMAGES_FILE).stat().st_size if (folder / IMAGES_FILE).exists() else -1
+    if actual != expected:
+        raise DatasetError(f"{folder / IMAGES_FILE} holds {actual} bytes, the manifest says {expected}")
+    return FaceCache(
+        folder=folder,
+        faces=faces,
+        image_size=size,
+        slots=int(manifest["slots"]),
+        fingerprint=manifest["fingerprint"],
+        skipped=manifest.get("skipped", {}),
+        converted=manifest.get("converted", {}),
+        examples=manifest.get("examples", {}),
+    )
+
+
+def cache_folder(table: FaceTable, size: int, cache_root: Path | str | None = None) -> tuple[Path, str]:
+    """(folder the cache of ``table`` at ``size`` lives in, its source fingerprint)."""
+    root = Path(cache_root) if cache_root is not None else default_cache_root()
+    dataset = table.root.resolve()
+    dataset_key = f"{dataset.name or 'root'}-{hashlib.sha256(str(dataset).encode()).hexdigest()[:8]}-{size}px"
+    fingerprint = source_fingerprint(table, size)
+    return root / "faces" / dataset_key / fingerprint[:20], fingerprint
+
+
+def ensure_cache(
+    data: FaceTable | Path | str,
+    size: int = DEFAULT_IMAGE_SIZE,
+    cache_root: Path | str | None = None,
+    workers: int | None = None,
+    progress: TextIO | None = None,
+) -> FaceCache:
+    """The cache of ``data`` at ``size``, built on first use (or when its sources changed).
+
+    Raises DatasetError when no face of the dataset is usable.
+    """
+    table = data if isinstance(data, FaceTable) else load_faces(data)
+    folder, fingerprint = cache_folder(table, size, cache_root)
+    if not (folder / MANIFEST_FILE).is_file():
+        build_cache(table, folder, fingerprint, size, workers, progress)
+        _remove_stale_siblings(folder)
+    cache = open_cache(folder)
+    if cache.faces.empty:
+        problems = {**table.skipped, **cache.skipped}
+        found = ", ".join(f"{reason} {count}" for reason, count in problems.items()) or "no labelled rows"
+        raise DatasetError(f"{table.root}: no usable face is left (skipped: {found})")
+    return cache
+
+
+def build_cache(
+    table: FaceTable,
+    folder: Path,
+    fingerprint: str,
+    size: int = DEFAULT_IMAGE_SIZE,
+    workers: int | None = None,
+    progress: TextIO | None = None,
+) -> None:
+    """Decode every unique face of ``table`` into a new cache at ``folder`` (atomically)."""
+    faces = table.faces.drop_duplicates(list(FACE_KEY)).reset_index(drop=True)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".partial-", dir=folder.parent))
+    try:
+        usable, skipped, converted, examples = _decode_into(
+            faces["path"].tolist(), staging / IMAGES_FILE, size, workers, progress
+        )
+        kept = faces[usable].copy()
+        kept["slot"] = np.flatnonzero(usable).astype(np.int64)
+        kept.reset_index(drop=True).to_parquet(staging / FACES_FILE, index=False)
+        manifest = {
+            "format": CACHE_FORMAT,
+            "image_size": size,
+            "slots": len(faces),
+            "fingerprint": fingerprint,
+            "dataset": str(table.root),
+            "image_prefix": table.image_prefix,
+            "skipped": skipped,
+            "converted": converted,
+            "examples": examples,
+        }
+        (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
+        try:
+            os.rename(staging, folder)
+        except OSError:
+            if not (folder / MANIFEST_FILE).is_file():
+                raise
+            # another process built the same sources first: theirs is identical
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _decode_into(
+    paths: list[str], target: Path, size: int, workers: int | None, progress: TextIO | None
+) -> tuple[np.ndarray, dict[str, int], dict[str, int], dict[str, str]]:
+    usable = np.zeros(len(paths), bool)
+    skipped: Counter[str] = Counter()
+    converted: Counter[str] = Counter()
+    examples: dict[str, str] = {}
+    lock = threading.Lock()
+    slot_bytes = size * size * 3
+    bar = ProgressBar(f"decoding {len(paths)} faces once into the cache", len(paths), progress)
+    fd = os.open(target, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.ftruncate(fd, len(paths) * slot_bytes)
+
+        def decode(index: int) -> None:
+            face = read_face(paths[index], size)
+            if face.pixels is not None:
+                data = memoryview(np.ascontiguousarray(face.pixels)).cast("B")
+                written = 0
+                while written < len(data):
+                    written += os.pwrite(fd, data[written:], index * slot_bytes + written)
+            with lock:
+                if face.pixels is None:
+                    skipped[face.problem] += 1
+                    examples.setdefault(face.problem, face.detail)
+                else:
+                    usable[index] = True
+                    converted.update(face.conversions)
+            bar.advance()
+
+        with ThreadPoolExecutor(max_workers=workers or os.cpu_count()) as pool:
+            list(pool.map(decode, range(len(paths))))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+        bar.close()
+    return usable, dict(skipped), dict(converted), examples
+
+
+def _remove_stale_siblings(folder: Path) -> None:
+    """Older caches of the same dataset and size: their sources changed, nothing reads them."""
+    for sibling in folder.parent.iterdir():
+        if sibling != folder and not sibling.name.startswith(".partial-") and (sibling / MANIFEST_FILE).is_file():
+            shutil.rmtree(sibling, ignore_errors=True)
+
+
+def channel_statistics(cache: FaceCache, slots: Sequence[int] | np.ndarray, chunk: int = 128) -> tuple[list, list]:
+    """Per-channel (mean, std) over every pixel of ``slots`` in [0, 255] units.
+
+    Computed once per set of slots and remembered in the cache folder, so trials on the
+    same training split share it.
+    """
+    slots = np.sort(np.asarray(slots, dtype=np.int64))
+    if slots.size == 0:
+        raise DatasetError("no images to compute channel statistics from")
+    key = hashlib.sha256(slots.tobytes()).hexdigest()[:16]
+    memo = cache.folder / f"channel-stats-{key}.json"
+    if memo.is_file():
+        stored = json.loads(memo.read_text())
+        return stored["mean"], stored["std"]
+    total = np.zeros(3)
+    squares = np.zeros(3)
+    buffer = np.empty((chunk, cache.image_size, cache.image_size, 3), np.uint8)
+    for start in range(0, len(slots), chunk):
+        part = slots[start : start + chunk]
+        images = cache.read(part, out=buffer[: len(part)]).reshape(-1, 3).astype(np.float64)
+        total += images.sum(axis=0)
+        squares += np.square(images).sum(axis=0)
+    count = len(slots) * cache.image_size * cache.image_size
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - np.square(mean), 0.0))
+    result = ([float(v) for v in mean], [float(v) for v in std])
+    try:
+        with tempfile.NamedTemporaryFile("w", dir=cache.folder, delete=False, suffix=".tmp") as handle:
+            json.dump({"mean": result[0], "std": result[1], "images": int(len(slots))}, handle)
+        os.replace(handle.name, memo)
+    except OSError:
+        pass  # a read-only cache folder: recompute next time
+    return result

@@ -35,7 +35,7 @@ def test_unknown_suite_in_a_fresh_process_prints_one_line_and_exits_2():
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == [line for line in result.stderr.splitlines() if "error" in line.lower()]
-    assert len(errors) == 1 and "valid suites: baseline" in errors[0]
+    assert len(errors) == 1 and "valid suites: all, baseline, components, improvements, selftest, transfer" in errors[0]
     assert "Traceback" not in result.stderr + result.stdout
 
 

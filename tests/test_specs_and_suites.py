@@ -33,7 +33,7 @@ def test_from_dict_refuses_unknown_fields():
         ({"epochs": 2.5}, "epochs must be an integer"),
         ({"optimizer": "rmsprop"}, "optimizer must be one of"),
         ({"policy": "zoom"}, "unknown policy"),
-        ({"normalisation": "none"}, "unknown normalisation"),
+        ({"normalisation": "minmax"}, "unknown normalisation"),
         ({"val_fold": 7}, "val_fold must be 0..4"),
         ({"train_folds": (0, 4)}, "both a training and the validation fold"),
         ({"patience": 0}, "patience must be an integer >= 1"),
@@ -86,3 +86,47 @@ def test_suites_refuse_duplicate_trial_names_and_double_registration():
         Suite("dup", "", (make_spec(), make_spec()))
     with pytest.raises(ValueError, match="already registered"):
         register_suite(get_suite("baseline"))
+
+
+def test_transfer_suite_holds_the_reports_13_rows():
+    suite = get_suite("transfer")
+    templates = suite.all_templates()
+    assert len(suite.specs) == 10 and suite.search.samples == 3 and len(templates) == 13
+    by_model = {}
+    for spec in templates:
+        by_model.setdefault(spec.model, []).append(spec)
+    assert [len(by_model[m]) for m in ("mobilenet_v3_large", "resnet50_v2", "efficientnet_v2_m")] == [4, 4, 5]
+    mobilenet = {(s.model_options["frozen"], s.learning_rate): s.reference for s in by_model["mobilenet_v3_large"]}
+    assert mobilenet == {("all", 5e-5): 0.7687, ("all", 1e-5): 0.7784, (10, 1e-5): 0.9314, (20, 1e-5): 0.9352}
+    resnet = {s.learning_rate: s.reference for s in by_model["resnet50_v2"]}
+    assert resnet == {1e-3: 0.6722, 1e-2: 0.4768, 5e-4: 0.8676, 5e-5: 0.9534}
+    assert all(s.normalisation == "minus_one_to_one" for s in by_model["resnet50_v2"])
+    assert all(s.normalisation == "none" for s in by_model["mobilenet_v3_large"] + by_model["efficientnet_v2_m"])
+    assert all(s.model_options["weights"] == "imagenet" for s in templates)
+    assert suite.search.learning_rate == (1e-5, 5e-5) and suite.search.latent_size[2] == 32
+    assert suite.search.base.patience == 10
+
+
+def test_transfer_smoke_budget_is_small_random_and_eager():
+    from bench.run import RunRequest, plan_run
+
+    request = RunRequest("transfer", "smoke", "", True, None, {}, False, {})
+    plan = plan_run(request)
+    for spec in plan.specs + plan.search.templates():
+        assert spec.model_options["input_size"] == 64 and spec.model_options["weights"] is None
+        assert spec.run_eagerly and spec.epochs == 2
+    paper = plan_run(RunRequest("transfer", "paper", "", False, None, {}, False, {}))
+    assert all(s.model_options["input_size"] == 227 and not s.run_eagerly for s in paper.specs)
+
+
+def test_all_suite_holds_every_row_of_the_report():
+    everything = {spec.name for spec in get_suite("all").all_templates()}
+    for name in ("baseline", "transfer", "components", "improvements"):
+        assert {spec.name for spec in get_suite(name).all_templates()} <= everything
+    components = get_suite("components").specs
+    assert [s.reference for s in components] == [0.9305, 0.9659, 0.8839, 0.9011, 0.9393]
+    assert [s.normalisation for s in components[1:]] == ["per_image", "per_image", "minus_one_to_one", "per_channel"]
+    assert components[2].momentum == 0.0
+    pointwise, autoencoder = get_suite("improvements").specs
+    assert autoencoder.policy == "autoencoder-extra" and autoencoder.reference == 0.73
+    assert pointwise.model == "levi_hassner_pointwise"

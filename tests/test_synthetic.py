@@ -16,7 +16,8 @@ def test_fold_files_have_the_official_header_and_parse(small_synthetic):
         assert len(rows) == 8 * 6
     table = load_faces(small_synthetic)
     assert table.rows_read == 5 * 8 * 6
-    assert len(table.faces) + table.dropped_unlabelled == table.rows_read
+    assert len(table.faces) + sum(table.skipped.values()) == table.rows_read
+    assert set(table.skipped) <= {"no_gender"}
 
 
 def test_every_labelled_face_has_its_jpeg(small_synthetic):
