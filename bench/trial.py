@@ -6,6 +6,7 @@ so a trial also runs (and is tested) without Ray.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 import models
+from bench.profiler import NvmlSampler, measure_inference
 from bench.specs import TrialSpec
 from data.adience import load_faces, split_folds
 from data.cache import DEFAULT_IMAGE_SIZE, decode_faces
@@ -39,7 +41,22 @@ EPOCH_METRIC_KEYS = (
     "trainable_params",
     "train_images",
     "val_images",
+    "flops_per_image",
+    # profiling: GPU figures over the epoch (NaN / "" without a GPU, nvml_reason says why)
+    "energy_j",
+    "power_w",
+    "power_w_max",
+    "gpu_util",
+    "gpu_memory_bytes",
+    "process_gpu_memory_bytes",
+    "energy_source",
+    "gpu_count",
+    "gpu_names",
+    "gpu_shared",
+    "nvml_reason",
+    "infer_images_per_sec",  # the trial's last epoch only: measured once training is over
 )
+INFERENCE_BATCH_SIZE = 32
 Reporter = Callable[[dict], None]
 
 
@@ -100,13 +117,27 @@ def build_trial_model(spec: TrialSpec) -> tuple[keras.Model, keras.Model]:
 
 
 class EpochReporter(keras.callbacks.Callback):
-    """Times each epoch's training part (validation excluded) and reports flat metrics."""
+    """Times each epoch's training part (validation excluded) and reports flat metrics.
 
-    def __init__(self, report: Reporter, static: dict, train_images: int):
+    Each epoch closes a lap of the GPU sampler; the last epoch (the budget's, or the one
+    early stopping ends on: keep this callback after EarlyStopping) also measures inference
+    throughput, outside the epoch's timings.
+    """
+
+    def __init__(
+        self,
+        report: Reporter,
+        static: dict,
+        train_images: int,
+        sampler: NvmlSampler,
+        measure_inference: Callable[[], float],
+    ):
         super().__init__()
         self.report = report
         self.static = static
         self.train_images = train_images
+        self.sampler = sampler
+        self.measure_inference = measure_inference
         self.run_started = time.perf_counter()
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -121,6 +152,9 @@ class EpochReporter(keras.callbacks.Callback):
         now = time.perf_counter()
         logs = logs or {}
         train_seconds = (self.validation_started or now) - self.epoch_started
+        gpu = self.sampler.lap()
+        last_epoch = self.model.stop_training or epoch + 1 >= self.params["epochs"]
+        inference = self.measure_inference() if last_epoch else math.nan
         self.report(
             {
                 "epoch": epoch + 1,
@@ -133,8 +167,18 @@ class EpochReporter(keras.callbacks.Callback):
                 "train_images_per_sec": self.train_images / train_seconds if train_seconds > 0 else float("nan"),
                 "elapsed_seconds": now - self.run_started,
                 **self.static,
+                **gpu.to_report(),
+                "infer_images_per_sec": inference,
             }
         )
+
+
+def inference_images_per_sec(model: keras.Model, images: np.ndarray) -> float:
+    """Forward passes of a fixed batch of ``INFERENCE_BATCH_SIZE`` cached images, after warm-up."""
+    rows = np.arange(INFERENCE_BATCH_SIZE) % len(images)
+    batch = images[rows].astype(np.float32)
+    timing = measure_inference(lambda: model.predict_on_batch(batch), INFERENCE_BATCH_SIZE, min_batches=3)
+    return timing.images_per_sec
 
 
 def run_trial(spec: TrialSpec, data_root: Path | str, report: Reporter) -> None:
@@ -148,10 +192,14 @@ def run_trial(spec: TrialSpec, data_root: Path | str, report: Reporter) -> None:
         "trainable_params": int(sum(np.prod(w.shape) for w in network.trainable_weights)),
         "train_images": len(data.train_labels),
         "val_images": len(data.val_labels),
+        "flops_per_image": math.nan,  # n/a until trial.py calls bench.flops.forward_flops(network)
     }
-    callbacks: list[keras.callbacks.Callback] = [EpochReporter(report, static, len(data.train_labels))]
-    if spec.patience:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=spec.patience))
+    sampler = NvmlSampler()
+    infer = functools.partial(inference_images_per_sec, model, data.val_images)
+    callbacks: list[keras.callbacks.Callback] = [EpochReporter(report, static, len(data.train_labels), sampler, infer)]
+    if spec.patience:  # first: the reporter must see stop_training set on the last epoch
+        callbacks.insert(0, keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=spec.patience))
+    sampler.start()
     try:
         model.fit(
             ArrayBatches(data.train_images, data.train_labels, spec.batch_size, shuffle=True, seed=spec.seed),
@@ -161,5 +209,6 @@ def run_trial(spec: TrialSpec, data_root: Path | str, report: Reporter) -> None:
             verbose=0,
         )
     finally:
+        sampler.stop()
         del model, network
         keras.backend.clear_session()
