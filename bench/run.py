@@ -17,11 +17,19 @@ from bench.quiet import import_tensorflow_quietly
 
 import_tensorflow_quietly()  # before keras is imported below
 
-from bench.leaderboard import RunInfo, write_leaderboard  # noqa: E402
+from bench.env import collect_manifest, write_manifest  # noqa: E402
+from bench.leaderboard import (  # noqa: E402
+    Goals,
+    RunInfo,
+    save_run_info,
+    write_cross_run_leaderboard,
+    write_leaderboard,
+)
+from bench.profiler import measure_cpu_matmul_peak  # noqa: E402
 from bench.results import epochs_table, trials_table, write_table  # noqa: E402
-from bench.specs import PRESETS, SpecError, get_preset  # noqa: E402
-from bench.suites import UnknownSuiteError, get_suite, list_suites  # noqa: E402
-from data.adience import DatasetError, load_faces  # noqa: E402
+from bench.specs import PRESETS, SpecError, TrialSpec, get_preset  # noqa: E402
+from bench.suites import Suite, UnknownSuiteError, get_suite, list_suites  # noqa: E402
+from data.adience import FOLD_COUNT, DatasetError, load_faces  # noqa: E402
 from data.synthetic import ensure_synthetic_dataset  # noqa: E402
 
 EXIT_USAGE = 2
@@ -50,7 +58,44 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int, help="override every trial's batch size")
     parser.add_argument("--seed", type=int, help="override every trial's seed")
     parser.add_argument("--max-concurrent", type=int, help="trials at once (default: one per GPU, else one)")
+    parser.add_argument("--repeats", type=int, default=1, help="run each trial with N seeds: seed, seed+1, ...")
+    parser.add_argument(
+        "--cv", action="store_true", help=f"{FOLD_COUNT}-fold cross-validation: each fold held out once"
+    )
     return parser
+
+
+def expand_specs(specs: list[TrialSpec], repeats: int, cv: bool) -> list[TrialSpec]:
+    """Each spec once per seed (``repeats``) and per validation fold (``cv``), grouped by its name.
+
+    Names stay folder names: ``<name>.fold=<k>.seed=<s>``.
+    """
+    if repeats == 1 and not cv:
+        return specs
+    expanded = []
+    for spec in specs:
+        for fold in range(FOLD_COUNT) if cv else (None,):
+            for seed in range(spec.seed, spec.seed + repeats):
+                changes: dict = {"group": spec.group or spec.name, "seed": seed}
+                suffix = []
+                if fold is not None:
+                    changes["val_fold"] = fold
+                    changes["train_folds"] = tuple(f for f in range(FOLD_COUNT) if f != fold)
+                    suffix.append(f"fold={fold}")
+                if repeats > 1:
+                    suffix.append(f"seed={seed}")
+                expanded.append(spec.replace(name=".".join([spec.name, *suffix]), **changes))
+    return expanded
+
+
+def suite_goals(suite: Suite, synthetic: bool) -> Goals:
+    """The suite's goals; the accuracy goal is the report's figure per row on real data."""
+    return Goals(
+        target_accuracy=suite.target_accuracy,
+        accuracy=suite.target_accuracy if synthetic else None,
+        params=suite.params_budget,
+        epochs_to_target=suite.epochs_to_target_budget,
+    )
 
 
 def new_run_dir(out: Path, suite: str) -> tuple[str, Path]:
@@ -90,13 +135,13 @@ def _main(argv: list[str] | None) -> int:
         raise UsageError(
             f"preset {preset.name} on synthetic data takes hours and means little; add --force to run it anyway"
         )
-    for flag in ("epochs", "batch_size", "max_concurrent"):
+    for flag in ("epochs", "batch_size", "max_concurrent", "repeats"):
         value = getattr(args, flag)
         if value is not None and value < 1:
             raise UsageError(f"--{flag.replace('_', '-')} must be >= 1, got {value}")
 
     overrides = {key: getattr(args, key) for key in ("epochs", "batch_size", "seed") if getattr(args, key) is not None}
-    specs = [preset.apply(spec).replace(**overrides) for spec in suite.specs]
+    specs = expand_specs([preset.apply(spec).replace(**overrides) for spec in suite.specs], args.repeats, args.cv)
 
     data_root = ensure_synthetic_dataset() if synthetic else args.data.expanduser().resolve()
     faces = load_faces(data_root)
@@ -104,14 +149,21 @@ def _main(argv: list[str] | None) -> int:
 
     run_id, run_dir = new_run_dir(args.out, suite.name)
     print(f"Run {run_id}: suite {suite.name}, {len(specs)} trial(s), preset {preset.name}")
+    manifest = collect_manifest(
+        seeds=[spec.seed for spec in specs],
+        argv=["-m", "bench.run", *(sys.argv[1:] if argv is None else argv)],
+        cpu_matmul_peak_flops=measure_cpu_matmul_peak(),  # once per run: the MFU peak of CPU trials
+    )
+    write_manifest(manifest, run_dir)
 
     from bench.runner import run_specs  # imports ray: keep argument errors fast
 
     records = run_specs(
         specs, data_root=data_root, storage_dir=run_dir, experiment_name="tune", max_concurrent=args.max_concurrent
     )
-    trials = trials_table(records)
-    write_table(epochs_table(records), run_dir / "epochs")
+    trials = trials_table(records, target_accuracy=suite.target_accuracy, cpu_peak_flops=manifest.cpu_matmul_peak_flops)
+    epochs = epochs_table(records)
+    write_table(epochs, run_dir / "epochs")
     write_table(trials, run_dir / "results")
     info = RunInfo(
         run_id=run_id,
@@ -119,9 +171,17 @@ def _main(argv: list[str] | None) -> int:
         suite_description=suite.description,
         data=f"synthetic ({data_root})" if synthetic else str(data_root),
         preset=preset.name,
-        target_accuracy=suite.target_accuracy,
+        goals=suite_goals(suite, synthetic),
+        synthetic=synthetic,
+        environment=manifest.summary(),
+        device=manifest.device(),
+        command=manifest.command,
+        repeats=args.repeats,
+        cv=args.cv,
     )
-    leaderboard = write_leaderboard(info, trials, run_dir / "LEADERBOARD.md")
+    save_run_info(info, run_dir)
+    leaderboard = write_leaderboard(info, trials, run_dir / "LEADERBOARD.md", epochs=epochs)
+    print(f"Across runs: {write_cross_run_leaderboard(args.out)}")
     print(f"Leaderboard: {leaderboard}")
     return 0
 

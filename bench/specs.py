@@ -48,6 +48,7 @@ class TrialSpec:
     seed: int = 0
     reference: float | None = None  # the report's validation accuracy for this row
     reference_epochs: int | None = None  # the epochs the report trained for that figure
+    group: str | None = None  # the report row this trial repeats (seeds, folds); None: its own name
 
     def __post_init__(self):
         object.__setattr__(self, "model_options", dict(self.model_options))

@@ -20,6 +20,8 @@ class Suite:
     description: str
     specs: tuple[TrialSpec, ...]
     target_accuracy: float = 0.80  # epochs-to-target and the accuracy goal use this
+    params_budget: int | None = None  # size goal: params <= this; None: no size goal
+    epochs_to_target_budget: int | None = None  # goal: epochs-to-target <= this; None: within the epoch budget
     metric: str = "val_accuracy"
     mode: str = "max"
 
@@ -77,5 +79,6 @@ BASELINE = register_suite(
                 reference_epochs=300,
             ),
         ),
+        params_budget=8_856_066,  # the report's Levi-Hassner: a row may not grow the net
     )
 )
