@@ -322,10 +322,9 @@ def render_leaderboard(info: RunInfo, trials: pd.DataFrame, plots: Sequence[tupl
         lines += ["## Plots", ""]
         for title, path, note in plots:
             if path is None:
-                lines.append(f"- {title}: not drawn: {note}")
+                lines += [f"{title}: not drawn: {note}.", ""]
             else:
                 lines += [f"### {title}", "", f"![{title}]({path})", ""] + ([note, ""] if note else [])
-        lines.append("")
     lines += _definitions(info, trials)
     return "\n".join(lines).rstrip("\n") + "\n"
 

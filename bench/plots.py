@@ -119,6 +119,7 @@ def plot_tradeoff(groups: pd.DataFrame, column: str, scale: float, xlabel: str, 
         facecolors="none",
         edgecolors="tab:red",
         linewidths=1.5,
+        label="on the Pareto front",
     )
     positive = [x for x in xs if x > 0]
     if positive and len(positive) == len(xs) and max(xs) / min(xs) > 20:
