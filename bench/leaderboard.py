@@ -30,7 +30,7 @@ from bench.results import (
     read_table,
 )
 
-RUN_INFO_NAME = "run.json"
+RUN_INFO_NAME = "run_info.json"
 LEADERBOARD_NAME = "LEADERBOARD.md"
 PLOTS_DIR = "plots"
 CHECK, CROSS, NO_GOAL = "✓", "✗", "–"
@@ -73,7 +73,7 @@ class Goals:
 
 @dataclass(frozen=True)
 class RunInfo:
-    """What the header says about a run; saved as run.json for the cross-run board and --compare."""
+    """What the header says about a run; saved beside it for the cross-run board and --compare."""
 
     run_id: str
     suite: str
@@ -276,10 +276,11 @@ def _definitions(info: RunInfo, trials: pd.DataFrame) -> list[str]:
         "- report: the report's figure for that row, after its own epoch budget (fold 4 held out); on synthetic data "
         "only the shape, not the level, compares. diff: best val acc - report.",
         f"- epochs→target: first epoch whose val accuracy >= {info.goals.target_accuracy:.2f} (n/a: never reached); "
-        "time→target: wall seconds from the start of training to the end of that epoch (validation included).",
+        "time→target: wall seconds from the start of training to the end of that epoch (validation included, "
+        "the inference measurement not).",
         "- train img/s: training images over training seconds of epochs 2.. (validation excluded); epoch-1 img/s "
         "apart: it holds graph building. infer img/s: a timed loop of forward passes at a fixed batch of 32, "
-        "after warm-up, once training is over.",
+        "after warm-up, once per trial after epoch 1 (outside every epoch's timings and energy).",
         "- GFLOPs: forward FLOPs per image (a multiply-add = 2 FLOPs); n/a where the trial reported none.",
         f"- energy J: GPU energy over all epochs (training and validation), summed over the trial's GPUs: "
         f"{energy_note} mJ/img: that energy per training image seen.",

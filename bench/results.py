@@ -39,6 +39,7 @@ class TrialRecord:
     spec: dict[str, Any]
     epochs: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    stop_reason: str | None = None  # why the scheduler stopped it before its epoch budget
 
 
 def epochs_table(records: list[TrialRecord]) -> pd.DataFrame:
@@ -189,10 +190,7 @@ def trial_status(record: TrialRecord) -> tuple[str, str]:
     if not_finite:
         return STATUS_DIVERGED, f"train loss not finite from epoch {not_finite[0]}"
     if len(epochs) < spec["epochs"]:
-        if spec.get("patience"):
-            why = f"no val accuracy gain for {spec['patience']} epoch(s)"
-        else:
-            why = "stopped by the scheduler"
+        why = record.stop_reason or "early stopping or the scheduler"
         return STATUS_EARLY_STOPPED, f"stopped after epoch {len(epochs)} of {spec['epochs']}: {why}"
     return STATUS_COMPLETED, ""
 

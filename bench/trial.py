@@ -54,7 +54,7 @@ EPOCH_METRIC_KEYS = (
     "gpu_names",
     "gpu_shared",
     "nvml_reason",
-    "infer_images_per_sec",  # the trial's last epoch only: measured once training is over
+    "infer_images_per_sec",  # epoch 1 only: measured once, outside the epochs' timings
 )
 INFERENCE_BATCH_SIZE = 32
 Reporter = Callable[[dict], None]
@@ -119,9 +119,10 @@ def build_trial_model(spec: TrialSpec) -> tuple[keras.Model, keras.Model]:
 class EpochReporter(keras.callbacks.Callback):
     """Times each epoch's training part (validation excluded) and reports flat metrics.
 
-    Each epoch closes a lap of the GPU sampler; the last epoch (the budget's, or the one
-    early stopping ends on: keep this callback after EarlyStopping) also measures inference
-    throughput, outside the epoch's timings.
+    Each epoch closes a lap of the GPU sampler. Inference throughput is measured once, at
+    the end of epoch 1, before its report: a scheduler may stop the trial after any report,
+    so the end of training is no place to wait for. Its time and GPU energy count in no
+    epoch and not in elapsed seconds.
     """
 
     def __init__(
@@ -139,6 +140,7 @@ class EpochReporter(keras.callbacks.Callback):
         self.sampler = sampler
         self.measure_inference = measure_inference
         self.run_started = time.perf_counter()
+        self.excluded_seconds = 0.0  # the inference measurement
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_started = time.perf_counter()
@@ -153,8 +155,12 @@ class EpochReporter(keras.callbacks.Callback):
         logs = logs or {}
         train_seconds = (self.validation_started or now) - self.epoch_started
         gpu = self.sampler.lap()
-        last_epoch = self.model.stop_training or epoch + 1 >= self.params["epochs"]
-        inference = self.measure_inference() if last_epoch else math.nan
+        elapsed = now - self.run_started - self.excluded_seconds
+        inference = math.nan
+        if epoch == 0:
+            inference = self.measure_inference()
+            self.sampler.lap()  # the measurement's GPU energy belongs to no epoch
+            self.excluded_seconds += time.perf_counter() - now
         self.report(
             {
                 "epoch": epoch + 1,
@@ -165,7 +171,7 @@ class EpochReporter(keras.callbacks.Callback):
                 "epoch_seconds": now - self.epoch_started,
                 "train_seconds": train_seconds,
                 "train_images_per_sec": self.train_images / train_seconds if train_seconds > 0 else float("nan"),
-                "elapsed_seconds": now - self.run_started,
+                "elapsed_seconds": elapsed,
                 **self.static,
                 **gpu.to_report(),
                 "infer_images_per_sec": inference,
@@ -197,8 +203,8 @@ def run_trial(spec: TrialSpec, data_root: Path | str, report: Reporter) -> None:
     sampler = NvmlSampler()
     infer = functools.partial(inference_images_per_sec, model, data.val_images)
     callbacks: list[keras.callbacks.Callback] = [EpochReporter(report, static, len(data.train_labels), sampler, infer)]
-    if spec.patience:  # first: the reporter must see stop_training set on the last epoch
-        callbacks.insert(0, keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=spec.patience))
+    if spec.patience:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor="val_accuracy", mode="max", patience=spec.patience))
     sampler.start()
     try:
         model.fit(

@@ -70,6 +70,11 @@ def records():
             ],
         ),
         TrialRecord(spec=short, epochs=[epoch(1, 0.7), epoch(2, 0.65)]),
+        TrialRecord(
+            spec=TrialSpec(name="patient", model="levi_hassner", epochs=4, patience=1).to_dict(),
+            epochs=[epoch(1, 0.72), epoch(2, 0.71)],
+            stop_reason="patience: val accuracy not improved for 1 epoch(s)",
+        ),
         TrialRecord(spec=broken, epochs=[], error="ValueError: boom"),
         TrialRecord(spec=nan, epochs=[epoch(1, 0.5), epoch(2, 0.5, train_loss=math.nan)]),
     ]
@@ -136,8 +141,11 @@ def test_trials_table_derives_best_epoch_throughput_and_status(records):
     assert table.loc["good", "epochs_to_plateau"] == 2
     assert table.loc["good", "status"] == "completed" and table.loc["good", "reason"] == ""
     assert table.loc["stopped", "status"] == "early_stopped"
-    assert table.loc["stopped", "reason"] == "stopped after epoch 2 of 5: no val accuracy gain for 1 epoch(s)"
+    assert table.loc["stopped", "reason"] == "stopped after epoch 2 of 5: early stopping or the scheduler"
     assert math.isnan(table.loc["stopped", "epochs_to_target"])
+    assert table.loc["patient", "reason"] == (
+        "stopped after epoch 2 of 4: patience: val accuracy not improved for 1 epoch(s)"
+    )  # the scheduler's reason, where it gives one
     assert table.loc["broken", "status"] == "failed" and table.loc["broken", "error"] == "ValueError: boom"
     assert math.isnan(table.loc["broken", "best_val_accuracy"])
     assert table.loc["exploded", "status"] == "diverged"
@@ -167,7 +175,7 @@ def test_cpu_trials_measure_mfu_against_the_measured_cpu_peak(records):
 
 def test_epochs_table_has_one_row_per_trial_epoch(records):
     table = epochs_table(records)
-    assert len(table) == 7
+    assert len(table) == 9
     assert list(table.columns[:3]) == ["trial", "group", "epoch"]
 
 
@@ -176,7 +184,7 @@ def test_tables_round_trip_through_parquet_and_csv(records, tmp_path):
     paths = write_table(table, tmp_path / "results")
     assert [p.name for p in paths] == ["results.parquet", "results.csv"]
     pd.testing.assert_frame_equal(read_table(tmp_path / "results"), table)
-    assert len(pd.read_csv(tmp_path / "results.csv")) == 4
+    assert len(pd.read_csv(tmp_path / "results.csv")) == 5
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
     assert oct(os.stat(paths[0]).st_mode & 0o777) == oct(0o644)
 
@@ -261,12 +269,12 @@ def test_leaderboard_ranks_checks_goals_and_lists_unfinished_trials(records):
     lines = [line for line in text.splitlines() if line.startswith("| ")]
     header = [cell.strip() for cell in lines[0].split("|")[1:-1]]
     rows = [dict(zip(header, (cell.strip() for cell in line.split("|")[1:-1]), strict=True)) for line in lines[1:]]
-    assert [row["trial"] for row in rows] == ["good", "stopped", "exploded", "broken"]
+    assert [row["trial"] for row in rows] == ["good", "patient", "stopped", "exploded", "broken"]
     good = rows[0]
     assert good["best val acc"] == "0.8500" and good["report"] == "0.9000" and good["diff"] == "-0.0500"
     assert good["acc goal"] == "✓" and good["size goal"] == "✓" and good["epochs goal"] == "✓"
-    assert rows[1]["acc goal"] == "✗" and rows[1]["epochs goal"] == "✗"  # 0.70 < 0.80; never reached it
-    assert rows[3]["acc goal"] == "–" and rows[3]["status"] == "failed"
+    assert rows[2]["acc goal"] == "✗" and rows[2]["epochs goal"] == "✗"  # 0.70 < 0.80; never reached it
+    assert rows[4]["acc goal"] == "–" and rows[4]["status"] == "failed"
     assert "- `broken`: failed: ValueError: boom" in text
     assert "- `exploded`: diverged: train loss not finite from epoch 2" in text
     assert "- `stopped`: early_stopped: stopped after epoch 2 of 5" in text
