@@ -158,7 +158,9 @@ def _epochs_goal(row, goals: Goals) -> str:
 
 
 def _energy(row) -> tuple[str, str]:
-    return _number(row.energy_j, ",.1f"), _number(row.energy_mj_per_image, ",.2f")
+    """(J, mJ/img); marked where the trial shared its GPU: the figure then holds others' work too."""
+    shared = " (shared GPU)" if row.gpu_shared == "yes" and not _missing(row.energy_j) else ""
+    return _number(row.energy_j, ",.1f") + shared, _number(row.energy_mj_per_image, ",.2f") + shared
 
 
 HEADERS = [

@@ -181,7 +181,7 @@ def _main(argv: list[str] | None) -> int:
     )
     save_run_info(info, run_dir)
     leaderboard = write_leaderboard(info, trials, run_dir / "LEADERBOARD.md", epochs=epochs)
-    print(f"Across runs: {write_cross_run_leaderboard(args.out)}")
+    write_cross_run_leaderboard(args.out)
     print(f"Leaderboard: {leaderboard}")
     return 0
 

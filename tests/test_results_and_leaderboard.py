@@ -281,6 +281,15 @@ def test_leaderboard_ranks_checks_goals_and_lists_unfinished_trials(records):
     assert "acc goal: best val accuracy >= 0.8000; size goal: params <= 1,000" in text
 
 
+def test_energy_of_a_shared_gpu_is_marked():
+    records = repeated_records()
+    for record in records:
+        for row in record.epochs:
+            row["gpu_shared"] = "yes"
+    text = render_leaderboard(run_info(), trials_table(records, target_accuracy=0.8))
+    assert "| 1,000.0 (shared GPU) | 5,000.00 (shared GPU) |" in text
+
+
 def test_real_data_goal_is_the_report_figure(records):
     goals = Goals(target_accuracy=0.8, accuracy=None, params=None, epochs_to_target=1)
     text = render_leaderboard(run_info(goals=goals), trials_table(records, target_accuracy=0.8))
