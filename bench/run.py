@@ -21,8 +21,16 @@ from bench.quiet import import_tensorflow_quietly
 
 import_tensorflow_quietly()  # before keras is imported below
 
+from bench.env import collect_manifest, read_manifest, write_manifest  # noqa: E402
 from bench.errors import RunnerError  # noqa: E402
-from bench.leaderboard import RunInfo, write_leaderboard  # noqa: E402
+from bench.leaderboard import (  # noqa: E402
+    Goals,
+    RunInfo,
+    save_run_info,
+    write_cross_run_leaderboard,
+    write_leaderboard,
+)
+from bench.profiler import measure_cpu_matmul_peak  # noqa: E402
 from bench.results import atomic_write_text, epochs_table, trials_table, write_table  # noqa: E402
 from bench.specs import PRESETS, RandomSearch, SpecError, TrialSpec, get_preset  # noqa: E402
 from bench.suites import Suite, UnknownSuiteError, get_suite, list_suites  # noqa: E402
@@ -63,6 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--val-fold", type=int, help="validate on this fold (0-4) and train on the other four (default: the suite's)"
     )
+    parser.add_argument("--repeats", type=int, default=1, help="run each trial with N seeds: seed, seed+1, ...")
+    parser.add_argument(
+        "--cv", action="store_true", help=f"{FOLD_COUNT}-fold cross-validation: each fold held out once"
+    )
     parser.add_argument("--max-concurrent", type=int, help="trials at once (default: one per GPU, else one)")
     parser.add_argument("--gpus-per-trial", type=float, help="GPU share per trial in (0, 1]: 0.25 packs four per GPU")
     parser.add_argument("--gpus", type=int, help="GPUs a local Ray may use (default: those it finds)")
@@ -83,6 +95,8 @@ class RunRequest:
     overrides: dict
     asha: bool
     scheduling: dict
+    repeats: int = 1
+    cv: bool = False
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__, indent=1, sort_keys=True)
@@ -116,7 +130,7 @@ def plan_run(request: RunRequest) -> Plan:
         def prepare(spec: TrialSpec, preset=preset) -> TrialSpec:
             return preset.apply(spec).replace(**request.overrides)
 
-        specs += [prepare(spec) for spec in section.specs]
+        specs += expand_specs([prepare(spec) for spec in section.specs], request.repeats, request.cv)
         if section.search is not None:
             search = replace(section.search, base=prepare(section.search.base))
     if request.trials:
@@ -127,6 +141,40 @@ def plan_run(request: RunRequest) -> Plan:
             names = ", ".join(spec.name for spec in suite.all_templates())
             raise UsageError(f"--trials {request.trials!r} matches no trial of suite {suite.name} ({names})")
     return Plan(suite, specs, search)
+
+
+def expand_specs(specs: list[TrialSpec], repeats: int, cv: bool) -> list[TrialSpec]:
+    """Each spec once per seed (``repeats``) and per validation fold (``cv``), grouped by its name.
+
+    Names stay folder names: ``<name>.fold=<k>.seed=<s>``. Random-search samples are not
+    repeated: each sample is a draw of its own.
+    """
+    if repeats == 1 and not cv:
+        return specs
+    expanded = []
+    for spec in specs:
+        for fold in range(FOLD_COUNT) if cv else (None,):
+            for seed in range(spec.seed, spec.seed + repeats):
+                changes: dict = {"group": spec.group or spec.name, "seed": seed}
+                suffix = []
+                if fold is not None:
+                    changes["val_fold"] = fold
+                    changes["train_folds"] = tuple(f for f in range(FOLD_COUNT) if f != fold)
+                    suffix.append(f"fold={fold}")
+                if repeats > 1:
+                    suffix.append(f"seed={seed}")
+                expanded.append(spec.replace(name=".".join([spec.name, *suffix]), **changes))
+    return expanded
+
+
+def suite_goals(suite: Suite, synthetic: bool) -> Goals:
+    """The suite's goals; the accuracy goal is the report's figure per row on real data."""
+    return Goals(
+        target_accuracy=suite.target_accuracy,
+        accuracy=suite.target_accuracy if synthetic else None,
+        params=suite.params_budget,
+        epochs_to_target=suite.epochs_to_target_budget,
+    )
 
 
 def describe_suites() -> str:
@@ -174,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check_overrides(args: argparse.Namespace) -> dict:
-    for flag in ("epochs", "batch_size", "max_concurrent", "gpus"):
+    for flag in ("epochs", "batch_size", "max_concurrent", "gpus", "repeats"):
         value = getattr(args, flag)
         if value is not None and value < (0 if flag == "gpus" else 1):
             raise UsageError(f"--{flag.replace('_', '-')} must be >= {0 if flag == 'gpus' else 1}, got {value}")
@@ -224,6 +272,8 @@ def _main(argv: list[str] | None) -> int:
             "address": args.address,
             "seed": args.seed or 0,
         },
+        repeats=args.repeats,
+        cv=args.cv,
     )
     plan = plan_run(request)  # bad --trials or overrides: fail before data and Ray
     data_root = ensure_synthetic_dataset() if synthetic else args.data.expanduser().resolve()
@@ -231,6 +281,12 @@ def _main(argv: list[str] | None) -> int:
     request = RunRequest(**{**request.__dict__, "data_root": str(data_root)})
     run_id, run_dir = new_run_dir(args.out, args.suite)
     atomic_write_text(run_dir / RUN_FILE, request.to_json())
+    manifest = collect_manifest(
+        seeds=sorted({spec.seed for spec in plan.specs}),
+        argv=["-m", "bench.run", *(sys.argv[1:] if argv is None else argv)],
+        cpu_matmul_peak_flops=measure_cpu_matmul_peak(),  # once per run: the MFU peak of CPU trials
+    )
+    write_manifest(manifest, run_dir)
     return _execute(request, run_id, run_dir, resume=False)
 
 
@@ -280,8 +336,14 @@ def _execute(request: RunRequest, run_id: str, run_dir: Path, *, resume: bool) -
         search=plan.search,
         resume=resume,
     )
-    trials = trials_table(records)
-    write_table(epochs_table(records), run_dir / "epochs")
+    manifest = read_manifest(run_dir)  # written when the run started; a resumed run keeps it
+    trials = trials_table(
+        records,
+        target_accuracy=suite.target_accuracy,
+        cpu_peak_flops=manifest.cpu_matmul_peak_flops if manifest else None,
+    )
+    epochs = epochs_table(records)
+    write_table(epochs, run_dir / "epochs")
     write_table(trials, run_dir / "results")
     info = RunInfo(
         run_id=run_id,
@@ -289,9 +351,17 @@ def _execute(request: RunRequest, run_id: str, run_dir: Path, *, resume: bool) -
         suite_description=suite.description,
         data=f"synthetic ({request.data_root})" if request.synthetic else request.data_root,
         preset=request.preset,
-        target_accuracy=suite.target_accuracy,
+        goals=suite_goals(suite, request.synthetic),
+        synthetic=request.synthetic,
+        environment=manifest.summary() if manifest else "",
+        device=manifest.device() if manifest else "",
+        command=manifest.command if manifest else "",
+        repeats=request.repeats,
+        cv=request.cv,
     )
-    leaderboard = write_leaderboard(info, trials, run_dir / "LEADERBOARD.md")
+    save_run_info(info, run_dir)
+    leaderboard = write_leaderboard(info, trials, run_dir / "LEADERBOARD.md", epochs=epochs)
+    print(f"Across runs: {write_cross_run_leaderboard(run_dir.parent)}")
     print(summary_line(trials))
     print(f"Leaderboard: {leaderboard}")
     return 0

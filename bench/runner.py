@@ -61,6 +61,7 @@ _REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 EXPERIMENT_NAME = "tune"
 CLUSTER_CONNECT_TIMEOUT_S = 10.0
 STOP_REASONS_FILE = "stop_reasons.json"
+ASHA_REASON = "ASHA: below its rung's cutoff"
 
 
 @dataclass(frozen=True)
@@ -186,7 +187,7 @@ class ProgressPrinter(tune.Callback):
         budget = trial.config["spec"]["epochs"]
         epochs = result.get("epoch", 0)
         if epochs and epochs < budget:
-            reason = self.stopper.reasons.get(trial.trial_id, "ASHA: below its rung's cutoff")
+            reason = self.stopper.reasons.get(trial.trial_id, ASHA_REASON)
             self.write(f"[{trial_label(trial)}] stopped early at epoch {epochs}/{budget}: {reason}")
         else:
             self.write(f"[{trial_label(trial)}] finished: best val_acc {_best(trial):.4f}")
@@ -261,7 +262,7 @@ def last_attempt(rows: list[dict]) -> list[dict]:
     return attempt
 
 
-def _records_from(grid, planned: Sequence[TrialSpec], stop_reasons: dict[str, str]) -> list[TrialRecord]:
+def _records_from(grid, planned: Sequence[TrialSpec], stop_reasons: dict[str, str], asha: bool) -> list[TrialRecord]:
     records: list[TrialRecord] = []
     seen: set[str] = set()
     for result in grid:
@@ -273,13 +274,12 @@ def _records_from(grid, planned: Sequence[TrialSpec], stop_reasons: dict[str, st
             frame = frame.dropna(subset=["epoch"])
             rows = [{**row, "epoch": int(row["epoch"])} for row in frame[columns].to_dict("records")]
         trial_id = (result.metrics or {}).get("trial_id")
+        epochs = last_attempt(rows)
+        stop_reason = stop_reasons.get(trial_id)
+        if stop_reason is None and asha and epochs and len(epochs) < spec.epochs and result.error is None:
+            stop_reason = ASHA_REASON
         records.append(
-            TrialRecord(
-                spec=spec.to_dict(),
-                epochs=last_attempt(rows),
-                error=_error_message(result.error),
-                stop_reason=stop_reasons.get(trial_id),
-            )
+            TrialRecord(spec=spec.to_dict(), epochs=epochs, error=_error_message(result.error), stop_reason=stop_reason)
         )
         seen.add(spec.name)
     for spec in planned:
@@ -461,6 +461,6 @@ def run_trials(
                 run_config=run_config,
             )
         grid = tuner.fit()
-        return _records_from(grid, planned, read_stop_reasons(run_dir.resolve() / STOP_REASONS_FILE))
+        return _records_from(grid, planned, read_stop_reasons(run_dir.resolve() / STOP_REASONS_FILE), scheduling.asha)
     finally:
         _stop_ray(instance)

@@ -52,6 +52,7 @@ class TrialSpec:
     reference_epochs: int | None = None  # the epochs the report trained for that figure
     search_sample: int | None = None  # a random-search sample: learning rate / latent size drawn by Ray Tune
     run_eagerly: bool = False  # no graph tracing: faster for runs of a few steps on a CPU, slower otherwise
+    group: str | None = None  # the report row this trial repeats (seeds, folds); None: its own name
 
     def __post_init__(self):
         object.__setattr__(self, "model_options", dict(self.model_options))

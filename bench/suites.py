@@ -31,6 +31,8 @@ class Suite:
     asha_reduction_factor: int = 3
     smoke: Preset | None = None  # the suite's own smoke budget, where the general one is too slow
     parts: tuple[Suite, ...] = ()  # a suite made of others ("all"): each keeps its own presets
+    params_budget: int | None = None  # size goal: params <= this; None: no size goal
+    epochs_to_target_budget: int | None = None  # goal: epochs-to-target <= this; None: within the epoch budget
     metric: str = "val_accuracy"
     mode: str = "max"
 
@@ -277,6 +279,7 @@ COMPONENTS = register_suite(
                 0.9393,
             ),
         ),
+        params_budget=8_856_066,  # the report's Levi-Hassner: a row may not grow the net
     )
 )
 

@@ -6,6 +6,7 @@ so a trial also runs (and is tested) without Ray.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -17,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 import models
+from bench.flops import forward_flops
+from bench.profiler import NvmlSampler, measure_inference
 from bench.specs import TrialSpec
 from data.adience import require_nonempty_split, split_folds
 from data.cache import DEFAULT_IMAGE_SIZE, FaceCache, channel_statistics, ensure_cache
@@ -40,7 +43,22 @@ EPOCH_METRIC_KEYS = (
     "train_images",
     "val_images",
     "started_at",
+    "flops_per_image",
+    # profiling: GPU figures over the epoch (NaN / "" without a GPU, nvml_reason says why)
+    "energy_j",
+    "power_w",
+    "power_w_max",
+    "gpu_util",
+    "gpu_memory_bytes",
+    "process_gpu_memory_bytes",
+    "energy_source",
+    "gpu_count",
+    "gpu_names",
+    "gpu_shared",
+    "nvml_reason",
+    "infer_images_per_sec",  # epoch 1 only: measured once, outside the epochs' timings
 )
+INFERENCE_BATCH_SIZE = 32
 Reporter = Callable[[dict], None]
 
 
@@ -142,14 +160,30 @@ def build_trial_model(
 
 
 class EpochReporter(keras.callbacks.Callback):
-    """Times each epoch's training part (validation excluded) and reports flat metrics."""
+    """Times each epoch's training part (validation excluded) and reports flat metrics.
 
-    def __init__(self, report: Reporter, static: dict, train_images: int):
+    Each epoch closes a lap of the GPU sampler. Inference throughput is measured once, at
+    the end of epoch 1, before its report: a scheduler may stop the trial after any report,
+    so the end of training is no place to wait for. Its time and GPU energy count in no
+    epoch and not in elapsed seconds.
+    """
+
+    def __init__(
+        self,
+        report: Reporter,
+        static: dict,
+        train_images: int,
+        sampler: NvmlSampler,
+        measure_inference: Callable[[], float],
+    ):
         super().__init__()
         self.report = report
         self.static = static
         self.train_images = train_images
+        self.sampler = sampler
+        self.measure_inference = measure_inference
         self.run_started = time.perf_counter()
+        self.excluded_seconds = 0.0  # the inference measurement
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_started = time.perf_counter()
@@ -163,6 +197,13 @@ class EpochReporter(keras.callbacks.Callback):
         now = time.perf_counter()
         logs = logs or {}
         train_seconds = (self.validation_started or now) - self.epoch_started
+        gpu = self.sampler.lap()
+        elapsed = now - self.run_started - self.excluded_seconds
+        inference = math.nan
+        if epoch == 0:
+            inference = self.measure_inference()
+            self.sampler.lap()  # the measurement's GPU energy belongs to no epoch
+            self.excluded_seconds += time.perf_counter() - now
         self.report(
             {
                 "epoch": epoch + 1,
@@ -173,10 +214,19 @@ class EpochReporter(keras.callbacks.Callback):
                 "epoch_seconds": now - self.epoch_started,
                 "train_seconds": train_seconds,
                 "train_images_per_sec": self.train_images / train_seconds if train_seconds > 0 else float("nan"),
-                "elapsed_seconds": now - self.run_started,
+                "elapsed_seconds": elapsed,
                 **self.static,
+                **gpu.to_report(),
+                "infer_images_per_sec": inference,
             }
         )
+
+
+def inference_images_per_sec(model: keras.Model, images: np.ndarray) -> float:
+    """Forward passes of a fixed batch of ``INFERENCE_BATCH_SIZE`` cached images, after warm-up."""
+    batch = images[np.arange(INFERENCE_BATCH_SIZE) % len(images)]
+    timing = measure_inference(lambda: model.predict_on_batch(batch), INFERENCE_BATCH_SIZE, min_batches=3)
+    return timing.images_per_sec
 
 
 def run_trial(spec: TrialSpec, data_root: Path | str, report: Reporter) -> None:
@@ -196,9 +246,13 @@ def run_trial(spec: TrialSpec, data_root: Path | str, report: Reporter) -> None:
         "train_images": len(data.train_labels),
         "val_images": len(data.val_labels),
         "started_at": started_at,
+        "flops_per_image": forward_flops(network),
     }
-    callbacks: list[keras.callbacks.Callback] = [EpochReporter(report, static, len(data.train_labels))]
+    sampler = NvmlSampler()
+    infer = functools.partial(inference_images_per_sec, model, data.cache.read(data.val_slots[:INFERENCE_BATCH_SIZE]))
+    callbacks: list[keras.callbacks.Callback] = [EpochReporter(report, static, len(data.train_labels), sampler, infer)]
     train_batches, val_batches = data.batches(spec)
+    sampler.start()
     try:
         model.fit(
             train_batches,
@@ -209,6 +263,7 @@ def run_trial(spec: TrialSpec, data_root: Path | str, report: Reporter) -> None:
             verbose=0,
         )
     finally:
+        sampler.stop()
         train_batches.close()
         val_batches.close()
         del model, network

@@ -1,5 +1,7 @@
 """``python -m bench.run``: bad input gives one line and exit 2; the baseline suite runs end to end."""
 
+import json
+import math
 import os
 import subprocess
 import sys
@@ -120,3 +122,15 @@ def test_baseline_suite_runs_end_to_end_through_ray(tmp_path):
     assert "| levi_hassner_sgd_lr=1e-3_m=0.9" in text and f"{row.best_val_accuracy:.4f}" in text
     assert "epoch 1/" in result.stdout  # progress on the way
     assert result.stdout.strip().splitlines()[-2].startswith("Done: 1 trial(s): 1 completed")
+    # profiling: convergence, throughput, environment, goals, plots, the board across runs
+    assert row.epochs_to_target >= 1 and row.time_to_target_seconds > 0
+    assert row.train_images_per_sec > 0 and row.first_epoch_images_per_sec > 0 and row.infer_images_per_sec > 0
+    assert math.isfinite(row.energy_j) or row.nvml_reason  # n/a on a machine without an NVIDIA GPU
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["seeds"] == [0] and manifest["cpu_matmul_peak_flops"] > 0 and manifest["python"]
+    assert manifest["command"].endswith(f"-m bench.run --suite baseline --trials 'levi_hassner_sgd*' --out {tmp_path}")
+    assert "**Goals**" in text and "environment: Python" in text
+    assert row.gflops_per_image == pytest.approx(1.3014, abs=1e-3) and row.mfu > 0  # bench.flops, measured CPU peak
+    for name in ("learning_curves", "accuracy_vs_params", "accuracy_vs_gflops", "accuracy_vs_time_to_target"):
+        assert (run_dir / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG" and f"](plots/{name}.png)" in text
+    assert f"{run_dir.name}/LEADERBOARD.md" in (tmp_path / "LEADERBOARD.md").read_text()

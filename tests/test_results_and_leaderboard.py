@@ -1,58 +1,182 @@
 import math
+import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
+from PIL import Image
 
-from bench.leaderboard import RunInfo, render_leaderboard, write_leaderboard
-from bench.results import TrialRecord, atomic_write_text, epochs_table, read_table, trials_table, write_table
+from bench.leaderboard import (
+    Goals,
+    RunInfo,
+    compare_runs,
+    load_run_info,
+    main,
+    render_cross_run_leaderboard,
+    render_leaderboard,
+    save_run_info,
+    write_leaderboard,
+)
+from bench.plots import pareto_front, write_plots
+from bench.results import (
+    TrialRecord,
+    atomic_write_text,
+    epochs_table,
+    groups_table,
+    read_table,
+    student_t_quantile,
+    summarise,
+    trials_table,
+    write_table,
+)
 from bench.specs import TrialSpec
 
+GOLDEN = Path(__file__).parent / "golden" / "leaderboard.md"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
-def epoch(number, val_accuracy, rate=10.0):
+
+def epoch(number, val_accuracy, images=15, train_seconds=1.5, train_loss=0.5, **extra):
     return {
         "epoch": number,
-        "train_loss": 0.5,
-        "train_accuracy": 0.7,
+        "train_loss": train_loss,
+        "train_accuracy": val_accuracy - 0.05,
         "val_loss": 0.6,
         "val_accuracy": val_accuracy,
         "epoch_seconds": 2.0,
-        "train_seconds": 1.5,
-        "train_images_per_sec": rate,
+        "train_seconds": train_seconds,
+        "train_images_per_sec": images / train_seconds,
         "elapsed_seconds": 2.0 * number,
         "params": 1000,
         "trainable_params": 1000,
-        "train_images": 15,
+        "train_images": images,
         "val_images": 5,
+        **extra,
     }
 
 
 @pytest.fixture
 def records():
     spec = TrialSpec(name="good", model="levi_hassner", epochs=3, reference=0.9).to_dict()
-    short = TrialSpec(name="stopped", model="levi_hassner", epochs=5).to_dict()
+    short = TrialSpec(name="stopped", model="levi_hassner", epochs=5, patience=1).to_dict()
     broken = TrialSpec(name="broken", model="levi_hassner", epochs=3).to_dict()
+    nan = TrialSpec(name="exploded", model="levi_hassner", epochs=2, learning_rate=10.0).to_dict()
     return [
-        TrialRecord(spec=spec, epochs=[epoch(1, 0.6, 2.0), epoch(2, 0.85, 10.0), epoch(3, 0.8, 12.0)]),
+        TrialRecord(
+            spec=spec,
+            epochs=[
+                epoch(1, 0.6, train_seconds=7.5),  # graph building
+                epoch(2, 0.85, train_seconds=1.5),
+                epoch(3, 0.8, train_seconds=1.0),
+            ],
+        ),
         TrialRecord(spec=short, epochs=[epoch(1, 0.7), epoch(2, 0.65)]),
+        TrialRecord(
+            spec=TrialSpec(name="patient", model="levi_hassner", epochs=4, patience=1).to_dict(),
+            epochs=[epoch(1, 0.72), epoch(2, 0.71)],
+            stop_reason="patience: val accuracy not improved for 1 epoch(s)",
+        ),
         TrialRecord(spec=broken, epochs=[], error="ValueError: boom"),
+        TrialRecord(spec=nan, epochs=[epoch(1, 0.5), epoch(2, 0.5, train_loss=math.nan)]),
     ]
 
 
+def gpu_epoch(number, val_accuracy, energy_j, **extra):
+    return epoch(
+        number,
+        val_accuracy,
+        images=100,
+        train_seconds=2.0,
+        energy_j=energy_j,
+        power_w=250.0,
+        gpu_util=90.0,
+        gpu_memory_bytes=2e9,
+        process_gpu_memory_bytes=1e9,
+        energy_source="counter",
+        gpu_names="NVIDIA A100-SXM4-80GB",
+        gpu_shared="no",
+        nvml_reason="",
+        flops_per_image=1.5e9,
+        **extra,
+    )
+
+
+def repeated_records(reference=0.9498):
+    """One report row run with three seeds, on a (recorded) A100."""
+    records = []
+    for seed, curve in enumerate([[0.70, 0.84], [0.82, 0.85], [0.75, 0.86]]):
+        spec = TrialSpec(
+            name=f"lh.seed={seed}", model="levi_hassner", epochs=2, seed=seed, group="lh", reference=reference
+        )
+        epochs = [gpu_epoch(i + 1, accuracy, energy_j=500.0) for i, accuracy in enumerate(curve)]
+        epochs[-1]["infer_images_per_sec"] = 900.0 + seed
+        records.append(TrialRecord(spec=spec.to_dict(), epochs=epochs))
+    return records
+
+
+def run_info(**changes):
+    values = {
+        "run_id": "r1",
+        "suite": "baseline",
+        "suite_description": "desc",
+        "data": "synthetic",
+        "preset": "smoke",
+        "goals": Goals(target_accuracy=0.8, accuracy=0.8, params=1000, epochs_to_target=None),
+        "environment": "Python 3.11.7, TensorFlow 2.21.0; CPU test (2 cores); GPU none",
+        "device": "CPU test x2",
+        "command": "python -m bench.run --suite baseline",
+    }
+    return RunInfo(**{**values, **changes})
+
+
+# --------------------------------------------------------------------------- per trial
+
+
 def test_trials_table_derives_best_epoch_throughput_and_status(records):
-    table = trials_table(records).set_index("trial")
+    table = trials_table(records, target_accuracy=0.8).set_index("trial")
     assert table.loc["good", "best_val_accuracy"] == 0.85 and table.loc["good", "best_epoch"] == 2
     assert table.loc["good", "final_val_accuracy"] == 0.8
-    assert table.loc["good", "train_images_per_sec"] == pytest.approx(11.0)  # epoch 1 left out
-    assert table.loc["good", "status"] == "completed"
+    assert table.loc["good", "first_epoch_images_per_sec"] == pytest.approx(15 / 7.5)
+    assert table.loc["good", "train_images_per_sec"] == pytest.approx(30 / 2.5)  # epochs 2-3 only
+    assert table.loc["good", "epochs_to_target"] == 2 and table.loc["good", "time_to_target_seconds"] == 4.0
+    assert table.loc["good", "epochs_to_plateau"] == 2
+    assert table.loc["good", "status"] == "completed" and table.loc["good", "reason"] == ""
     assert table.loc["stopped", "status"] == "early_stopped"
+    assert table.loc["stopped", "reason"] == "stopped after epoch 2 of 5: by the scheduler"
+    assert math.isnan(table.loc["stopped", "epochs_to_target"])
+    assert table.loc["patient", "reason"] == (
+        "stopped after epoch 2 of 4: patience: val accuracy not improved for 1 epoch(s)"
+    )  # the scheduler's reason, where it gives one
     assert table.loc["broken", "status"] == "failed" and table.loc["broken", "error"] == "ValueError: boom"
     assert math.isnan(table.loc["broken", "best_val_accuracy"])
+    assert table.loc["exploded", "status"] == "diverged"
+    assert table.loc["exploded", "reason"] == "train loss not finite from epoch 2"
+    # no GPU and no FLOPs count reported: n/a, never zero
+    assert math.isnan(table.loc["good", "energy_j"]) and math.isnan(table.loc["good", "mfu"])
+
+
+def test_trials_table_energy_flops_and_mfu_from_the_reports():
+    table = trials_table(repeated_records(), target_accuracy=0.8).set_index("trial")
+    row = table.loc["lh.seed=0"]
+    assert row.energy_j == pytest.approx(1000.0)  # two epochs of 500 J
+    assert row.energy_mj_per_image == pytest.approx(1000.0 * 1000 / (100 * 2))
+    assert row.gflops_per_image == pytest.approx(1.5)
+    assert row.infer_images_per_sec == 900.0
+    assert row.peak_source.startswith("A100 TF32")
+    assert row.mfu == pytest.approx(3 * 1.5e9 * 50.0 / 156e12)  # 100 images / 2 s in epoch 2
+    assert row.power_w_mean == 250.0 and row.gpu_memory_max_bytes == 2e9
+
+
+def test_cpu_trials_measure_mfu_against_the_measured_cpu_peak(records):
+    records[0].epochs[1]["flops_per_image"] = 1e9
+    table = trials_table(records, cpu_peak_flops=1e11).set_index("trial")
+    assert table.loc["good", "mfu"] == pytest.approx(3 * 1e9 * 12.0 / 1e11)
+    assert "CPU" in table.loc["good", "peak_source"]
 
 
 def test_epochs_table_has_one_row_per_trial_epoch(records):
     table = epochs_table(records)
-    assert len(table) == 5
-    assert list(table.columns[:2]) == ["trial", "epoch"]
+    assert len(table) == 9
+    assert list(table.columns[:3]) == ["trial", "group", "epoch"]
 
 
 def test_tables_round_trip_through_parquet_and_csv(records, tmp_path):
@@ -60,8 +184,9 @@ def test_tables_round_trip_through_parquet_and_csv(records, tmp_path):
     paths = write_table(table, tmp_path / "results")
     assert [p.name for p in paths] == ["results.parquet", "results.csv"]
     pd.testing.assert_frame_equal(read_table(tmp_path / "results"), table)
-    assert len(pd.read_csv(tmp_path / "results.csv")) == 3
+    assert len(pd.read_csv(tmp_path / "results.csv")) == 5
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    assert oct(os.stat(paths[0]).st_mode & 0o777) == oct(0o644)
 
 
 def test_atomic_write_replaces_whole_file(tmp_path):
@@ -71,14 +196,203 @@ def test_atomic_write_replaces_whole_file(tmp_path):
     assert target.read_text() == "new"
 
 
-def test_leaderboard_ranks_by_accuracy_and_shows_the_report_figure(records, tmp_path):
-    info = RunInfo("r1", "baseline", "desc", "synthetic", "smoke", 0.8)
-    text = render_leaderboard(info, trials_table(records))
+# --------------------------------------------------------------------------- statistics
+
+
+@pytest.mark.parametrize(
+    ("p", "df", "published"),  # Student t tables (e.g. NIST/SEMATECH e-Handbook 1.3.6.7.2)
+    [
+        (0.975, 1, 12.706),
+        (0.975, 2, 4.303),
+        (0.975, 4, 2.776),
+        (0.975, 9, 2.262),
+        (0.975, 29, 2.045),
+        (0.995, 9, 3.250),
+    ],
+)
+def test_t_quantile_matches_the_published_table(p, df, published):
+    assert student_t_quantile(p, df) == pytest.approx(published, abs=5e-4)
+    assert student_t_quantile(1 - p, df) == pytest.approx(-published, abs=5e-4)
+
+
+def test_confidence_interval_by_hand():
+    # mean 0.85, sample std 0.01, t(0.975, 2) = 4.302652729749464 (scipy.stats.t.ppf)
+    summary = summarise([0.84, 0.85, 0.86])
+    half = 4.302652729749464 * 0.01 / math.sqrt(3)
+    assert summary.n == 3 and summary.mean == pytest.approx(0.85) and summary.std == pytest.approx(0.01)
+    assert summary.ci_low == pytest.approx(0.85 - half, abs=1e-12)
+    assert summary.ci_high == pytest.approx(0.85 + half, abs=1e-12)
+    one = summarise([0.9, math.nan])
+    assert one.n == 1 and one.mean == 0.9 and math.isnan(one.std) and math.isnan(one.ci_low)
+    assert summarise([]).n == 0
+
+
+def test_groups_table_summarises_repeats_and_counts_failures():
+    records = repeated_records()
+    records.append(TrialRecord(spec=TrialSpec(name="lh.seed=3", model="levi_hassner", group="lh").to_dict(), error="E"))
+    groups = groups_table(trials_table(records, target_accuracy=0.8)).set_index("group")
+    row = groups.loc["lh"]
+    assert row.n == 4 and row.n_finished == 3 and row.n_reached_target == 3
+    assert row.best_val_accuracy == pytest.approx(0.85) and row.best_val_accuracy_std == pytest.approx(0.01)
+    assert row.best_val_accuracy_ci_high - 0.85 == pytest.approx(4.302652729749464 * 0.01 / math.sqrt(3))
+    assert row.epochs_to_target == pytest.approx((2 + 1 + 2) / 3)
+    assert row.status == "3 completed, 1 failed"
+    assert row.trials == "lh.seed=0, lh.seed=1, lh.seed=2, lh.seed=3"
+
+
+# --------------------------------------------------------------------------- markdown
+
+
+def golden_trials():
+    records = repeated_records()
+    for record in records:  # the golden file must not depend on anything but these figures
+        record.spec["reference"] = 0.9498
+    single = TrialSpec(name="small", model="levi_hassner", epochs=3, learning_rate=0.01, patience=2)
+    records.append(TrialRecord(spec=single.to_dict(), epochs=[epoch(1, 0.7), epoch(2, 0.75)]))
+    records.append(TrialRecord(spec=TrialSpec(name="broken", model="levi_hassner").to_dict(), error="ValueError: boom"))
+    return trials_table(records, target_accuracy=0.8)
+
+
+def test_leaderboard_markdown_matches_the_golden_file():
+    plots = [
+        ("Learning curves", "plots/learning_curves.png", ""),
+        ("Accuracy vs GFLOPs", None, "no report row has both forward GFLOPs per image and an accuracy"),
+    ]
+    text = render_leaderboard(run_info(repeats=3), golden_trials(), plots)
+    if os.environ.get("UPDATE_GOLDEN"):
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text(), "rerun with UPDATE_GOLDEN=1 after a deliberate change, and review the diff"
+
+
+def test_leaderboard_ranks_checks_goals_and_lists_unfinished_trials(records):
+    text = render_leaderboard(run_info(), trials_table(records, target_accuracy=0.8))
     lines = [line for line in text.splitlines() if line.startswith("| ")]
-    assert lines[0].split("|")[2].strip() == "trial"
-    assert "good" in lines[1] and "0.8500" in lines[1] and "0.9000" in lines[1] and "-0.0500" in lines[1]
-    assert "stopped" in lines[2] and "early_stopped" in lines[2]
-    assert "broken" in lines[3] and "failed: ValueError: boom" in lines[3]
-    assert "run: `r1`" in text and "preset: smoke" in text
-    path = write_leaderboard(info, trials_table(records), tmp_path / "LEADERBOARD.md")
-    assert path.read_text() == text
+    header = [cell.strip() for cell in lines[0].split("|")[1:-1]]
+    rows = [dict(zip(header, (cell.strip() for cell in line.split("|")[1:-1]), strict=True)) for line in lines[1:]]
+    assert [row["trial"] for row in rows] == ["good", "patient", "stopped", "exploded", "broken"]
+    good = rows[0]
+    assert good["best val acc"] == "0.8500" and good["report"] == "0.9000" and good["diff"] == "-0.0500"
+    assert good["acc goal"] == "✓" and good["size goal"] == "✓" and good["epochs goal"] == "✓"
+    assert rows[2]["acc goal"] == "✗" and rows[2]["epochs goal"] == "✗"  # 0.70 < 0.80; never reached it
+    assert rows[4]["acc goal"] == "–" and rows[4]["status"] == "failed"
+    assert "- `broken`: failed: ValueError: boom" in text
+    assert "- `exploded`: diverged: train loss not finite from epoch 2" in text
+    assert "- `stopped`: early_stopped: stopped after epoch 2 of 5" in text
+    assert "acc goal: best val accuracy >= 0.8000; size goal: params <= 1,000" in text
+
+
+def test_energy_of_a_shared_gpu_is_marked():
+    records = repeated_records()
+    for record in records:
+        for row in record.epochs:
+            row["gpu_shared"] = "yes"
+    text = render_leaderboard(run_info(), trials_table(records, target_accuracy=0.8))
+    assert "| 1,000.0 (shared GPU) | 5,000.00 (shared GPU) |" in text
+
+
+def test_real_data_goal_is_the_report_figure(records):
+    goals = Goals(target_accuracy=0.8, accuracy=None, params=None, epochs_to_target=1)
+    text = render_leaderboard(run_info(goals=goals), trials_table(records, target_accuracy=0.8))
+    good = next(line for line in text.splitlines() if line.startswith("| 1 "))
+    cells = [cell.strip() for cell in good.split("|")[1:-1]]
+    assert cells[-4:-1] == ["✗", "–", "✗"]  # 0.85 < report 0.90; no size goal; target at epoch 2 > 1
+    assert "the report's figure for that row" in text
+
+
+# --------------------------------------------------------------------------- plots
+
+
+def test_pareto_front():
+    xs = [1.0, 2.0, 3.0, 2.5, 0.5, math.nan]
+    ys = [0.80, 0.90, 0.95, 0.85, 0.70, 0.99]
+    assert pareto_front(xs, ys) == [4, 0, 1, 2]  # (2.5, 0.85) is beaten by (2.0, 0.90); NaN left out
+    assert pareto_front([1.0, 1.0], [0.9, 0.8]) == [0]
+
+
+def test_plots_are_valid_pngs_and_linked(tmp_path):
+    records = repeated_records()
+    trials = trials_table(records, target_accuracy=0.8)
+    path = write_leaderboard(run_info(repeats=3), trials, tmp_path / "LEADERBOARD.md", epochs=epochs_table(records))
+    text = path.read_text()
+    for name in ("learning_curves", "accuracy_vs_params", "accuracy_vs_gflops", "accuracy_vs_time_to_target"):
+        png = tmp_path / "plots" / f"{name}.png"
+        assert png.read_bytes()[:8] == PNG_SIGNATURE, name
+        with Image.open(png) as image:
+            image.verify()
+        with Image.open(png) as image:
+            assert image.width >= 600 and image.height >= 400, (name, image.size)
+        assert f"](plots/{name}.png)" in text
+
+
+def test_a_plot_without_data_is_listed_with_the_reason(tmp_path, records):
+    trials = trials_table(records, target_accuracy=0.8)  # no FLOPs reported
+    entries = {title: (path, note) for title, path, note in write_plots(trials, epochs_table(records), 0.8, tmp_path)}
+    path, note = entries["Accuracy vs GFLOPs"]
+    assert path is None and note == "no report row has both forward GFLOPs per image and an accuracy"
+    assert entries["Learning curves"][0].is_file()
+
+
+# --------------------------------------------------------------------------- across runs, compare
+
+
+def make_run(runs, run_id, records, **info_changes):
+    run_dir = runs / run_id
+    write_table(trials_table(records, target_accuracy=0.8), run_dir / "results")
+    save_run_info(run_info(run_id=run_id, **info_changes), run_dir)
+    return run_dir
+
+
+def test_run_info_round_trips(tmp_path):
+    info = run_info(cv=True, repeats=2)
+    save_run_info(info, tmp_path)
+    assert load_run_info(tmp_path) == info
+
+
+def test_cross_run_leaderboard_keeps_the_best_row_per_suite_data_and_model(tmp_path, records):
+    make_run(tmp_path, "a", repeated_records())
+    make_run(tmp_path, "b", records[1:])  # best 0.70: run a's 0.85 stays
+    make_run(tmp_path, "c", records, data="/data/adience", synthetic=False)
+    (tmp_path / "not-a-run").mkdir()
+    text = render_cross_run_leaderboard(tmp_path)
+    rows = [line for line in text.splitlines() if line.startswith("| baseline")]
+    assert len(rows) == 2  # synthetic and real data kept apart
+    synthetic = next(row for row in rows if "| synthetic" in row)
+    assert "| lh " in synthetic and "0.8500 ± 0.0100" in synthetic and "[a](a/LEADERBOARD.md)" in synthetic
+    real = next(row for row in rows if "/data/adience" in row)
+    assert "| good " in real and "[c](c/LEADERBOARD.md)" in real
+
+
+def test_compare_flags_regressions(tmp_path):
+    before = repeated_records()
+    after = repeated_records()
+    after[0].epochs[1]["val_accuracy"] = 0.82  # best 0.84 -> 0.82: -2 pt
+    after[1].epochs[1]["train_seconds"] = 4.0  # 50 -> 25 img/s
+    after[2].epochs[0]["energy_j"] = 800.0  # 1000 -> 1300 J
+    a = make_run(tmp_path, "a", before)
+    b = make_run(tmp_path, "b", after, device="NVIDIA H100 80GB HBM3")
+    text, regressions = compare_runs(a, b)
+    assert regressions == 3
+    lines = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| lh")}
+    assert "REGRESSION: accuracy -2.0 pt" in lines["lh.seed=0"]
+    assert "REGRESSION: train img/s -50%" in lines["lh.seed=1"]
+    assert "REGRESSION: energy +30%" in lines["lh.seed=2"]
+    assert "devices differ" in text
+    _, none = compare_runs(a, a)
+    assert none == 0
+
+
+def test_compare_command_line(tmp_path, capsys):
+    make_run(tmp_path, "a", repeated_records())
+    worse = repeated_records()
+    worse[0].epochs[1]["val_accuracy"] = 0.5
+    make_run(tmp_path, "b", worse)
+    assert main(["--compare", "a", "b", "--runs", str(tmp_path)]) == 0
+    assert "1 regression(s)." in capsys.readouterr().out
+    assert main(["--compare", str(tmp_path / "a"), "b", "--runs", str(tmp_path), "--fail-on-regression"]) == 1
+    capsys.readouterr()
+    assert main(["--compare", "a", "missing", "--runs", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "run 'missing' not found" in err[0]
+    assert main(["--refresh", "--runs", str(tmp_path)]) == 0
+    assert (tmp_path / "LEADERBOARD.md").is_file()
+    assert main([]) == 2

@@ -10,6 +10,7 @@ from bench.trial import EPOCH_METRIC_KEYS, balanced_subset, build_trial_model, r
 from data.adience import load_faces
 
 
+@pytest.mark.slow
 def test_run_trial_reports_every_epoch(small_synthetic):
     spec = TrialSpec(name="tiny", model="levi_hassner", epochs=2, batch_size=16, train_limit=48, val_limit=24)
     reports = []
@@ -23,6 +24,13 @@ def test_run_trial_reports_every_epoch(small_synthetic):
         assert 0 < report["train_seconds"] <= report["epoch_seconds"]
         assert math.isfinite(report["train_loss"]) and report["train_images_per_sec"] > 0
     assert reports[1]["elapsed_seconds"] > reports[0]["elapsed_seconds"]
+    # inference is measured once, after epoch 1; GPU figures or the reason they are missing
+    assert reports[0]["infer_images_per_sec"] > 0 and math.isnan(reports[1]["infer_images_per_sec"])
+    gap = reports[1]["elapsed_seconds"] - reports[0]["elapsed_seconds"]  # the measurement is left out
+    assert gap == pytest.approx(reports[1]["epoch_seconds"], abs=0.5)
+    for report in reports:
+        assert math.isfinite(report["energy_j"]) or report["nvml_reason"]
+        assert math.isnan(report["flops_per_image"]) or report["flops_per_image"] > 0
 
 
 def test_balanced_subset_keeps_both_classes_and_is_deterministic(small_synthetic):

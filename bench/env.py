@@ -1,0 +1,250 @@
+"""The environment manifest saved with every run: versions, devices, driver, git commit, seeds.
+
+Every figure a run reports carries this manifest, so two runs compare honestly. Each field
+that cannot be found is null and ``missing`` says why, never an exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.metadata
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench.results import atomic_write_text
+
+MANIFEST_NAME = "manifest.json"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Distributions that can provide `import tensorflow`, in the order they are looked up.
+TENSORFLOW_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tf-nightly")
+
+
+@dataclass
+class EnvManifest:
+    """What a run ran on. ``missing`` maps a null field to the reason it is null."""
+
+    created: str
+    command: str
+    seeds: list[int]
+    python: str
+    platform: str
+    tensorflow: str | None
+    keras: str | None
+    keras_backend: str | None
+    ray: str | None
+    numpy: str | None
+    nvidia_ml_py: str | None
+    nvidia_driver: str | None
+    cuda_driver: str | None  # the newest CUDA the driver supports (NVML)
+    cuda_build: str | None  # the CUDA TensorFlow was built against
+    cudnn_build: str | None
+    gpus: list[str]
+    cuda_visible_devices: str | None
+    cpu_model: str | None
+    cpu_cores: int | None  # logical cores this process may use
+    cpu_count: int | None  # logical cores of the machine
+    git_commit: str | None
+    git_dirty: bool | None
+    cpu_matmul_peak_flops: float | None = None  # measured once per run, for CPU MFU
+    missing: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> EnvManifest:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+    def summary(self) -> str:
+        """One line for a leaderboard header."""
+        gpus = ", ".join(self.gpus) if self.gpus else f"none ({self.missing.get('gpus', 'not found')})"
+        driver = f"; NVIDIA driver {self.nvidia_driver}, CUDA {self.cuda_driver or 'n/a'}" if self.nvidia_driver else ""
+        commit = (
+            f"{self.git_commit[:10]}{' + local changes' if self.git_dirty else ''}" if self.git_commit else "unknown"
+        )
+        return (
+            f"Python {self.python}, TensorFlow {self.tensorflow or 'n/a'}, Keras {self.keras or 'n/a'} "
+            f"({self.keras_backend or 'n/a'} backend), Ray {self.ray or 'n/a'}; "
+            f"CPU {self.cpu_model or 'unknown'} ({self.cpu_cores} cores); GPU {gpus}{driver}; commit {commit}"
+        )
+
+    def device(self) -> str:
+        """The device the figures were measured on, for comparing two runs."""
+        return ", ".join(self.gpus) if self.gpus else f"CPU {self.cpu_model or 'unknown'} x{self.cpu_cores}"
+
+
+def _version(*distributions: str) -> str | None:
+    for name in distributions:
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _keras_backend() -> str | None:
+    if "keras" not in sys.modules and _version("keras") is None:
+        return None
+    import keras  # the backend is settled when keras is imported (KERAS_BACKEND, ~/.keras/keras.json)
+
+    return keras.config.backend()
+
+
+def _tensorflow_build() -> dict[str, Any]:
+    if _version(*TENSORFLOW_DISTRIBUTIONS) is None:
+        return {}
+    import tensorflow as tf
+
+    return dict(tf.sysconfig.get_build_info())
+
+
+def _cpu_model() -> str | None:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.lower().startswith(("model name", "hardware", "processor\t: arm")):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or None
+
+
+def _cpu_cores() -> int | None:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count()
+
+
+def _git(repo: Path, *args: str) -> str | None:
+    try:
+        result = subprocess.run(
+            ["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def _nvidia(nvml) -> tuple[dict[str, Any], str | None]:
+    """Driver, CUDA driver version and visible GPU names from NVML, or the reason there are none."""
+    from bench.profiler import visible_gpu_selectors
+
+    if nvml is None:
+        try:
+            import pynvml as nvml
+        except ImportError:
+            return {}, "the nvidia-ml-py package (pynvml) is not installed"
+    try:
+        nvml.nvmlInit()
+    except Exception as error:
+        return {}, f"NVML not available: {str(error).strip() or type(error).__name__}"
+    try:
+        driver = nvml.nvmlSystemGetDriverVersion()
+        cuda = nvml.nvmlSystemGetCudaDriverVersion()
+        selectors = visible_gpu_selectors(os.environ.get("CUDA_VISIBLE_DEVICES"))
+        if selectors is None:
+            handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]
+        else:
+            handles = [
+                nvml.nvmlDeviceGetHandleByIndex(int(s)) if s.isdigit() else nvml.nvmlDeviceGetHandleByUUID(s)
+                for s in selectors
+            ]
+        names = [n.decode() if isinstance(n, bytes) else str(n) for n in map(nvml.nvmlDeviceGetName, handles)]
+    except Exception as error:
+        return {}, f"NVML query failed: {str(error).strip() or type(error).__name__}"
+    finally:
+        with contextlib.suppress(Exception):  # best effort: the figures are already read
+            nvml.nvmlShutdown()
+    return {
+        "nvidia_driver": driver.decode() if isinstance(driver, bytes) else str(driver),
+        "cuda_driver": f"{cuda // 1000}.{cuda % 1000 // 10}",
+        "gpus": names,
+    }, (None if names else "NVML sees no NVIDIA GPU (or CUDA_VISIBLE_DEVICES hides them)")
+
+
+def collect_manifest(
+    *,
+    seeds: Sequence[int],
+    argv: Sequence[str] | None = None,
+    repo: Path = REPO_ROOT,
+    nvml=None,
+    cpu_matmul_peak_flops: float | None = None,
+) -> EnvManifest:
+    """The manifest for a run started with ``argv`` (default: this process's command line)."""
+    argv = list(sys.argv if argv is None else argv)
+    missing: dict[str, str] = {}
+    build = _tensorflow_build()
+    nvidia, nvidia_reason = _nvidia(nvml)
+    commit = _git(repo, "rev-parse", "HEAD")
+    status = _git(repo, "status", "--porcelain", "--untracked-files=no") if commit else None
+    manifest = EnvManifest(
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        command=shlex.join([Path(sys.executable).name, *argv]),
+        seeds=sorted({int(seed) for seed in seeds}),
+        python=platform.python_version(),
+        platform=platform.platform(),
+        tensorflow=_version(*TENSORFLOW_DISTRIBUTIONS),
+        keras=_version("keras"),
+        keras_backend=_keras_backend(),
+        ray=_version("ray"),
+        numpy=_version("numpy"),
+        nvidia_ml_py=_version("nvidia-ml-py"),
+        nvidia_driver=nvidia.get("nvidia_driver"),
+        cuda_driver=nvidia.get("cuda_driver"),
+        cuda_build=build.get("cuda_version"),
+        cudnn_build=build.get("cudnn_version"),
+        gpus=nvidia.get("gpus", []),
+        cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"),
+        cpu_model=_cpu_model(),
+        cpu_cores=_cpu_cores(),
+        cpu_count=os.cpu_count(),
+        git_commit=commit,
+        git_dirty=None if status is None else bool(status),
+        cpu_matmul_peak_flops=cpu_matmul_peak_flops,
+        missing=missing,
+    )
+    reasons = {
+        "tensorflow": "TensorFlow is not installed",
+        "keras": "Keras is not installed",
+        "keras_backend": "Keras is not installed",
+        "ray": "Ray is not installed",
+        "numpy": "numpy is not installed",
+        "nvidia_ml_py": "the nvidia-ml-py package (pynvml) is not installed",
+        "nvidia_driver": nvidia_reason,
+        "cuda_driver": nvidia_reason,
+        "cuda_build": "this TensorFlow is not a CUDA build" if build else "TensorFlow is not installed",
+        "cudnn_build": "this TensorFlow is not a CUDA build" if build else "TensorFlow is not installed",
+        "gpus": nvidia_reason,
+        "cuda_visible_devices": "CUDA_VISIBLE_DEVICES is not set (every GPU is visible)",
+        "cpu_model": "neither /proc/cpuinfo nor platform.processor() names the CPU",
+        "cpu_cores": "os.sched_getaffinity and os.cpu_count are unavailable",
+        "cpu_count": "os.cpu_count() is unavailable",
+        "git_commit": f"{repo} is not a git checkout (or git is not installed)",
+        "git_dirty": f"{repo} is not a git checkout (or git is not installed)",
+        "cpu_matmul_peak_flops": "not measured for this run",
+    }
+    for name, reason in reasons.items():
+        if getattr(manifest, name) in (None, []) and reason:
+            missing[name] = reason
+    return manifest
+
+
+def write_manifest(manifest: EnvManifest, run_dir: Path) -> Path:
+    path = run_dir / MANIFEST_NAME
+    atomic_write_text(path, json.dumps(manifest.to_dict(), indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def read_manifest(run_dir: Path) -> EnvManifest | None:
+    path = run_dir / MANIFEST_NAME
+    return EnvManifest.from_dict(json.loads(path.read_text())) if path.is_file() else None
