@@ -553,3 +553,20 @@ def trial_peak(
     if cpu_peak_flops and cpu_peak_flops > 0:
         return PeakFlops(cpu_peak_flops, "CPU float32 matrix-product peak measured for this run"), None
     return None, "no CPU peak measured for this run"
+
+
+def local_gpu_count() -> int:
+    """NVIDIA GPUs this process may use (CUDA_VISIBLE_DEVICES respected); 0 without NVML."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([device for device in visible.split(",") if device.strip() and device.strip() != "-1"])
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            return int(pynvml.nvmlDeviceGetCount())
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # no driver, no library, no GPU: all mean none to use
+        return 0

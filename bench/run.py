@@ -23,6 +23,7 @@ import_tensorflow_quietly()  # before keras is imported below
 
 from bench.env import collect_manifest, read_manifest, write_manifest  # noqa: E402
 from bench.errors import RunnerError  # noqa: E402
+from bench.estimate import estimate_run_seconds, format_duration  # noqa: E402
 from bench.leaderboard import (  # noqa: E402
     Goals,
     RunInfo,
@@ -30,7 +31,7 @@ from bench.leaderboard import (  # noqa: E402
     write_cross_run_leaderboard,
     write_leaderboard,
 )
-from bench.profiler import measure_cpu_matmul_peak  # noqa: E402
+from bench.profiler import local_gpu_count, measure_cpu_matmul_peak  # noqa: E402
 from bench.results import atomic_write_text, epochs_table, trials_table, write_table  # noqa: E402
 from bench.specs import PRESETS, RandomSearch, SpecError, TrialSpec, get_preset  # noqa: E402
 from bench.suites import Suite, UnknownSuiteError, get_suite, list_suites  # noqa: E402
@@ -277,7 +278,8 @@ def _main(argv: list[str] | None) -> int:
     )
     plan = plan_run(request)  # bad --trials or overrides: fail before data and Ray
     data_root = ensure_synthetic_dataset() if synthetic else args.data.expanduser().resolve()
-    prepare_data(data_root, synthetic, plan)
+    sizes = prepare_data(data_root, synthetic, plan)
+    announce_estimate(plan, sizes, request.scheduling)
     request = RunRequest(**{**request.__dict__, "data_root": str(data_root)})
     run_id, run_dir = new_run_dir(args.out, args.suite)
     atomic_write_text(run_dir / RUN_FILE, request.to_json())
@@ -290,21 +292,38 @@ def _main(argv: list[str] | None) -> int:
     return _execute(request, run_id, run_dir, resume=False)
 
 
-def prepare_data(data_root: Path, synthetic: bool, plan: Plan) -> None:
+def prepare_data(data_root: Path, synthetic: bool, plan: Plan) -> list[tuple[int, int]]:
     """Read the fold files, decode every face once into the cache, check every trial's split.
 
-    Done here, before any trial starts, so concurrent trials only open the cache.
+    Done here, before any trial starts, so concurrent trials only open the cache. Returns
+    each planned trial's (training, validation) image counts.
     """
     faces = load_faces(data_root)
     print(f"Data: {'synthetic ' if synthetic else ''}{data_root}: {faces.summary()}")
     cache = ensure_cache(faces, progress=sys.stdout)
     for line in faces.warnings() + cache.warnings():
         print(line)
-    for spec in plan.specs + (plan.search.templates() if plan.search else []):
-        require_nonempty_split(
-            *split_folds(cache.faces, spec.val_fold, spec.train_folds), spec.val_fold, spec.train_folds
-        )
+    sizes = []
+    for spec in planned_specs(plan):
+        train, val = split_folds(cache.faces, spec.val_fold, spec.train_folds)
+        require_nonempty_split(train, val, spec.val_fold, spec.train_folds)
+        sizes.append((min(len(train), spec.train_limit or len(train)), min(len(val), spec.val_limit or len(val))))
     print(f"Cache: {len(cache.faces)} faces at {cache.image_size}x{cache.image_size} in {cache.folder}")
+    return sizes
+
+
+def planned_specs(plan: Plan) -> list[TrialSpec]:
+    return plan.specs + (plan.search.templates() if plan.search else [])
+
+
+def announce_estimate(plan: Plan, sizes: list[tuple[int, int]], scheduling: dict) -> None:
+    """Say up front how long the run should take (CPU runs; GPUs vary too widely)."""
+    if scheduling.get("address") or scheduling.get("num_gpus") or local_gpu_count():
+        print("Estimate: none up front on GPUs or clusters; the progress lines estimate from the first epochs")
+        return
+    concurrency = scheduling.get("max_concurrent") or 1
+    seconds = estimate_run_seconds(planned_specs(plan), sizes, concurrency)
+    print(f"Estimate: about {format_duration(seconds)} on this CPU (from FLOPs and layer counts; within ~2x)")
 
 
 def _resume(run_dir: Path) -> int:

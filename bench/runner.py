@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.errors import RunnerError
+from bench.estimate import format_duration
+from bench.profiler import local_gpu_count
 from bench.results import TrialRecord, atomic_write_text
 from bench.specs import RandomSearch, TrialSpec, apply_sample
 from bench.trial import EPOCH_METRIC_KEYS, run_trial
@@ -147,42 +149,49 @@ class PatienceStopper(tune.Stopper):
 
 
 class ProgressPrinter(tune.Callback):
-    """One line per trial event on the driver's stdout, with an estimate of the time left."""
+    """One line per trial event on the driver's stdout, with an estimate of the time left.
 
-    def __init__(self, write: Callable[[str], None], stopper: PatienceStopper, concurrency: int):
+    The estimate is the wall time per epoch so far times the epochs still in the plan
+    (every planned trial's budget, less what ran and what early stopping cut).
+    """
+
+    def __init__(self, write: Callable[[str], None], stopper: PatienceStopper, planned: dict[str, int]):
         self.write = write
         self.stopper = stopper
-        self.concurrency = concurrency
-        self.epoch_seconds: list[float] = []
-        self.started = time.monotonic()
+        self.budgets = dict(planned)  # template name -> epoch budget
+        self.done: dict[str, int] = {}
+        self.ended: set[str] = set()
+        self.first_start: float | None = None
 
-    def _eta(self, trials) -> str:
-        if not self.epoch_seconds:
+    def _eta(self) -> str:
+        epochs_done = sum(self.done.values())
+        if not epochs_done or self.first_start is None:
             return ""
-        remaining = 0
-        for trial in trials:
-            if trial.status in ("PENDING", "RUNNING", "PAUSED"):
-                done = (trial.last_result or {}).get("epoch", 0) or 0
-                remaining += max(trial.config["spec"]["epochs"] - done, 0)
-        mean = sum(self.epoch_seconds) / len(self.epoch_seconds)
-        seconds = remaining * mean / max(self.concurrency, 1)
+        remaining = sum(
+            max(budget - self.done.get(name, 0), 0) for name, budget in self.budgets.items() if name not in self.ended
+        )
+        seconds = remaining * (time.monotonic() - self.first_start) / epochs_done
         return f"  (about {format_duration(seconds)} left)"
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        if self.first_start is None:
+            self.first_start = time.monotonic()
         self.write(f"[{trial_label(trial)}] started")
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        self.epoch_seconds.append(result["epoch_seconds"])
+        self.done[trial.config["spec"]["name"]] = int(result["epoch"])
         self.write(
             f"[{trial_label(trial)}] epoch {result['epoch']}/{trial.config['spec']['epochs']}  "
             f"val_acc {result['val_accuracy']:.4f}  train_acc {result['train_accuracy']:.4f}  "
-            f"{result['train_images_per_sec']:.1f} img/s  {result['epoch_seconds']:.1f} s{self._eta(trials)}"
+            f"{result['train_images_per_sec']:.1f} img/s  {result['epoch_seconds']:.1f} s{self._eta()}"
         )
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        self.ended.add(trial.config["spec"]["name"])
         self.write(f"[{trial_label(trial)}] failed: {_last_line(trial.error_file)}")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        self.ended.add(trial.config["spec"]["name"])
         result = trial.last_result or {}
         budget = trial.config["spec"]["epochs"]
         epochs = result.get("epoch", 0)
@@ -205,15 +214,6 @@ def read_stop_reasons(path: Path) -> dict[str, str]:
         return json.loads(path.read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return {}
-
-
-def format_duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def _last_line(error_file: str | None) -> str:
@@ -309,23 +309,6 @@ def check_address(address: str, timeout: float = CLUSTER_CONNECT_TIMEOUT_S) -> N
 class _RayInstance:
     temp_dir: str | None = None
     started_here: bool = field(default=False)
-
-
-def local_gpu_count() -> int:
-    """NVIDIA GPUs this process may use (CUDA_VISIBLE_DEVICES respected); 0 without NVML."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([device for device in visible.split(",") if device.strip() and device.strip() != "-1"])
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        try:
-            return int(pynvml.nvmlDeviceGetCount())
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:  # no driver, no library, no GPU: all mean none to use
-        return 0
 
 
 def _start_ray(scheduling: Scheduling) -> _RayInstance:
@@ -431,7 +414,7 @@ def run_trials(
             storage_path=str(run_dir.resolve()),
             verbose=0,
             stop=stopper,
-            callbacks=[ProgressPrinter(write, stopper, resources.max_concurrent)],
+            callbacks=[ProgressPrinter(write, stopper, {spec.name: spec.epochs for spec in planned})],
             failure_config=tune.FailureConfig(max_failures=1),
         )
         if resume:
