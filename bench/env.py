@@ -137,7 +137,7 @@ def _git(repo: Path, *args: str) -> str | None:
 
 def _nvidia(nvml) -> tuple[dict[str, Any], str | None]:
     """Driver, CUDA driver version and visible GPU names from NVML, or the reason there are none."""
-    from bench.profiler import visible_gpu_selectors
+    from bench.profiler import visible_gpu_handles, visible_gpu_selectors
 
     if nvml is None:
         try:
@@ -152,13 +152,7 @@ def _nvidia(nvml) -> tuple[dict[str, Any], str | None]:
         driver = nvml.nvmlSystemGetDriverVersion()
         cuda = nvml.nvmlSystemGetCudaDriverVersion()
         selectors = visible_gpu_selectors(os.environ.get("CUDA_VISIBLE_DEVICES"))
-        if selectors is None:
-            handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]
-        else:
-            handles = [
-                nvml.nvmlDeviceGetHandleByIndex(int(s)) if s.isdigit() else nvml.nvmlDeviceGetHandleByUUID(s)
-                for s in selectors
-            ]
+        handles = visible_gpu_handles(nvml, selectors)
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in map(nvml.nvmlDeviceGetName, handles)]
     except Exception as error:
         return {}, f"NVML query failed: {str(error).strip() or type(error).__name__}"

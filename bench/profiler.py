@@ -93,6 +93,15 @@ def visible_gpu_selectors(value: str | None) -> list[str] | None:
     return selectors
 
 
+def visible_gpu_handles(nvml, selectors: list[str] | None) -> list:
+    """NVML handles of the GPUs this process may use: every GPU, or those the selectors name."""
+    if selectors is None:
+        return [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]
+    return [
+        nvml.nvmlDeviceGetHandleByIndex(int(s)) if s.isdigit() else nvml.nvmlDeviceGetHandleByUUID(s) for s in selectors
+    ]
+
+
 FROM_ENVIRONMENT = object()  # NvmlSampler(visible_devices=...) default: read CUDA_VISIBLE_DEVICES
 
 
@@ -217,13 +226,7 @@ class NvmlSampler:
             return f"NVML not available: {_describe(error)}"
         self._initialised = True
         try:
-            if selectors is None:
-                handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]
-            else:
-                handles = [
-                    nvml.nvmlDeviceGetHandleByIndex(int(s)) if s.isdigit() else nvml.nvmlDeviceGetHandleByUUID(s)
-                    for s in selectors
-                ]
+            handles = visible_gpu_handles(nvml, selectors)
             names = tuple(_text(nvml.nvmlDeviceGetName(handle)) for handle in handles)
         except Exception as error:
             self._close()
@@ -557,9 +560,9 @@ def trial_peak(
 
 def local_gpu_count() -> int:
     """NVIDIA GPUs this process may use (CUDA_VISIBLE_DEVICES respected); 0 without NVML."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is not None:
-        return len([device for device in visible.split(",") if device.strip() and device.strip() != "-1"])
+    selectors = visible_gpu_selectors(os.environ.get("CUDA_VISIBLE_DEVICES"))
+    if selectors is not None:
+        return len(selectors)
     try:
         import pynvml
 
