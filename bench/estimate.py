@@ -82,3 +82,48 @@ def format_duration(seconds: float) -> str:
     if seconds < 3600:
         return f"{seconds // 60} min {seconds % 60:02d} s"
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+# Training memory, for packing trials on a GPU (--gpus-per-trial auto): weights, their
+# gradients and two Adam moments (16 bytes a parameter), and per image every layer's
+# float32 output kept for the backward pass, its gradient and workspace (3 x 4 bytes).
+BYTES_PER_PARAMETER = 16
+BYTES_PER_ACTIVATION = 12
+MEMORY_HEADROOM = 1.5  # framework context, allocator fragmentation, cuDNN workspaces
+GPU_SHARE_STEP = 0.125  # shares are whole eighths of a GPU
+
+
+def activation_count(model: keras.Model) -> int:
+    """Float outputs per image over every layer, nested models counted through."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            total += activation_count(layer)
+            continue
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        outputs = layer.output if isinstance(layer.output, (list, tuple)) else [layer.output]
+        total += sum(math.prod(int(d) for d in output.shape[1:]) for output in outputs)
+    return total
+
+
+def training_memory_bytes(spec: TrialSpec) -> int:
+    """Estimated GPU memory for training ``spec`` at its batch size."""
+    options = {**spec.model_options}
+    if "weights" in options:
+        options["weights"] = None
+    network = models.create_model(spec.model, **options)
+    try:
+        return (
+            network.count_params() * BYTES_PER_PARAMETER
+            + spec.batch_size * activation_count(network) * BYTES_PER_ACTIVATION
+        )
+    finally:
+        del network
+        keras.backend.clear_session()
+
+
+def gpu_share(memory_bytes: int, gpu_memory_bytes: int) -> float:
+    """The GPU share for a trial needing ``memory_bytes``: whole eighths, at most one GPU."""
+    needed = memory_bytes * MEMORY_HEADROOM / gpu_memory_bytes
+    return min(1.0, max(GPU_SHARE_STEP, math.ceil(needed / GPU_SHARE_STEP) * GPU_SHARE_STEP))

@@ -573,3 +573,21 @@ def local_gpu_count() -> int:
             pynvml.nvmlShutdown()
     except Exception:  # no driver, no library, no GPU: all mean none to use
         return 0
+
+
+def smallest_gpu_memory_bytes() -> int | None:
+    """Total memory of the smallest GPU this process may use; None without NVML or a GPU."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception:  # no driver, no library: no GPU to size against
+        return None
+    try:
+        handles = visible_gpu_handles(pynvml, visible_gpu_selectors(os.environ.get("CUDA_VISIBLE_DEVICES")))
+        totals = [int(pynvml.nvmlDeviceGetMemoryInfo(handle).total) for handle in handles]
+        return min(totals) if totals else None
+    except Exception:
+        return None
+    finally:
+        pynvml.nvmlShutdown()

@@ -23,7 +23,7 @@ import_tensorflow_quietly()  # before keras is imported below
 
 from bench.env import collect_manifest, read_manifest, write_manifest  # noqa: E402
 from bench.errors import RunnerError  # noqa: E402
-from bench.estimate import estimate_run_seconds, format_duration  # noqa: E402
+from bench.estimate import estimate_run_seconds, format_duration, gpu_share, training_memory_bytes  # noqa: E402
 from bench.leaderboard import (  # noqa: E402
     Goals,
     RunInfo,
@@ -31,7 +31,7 @@ from bench.leaderboard import (  # noqa: E402
     write_cross_run_leaderboard,
     write_leaderboard,
 )
-from bench.profiler import local_gpu_count, measure_cpu_matmul_peak  # noqa: E402
+from bench.profiler import local_gpu_count, measure_cpu_matmul_peak, smallest_gpu_memory_bytes  # noqa: E402
 from bench.results import atomic_write_text, epochs_table, trials_table, write_table  # noqa: E402
 from bench.specs import PRESETS, RandomSearch, SpecError, TrialSpec, get_preset  # noqa: E402
 from bench.suites import Suite, UnknownSuiteError, get_suite, list_suites  # noqa: E402
@@ -46,6 +46,18 @@ RUN_FILE = "run.json"  # what a run was asked to do; --resume reads it back
 
 class UsageError(Exception):
     """A known, user-fixable problem: printed as one line, exit code 2."""
+
+
+def _gpu_share_argument(value: str) -> float | str:
+    if value == "auto":
+        return value
+    try:
+        share = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--gpus-per-trial takes a number in (0, 1] or auto, got {value!r}") from None
+    if not 0 < share <= 1:
+        raise argparse.ArgumentTypeError(f"--gpus-per-trial must be in (0, 1], got {value}")
+    return share
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -77,7 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--cv", action="store_true", help=f"{FOLD_COUNT}-fold cross-validation: each fold held out once"
     )
     parser.add_argument("--max-concurrent", type=int, help="trials at once (default: one per GPU, else one)")
-    parser.add_argument("--gpus-per-trial", type=float, help="GPU share per trial in (0, 1]: 0.25 packs four per GPU")
+    parser.add_argument(
+        "--gpus-per-trial",
+        type=_gpu_share_argument,
+        help="GPU share per trial in (0, 1] (0.25 packs four per GPU), or auto: sized from each model's training memory",
+    )
     parser.add_argument("--gpus", type=int, help="GPUs a local Ray may use (default: those it finds)")
     parser.add_argument("--asha", action="store_true", help="ASHA early stopping even where the suite does not ask")
     parser.add_argument("--address", help="join this Ray cluster (host:port or auto) instead of starting one")
@@ -229,8 +245,6 @@ def _check_overrides(args: argparse.Namespace) -> dict:
             raise UsageError(f"--{flag.replace('_', '-')} must be >= {0 if flag == 'gpus' else 1}, got {value}")
     if args.lr is not None and not args.lr > 0:
         raise UsageError(f"--lr must be > 0, got {args.lr:g}")
-    if args.gpus_per_trial is not None and not 0 < args.gpus_per_trial <= 1:
-        raise UsageError(f"--gpus-per-trial must be in (0, 1], got {args.gpus_per_trial:g}")
     names = {"epochs": "epochs", "batch_size": "batch_size", "seed": "seed", "lr": "learning_rate"}
     overrides = {field: getattr(args, flag) for flag, field in names.items() if getattr(args, flag) is not None}
     if args.val_fold is not None:
@@ -312,6 +326,16 @@ def prepare_data(data_root: Path, synthetic: bool, plan: Plan) -> list[tuple[int
     return sizes
 
 
+def auto_gpu_shares(specs: list[TrialSpec]) -> dict[str, float]:
+    """--gpus-per-trial auto: each trial's share from its model's estimated training memory."""
+    memory = smallest_gpu_memory_bytes()
+    if memory is None:
+        raise UsageError("--gpus-per-trial auto sizes trials against the GPU's memory, and no NVIDIA GPU was found")
+    shares = {spec.name: gpu_share(training_memory_bytes(spec), memory) for spec in specs}
+    print("GPU shares (auto): " + ", ".join(f"{name} {share:g}" for name, share in shares.items()))
+    return shares
+
+
 def planned_specs(plan: Plan) -> list[TrialSpec]:
     return plan.specs + (plan.search.templates() if plan.search else [])
 
@@ -341,8 +365,10 @@ def _execute(request: RunRequest, run_id: str, run_dir: Path, *, resume: bool) -
     suite = plan.suite
     count = len(plan.specs) + (plan.search.samples if plan.search else 0)
     print(f"Run {run_id}: suite {suite.name}, {count} trial(s), preset {request.preset}")
+    auto = request.scheduling.get("gpus_per_trial") == "auto"
     scheduling = Scheduling(
-        **request.scheduling,
+        **{**request.scheduling, "gpus_per_trial": None if auto else request.scheduling.get("gpus_per_trial")},
+        gpu_shares=auto_gpu_shares(planned_specs(plan)) if auto else None,
         asha=suite.asha or request.asha,
         asha_grace_period=suite.asha_grace_period,
         asha_reduction_factor=suite.asha_reduction_factor,

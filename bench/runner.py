@@ -72,6 +72,7 @@ class Scheduling:
 
     max_concurrent: int | None = None
     gpus_per_trial: float | None = None  # None: a whole GPU per trial where there are GPUs
+    gpu_shares: dict[str, float] | None = None  # per trial template name (--gpus-per-trial auto)
     address: str | None = None  # an existing Ray cluster; None: start a private local one
     num_gpus: int | None = None  # logical GPUs for a local Ray (None: what Ray detects)
     asha: bool = False
@@ -112,6 +113,22 @@ def plan_resources(
     cpus = max(total_cpus / concurrent, 0.25)
     cpus = math.floor(cpus) if cpus >= 1 else round(cpus, 2)
     return Resources(float(cpus), share, concurrent)
+
+
+def _smallest_share(scheduling: Scheduling) -> float | None:
+    return min(scheduling.gpu_shares.values()) if scheduling.gpu_shares else scheduling.gpus_per_trial
+
+
+def _trial_resources(resources: Resources, gpu_shares: dict[str, float] | None):
+    """One resource request for every trial, or (auto shares) one per trial template."""
+    if not gpu_shares:
+        return {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
+
+    def per_trial(config: dict) -> tune.PlacementGroupFactory:
+        share = gpu_shares.get(config["spec"]["name"], 1.0)
+        return tune.PlacementGroupFactory([{"CPU": resources.cpus_per_trial, "GPU": share}])
+
+    return per_trial
 
 
 class PatienceStopper(tune.Stopper):
@@ -390,7 +407,7 @@ def run_trials(
     if not scheduling.address and not ray.is_initialized():
         # check the GPU request against this machine before starting Ray
         gpus = scheduling.num_gpus if scheduling.num_gpus is not None else local_gpu_count()
-        plan_resources(float(os.cpu_count() or 1), float(gpus), scheduling.max_concurrent, scheduling.gpus_per_trial)
+        plan_resources(float(os.cpu_count() or 1), float(gpus), scheduling.max_concurrent, _smallest_share(scheduling))
     instance = _start_ray(scheduling)
     try:
         cluster = ray.cluster_resources()
@@ -398,7 +415,7 @@ def run_trials(
             float(cluster.get("CPU", 1)),
             float(cluster.get("GPU", 0)),
             scheduling.max_concurrent,
-            scheduling.gpus_per_trial,
+            _smallest_share(scheduling),
         )
         write(
             f"Ray: {len(planned)} trial(s), {resources.cpus_per_trial:g} CPU and {resources.gpus_per_trial:g} GPU "
@@ -407,7 +424,7 @@ def run_trials(
         stopper = PatienceStopper(run_dir.resolve() / STOP_REASONS_FILE)
         trainable = tune.with_resources(
             tune.with_parameters(_trainable, data_root=str(data_root)),
-            {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial},
+            _trial_resources(resources, scheduling.gpu_shares),
         )
         run_config = tune.RunConfig(
             name=EXPERIMENT_NAME,

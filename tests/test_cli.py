@@ -51,6 +51,7 @@ def test_unknown_suite_in_a_fresh_process_prints_one_line_and_exits_2():
         (["--suite", "baseline", "--batch-size", "0"], "--batch-size must be >= 1"),
         (["--suite", "baseline", "--gpus-per-trial", "1.5"], "--gpus-per-trial must be in (0, 1]"),
         (["--suite", "baseline", "--gpus-per-trial", "0"], "--gpus-per-trial must be in (0, 1]"),
+        (["--suite", "baseline", "--gpus-per-trial", "most"], "takes a number in (0, 1] or auto"),
         (["--suite", "baseline", "--preset", "fast"], "unknown preset 'fast'"),
         (["--suite", "baseline", "--preset", "paper"], "add --force"),
         (["--suite", "baseline", "--epochs", "0"], "--epochs must be >= 1"),

@@ -193,3 +193,30 @@ def test_resume_after_the_driver_is_killed(tmp_path):
     epochs = pd.read_parquet(run_dir / "epochs.parquet")
     assert not epochs.duplicated(subset=["trial", "epoch"]).any()
     assert (epochs[epochs["trial"] == finished_first]["epoch"].tolist()) == [1, 2, 3]
+
+
+def test_auto_gpu_shares_follow_each_models_training_memory(monkeypatch, capsys):
+    import bench.run as run
+
+    monkeypatch.setattr(run, "smallest_gpu_memory_bytes", lambda: 16 * 2**30)
+    specs = [tiny("small", batch_size=16), tiny("big", model="resnet50_v2", model_options={"input_size": 227})]
+    shares = run.auto_gpu_shares(specs)
+    assert shares == {"small": 0.125, "big": 0.625}  # ~0.1 GiB packs eight to a GPU; ResNet50V2 @227 ~6.6 GiB
+    assert "GPU shares (auto): small 0.125, big 0.625" in capsys.readouterr().out
+
+
+def test_auto_gpu_shares_without_a_gpu_is_a_one_line_error(monkeypatch):
+    import bench.run as run
+
+    monkeypatch.setattr(run, "smallest_gpu_memory_bytes", lambda: None)
+    with pytest.raises(run.UsageError, match="no NVIDIA GPU was found"):
+        run.auto_gpu_shares([tiny("small")])
+
+
+def test_per_trial_gpu_requests_with_auto_shares():
+    from bench.runner import Resources, _trial_resources
+
+    request = _trial_resources(Resources(2, 0.125, 8), {"small": 0.125, "big": 0.5})
+    assert request({"spec": {"name": "big"}}).required_resources == {"CPU": 2, "GPU": 0.5}
+    assert request({"spec": {"name": "small"}}).required_resources == {"CPU": 2, "GPU": 0.125}
+    assert _trial_resources(Resources(2, 0.25, 4), None) == {"cpu": 2, "gpu": 0.25}
