@@ -144,7 +144,7 @@ def test_asha_stops_hopeless_learning_rates_early(tmp_path):
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    run_dir = next(tmp_path.iterdir())
+    run_dir = next(path for path in tmp_path.iterdir() if path.is_dir())
     results = pd.read_parquet(run_dir / "results.parquet").set_index("trial")
     good = results.loc["tiny_cnn_adam_lr=0.003"]
     assert good["epochs_run"] == 6 and good["status"] == "completed"
@@ -180,7 +180,7 @@ def test_resume_after_the_driver_is_killed(tmp_path):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(driver.pid, signal.SIGKILL)  # Ray workers the driver left behind
     assert finished_first == "tiny_cnn_adam_lr=0.003"
-    run_dir = next(tmp_path.iterdir())
+    run_dir = next(path for path in tmp_path.iterdir() if path.is_dir())
     assert not (run_dir / "results.parquet").exists()
 
     resumed = subprocess.run(
