@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import models
+from bench.faults import Fault
 from data.adience import FOLD_COUNT
 from data.transforms import NORMALISATIONS, POLICIES
 
@@ -53,6 +54,7 @@ class TrialSpec:
     search_sample: int | None = None  # a random-search sample: learning rate / latent size drawn by Ray Tune
     run_eagerly: bool = False  # no graph tracing: faster for runs of a few steps on a CPU, slower otherwise
     group: str | None = None  # the report row this trial repeats (seeds, folds); None: its own name
+    fault: str | None = None  # testing only: "raise@K", "nan@K" or "kill@K" (bench/faults.py)
 
     def __post_init__(self):
         object.__setattr__(self, "model_options", dict(self.model_options))
@@ -97,6 +99,11 @@ class TrialSpec:
             yield f"train_folds must be a non-empty subset of 0..{FOLD_COUNT - 1}, got {self.train_folds!r}"
         elif self.val_fold in self.train_folds:
             yield f"fold {self.val_fold} cannot be both a training and the validation fold"
+        if self.fault is not None:
+            try:
+                Fault.parse(self.fault)
+            except ValueError as error:
+                yield str(error)
         if self.reference is not None and not 0 <= self.reference <= 1:
             yield f"reference must be an accuracy in [0, 1], got {self.reference!r}"
 
