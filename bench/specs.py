@@ -7,6 +7,7 @@ Ray Tune's ``param_space`` carries); model options travel as ``model.<option>`` 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -77,8 +78,8 @@ class TrialSpec:
             yield f"unknown normalisation {self.normalisation!r} (known: {', '.join(NORMALISATIONS)})"
         if self.optimizer not in OPTIMIZERS:
             yield f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
-        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
-            yield f"learning_rate must be > 0, got {self.learning_rate!r}"
+        if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < math.inf):
+            yield f"learning_rate must be > 0 and finite, got {self.learning_rate!r}"
         if not 0 <= self.momentum < 1:
             yield f"momentum must be in [0, 1), got {self.momentum!r}"
         if self.weight_decay < 0:
@@ -87,6 +88,8 @@ class TrialSpec:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 yield f"{name} must be an integer >= 1, got {value!r}"
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            yield f"seed must be an integer >= 0, got {self.seed!r}"
         if not 0 < self.lr_decay_factor <= 1:
             yield f"lr_decay_factor must be in (0, 1], got {self.lr_decay_factor!r}"
         for name in ("patience", "train_limit", "val_limit", "lr_decay_steps"):

@@ -1,6 +1,10 @@
 """Reliability: injected faults end only their own trial, as diverged or failed with a reason."""
 
+import contextlib
+import ipaddress
 import math
+import os
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -18,7 +22,7 @@ from bench.results import (
     trials_table,
     write_table,
 )
-from bench.runner import Scheduling, run_trials
+from bench.runner import Scheduling, _start_ray, _stop_ray, local_ray_options, run_trials
 from bench.specs import SpecError, TrialSpec
 from bench.trial import run_trial
 
@@ -129,3 +133,64 @@ def test_memory_stays_bounded_over_thirty_sequential_trials(small_synthetic, tmp
     print(f"resident memory growth from trial 5 to trial 30: {growth}; driver {driver_rss}; worker {worker_rss}")
     assert growth["driver"] < MEMORY_GROWTH_LIMIT, growth
     assert growth["worker"] < MEMORY_GROWTH_LIMIT, growth
+
+
+def test_local_ray_has_no_dashboard_unless_asked_and_then_only_on_loopback():
+    default = local_ray_options(Scheduling(), "/tmp/ray")
+    assert default["include_dashboard"] is False and "dashboard_host" not in default
+    asked = local_ray_options(Scheduling(dashboard=True), "/tmp/ray")
+    assert asked["include_dashboard"] is True and asked["dashboard_host"] == "127.0.0.1"
+
+
+def _descendants(root: int) -> set[int]:
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                parents[int(entry.name)] = int(fields[1])
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found | {root}
+
+
+def _listening_addresses(pids: set[int]) -> list[str]:
+    """host:port of every TCP socket in LISTEN state that one of ``pids`` holds (Linux /proc)."""
+    inodes = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+    addresses = []
+    for table, width in (("tcp", 4), ("tcp6", 16)):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                host, port = fields[1].split(":")
+                raw = bytes.fromhex(host)
+                packed = b"".join(raw[i : i + 4][::-1] for i in range(0, width, 4))
+                addresses.append(f"{ipaddress.ip_address(packed)}:{int(port, 16)}")
+    return addresses
+
+
+def _is_loopback(host: str) -> bool:
+    address = ipaddress.ip_address(host)
+    return (getattr(address, "ipv4_mapped", None) or address).is_loopback
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/net/tcp").is_file(), reason="reads listening sockets from Linux's /proc")
+def test_a_local_ray_listens_on_loopback_only():
+    instance = _start_ray(Scheduling())
+    try:
+        addresses = _listening_addresses(_descendants(os.getpid()))
+    finally:
+        _stop_ray(instance)
+    assert addresses, "found no listening socket of Ray at all"
+    outside = [address for address in addresses if not _is_loopback(address.rsplit(":", 1)[0])]
+    assert outside == [], f"listening beyond loopback: {outside} (all: {addresses})"
