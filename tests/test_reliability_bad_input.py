@@ -177,3 +177,27 @@ def test_fold_rows_reaching_outside_the_dataset_are_counted_skips(dataset):
     assert faces.skipped["unsafe_path"] == len(escapes)
     inside = dataset.resolve()
     assert all(Path(path).resolve().is_relative_to(inside) for path in faces.faces["path"])
+
+
+@pytest.mark.parametrize(
+    ("raised", "code", "expected"),
+    [
+        (RuntimeError("a bug we did not foresee"), 1, "unexpected error: RuntimeError: a bug we did not foresee"),
+        (KeyboardInterrupt(), 130, "interrupted: finish it later with --resume RUN_DIR"),
+    ],
+)
+def test_an_unexpected_error_is_one_line_naming_its_traceback_log(raised, code, expected, capsys, monkeypatch):
+    import bench.run
+
+    def plan_run(request):  # stands in for a failure no check foresaw, inside the real CLI
+        raise raised
+
+    monkeypatch.setattr(bench.run, "plan_run", plan_run)
+    assert bench_main(["--suite", "selftest"]) == code
+    line = one_error_line(capsys)
+    assert line.startswith(expected), line
+    if code == 1:
+        log = Path(line.rsplit("(traceback in ", 1)[1].rstrip(")"))
+        text = log.read_text()
+        assert text.startswith("Traceback") and "RuntimeError: a bug we did not foresee" in text
+        log.unlink()
