@@ -39,6 +39,9 @@ LOCAL_RAY_ENVIRONMENT = {
     # Save the experiment state after every controller step, not every 10+ s: a killed
     # driver then loses only the trials that were running (a few KB of JSON a step).
     "TUNE_GLOBAL_CHECKPOINT_S": "0",
+    # A failed trial's traceback stays in its error.txt; the driver prints one line per failure
+    # (ProgressPrinter), not Ray Tune's traceback on the user's terminal.
+    "TUNE_PRINT_ALL_TRIAL_ERRORS": "0",
 }
 # Inside every trial process: packed trials must not grab the whole GPU.
 TRIAL_ENVIRONMENT = {
@@ -180,6 +183,9 @@ class ProgressPrinter(tune.Callback):
             f"val_acc {result['val_accuracy']:.4f}  train_acc {result['train_accuracy']:.4f}  "
             f"{result['train_images_per_sec']:.1f} img/s  {result['epoch_seconds']:.1f} s{self._eta(trials)}"
         )
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self.write(f"[{trial_label(trial)}] failed, retrying once: {_last_line(trial.error_file)}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.write(f"[{trial_label(trial)}] failed: {_last_line(trial.error_file)}")

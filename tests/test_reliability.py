@@ -74,7 +74,7 @@ def test_a_raised_error_ends_the_trial_after_its_reported_epochs(small_synthetic
 
 
 @pytest.mark.slow
-def test_twenty_trials_with_five_faults_lose_only_the_faulty_ones(small_synthetic, tmp_path):
+def test_twenty_trials_with_five_faults_lose_only_the_faulty_ones(small_synthetic, tmp_path, capfd):
     faults = {2: "raise@1", 6: "raise@2", 9: "nan@1", 13: "nan@2", 17: "kill@2"}
     specs = [tiny(f"t{index:02d}", seed=index, fault=faults.get(index)) for index in range(20)]
     lines = []
@@ -98,10 +98,15 @@ def test_twenty_trials_with_five_faults_lose_only_the_faulty_ones(small_syntheti
             assert row["reason"] == f"InjectedFault: injected fault: raised at epoch {epoch}", row["reason"]
         else:
             assert row["status"] == STATUS_FAILED and row["reason"], row["reason"]
-    # a raised error is retried once (FailureConfig(max_failures=1)) before the trial fails
+    # a raised error or a killed process is retried once (FailureConfig(max_failures=1)), then failed;
+    # each failure is one line on the driver, no traceback
     for index in (2, 6, 17):
-        started = [line for line in lines if line == f"[t{index:02d}] started"]
-        assert len(started) == 2, lines
+        label = f"[t{index:02d}]"
+        assert len([line for line in lines if line == f"{label} started"]) == 2, lines
+        assert len([line for line in lines if line.startswith(f"{label} failed, retrying once: ")]) == 1, lines
+        assert len([line for line in lines if line.startswith(f"{label} failed: ")]) == 1, lines
+    printed = capfd.readouterr()
+    assert "Traceback" not in printed.out + printed.err
     # the run's tables and leaderboard (plots included) are written with the faulty rows in them
     write_table(epochs_table(records), tmp_path / "epochs")
     write_table(trials.reset_index(), tmp_path / "results")
