@@ -358,6 +358,15 @@ def _describe(error: BaseException) -> str:
 # --------------------------------------------------------------------------- throughput
 
 
+def resident_memory_bytes(pid: int | str = "self") -> float:
+    """The process's resident memory now (Linux /proc), NaN where that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/statm") as statm:
+            return float(int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
+    except (OSError, ValueError, IndexError):
+        return math.nan
+
+
 def train_throughput(images: Sequence[float], seconds: Sequence[float]) -> tuple[float, float]:
     """(epoch-1 img/s, steady img/s): steady is images over training seconds of epochs 2..n.
 

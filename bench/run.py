@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import fnmatch
 import json
+import math
+import os
 import sys
 import tempfile
 import traceback
@@ -97,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--gpus", type=int, help="GPUs a local Ray may use (default: those it finds)")
     parser.add_argument("--asha", action="store_true", help="ASHA early stopping even where the suite does not ask")
     parser.add_argument("--address", help="join this Ray cluster (host:port or auto) instead of starting one")
+    parser.add_argument(
+        "--dashboard", action="store_true", help="start the local Ray dashboard, on 127.0.0.1 only (it has no login)"
+    )
     return parser
 
 
@@ -210,6 +215,15 @@ def describe_suites() -> str:
     return "\n".join(lines)
 
 
+def check_out_folder(out: Path) -> None:
+    """Refuse an --out that is a file or lies in a folder this user cannot write, before any work."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder: name a folder for the runs")
+    existing = next((folder for folder in (out, *out.absolute().parents) if folder.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: cannot create folders in {existing}; name a folder you can write")
+
+
 def new_run_dir(out: Path, suite: str) -> tuple[str, Path]:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     run_id = f"{stamp}-{suite}"
@@ -218,7 +232,10 @@ def new_run_dir(out: Path, suite: str) -> tuple[str, Path]:
         suffix += 1
         run_id = f"{stamp}-{suite}-{suffix}"
     run_dir = out / run_id
-    run_dir.mkdir(parents=True)
+    try:
+        run_dir.mkdir(parents=True)
+    except OSError as error:
+        raise UsageError(f"cannot create the run folder {run_dir}: {error.strerror or error}") from None
     return run_id, run_dir
 
 
@@ -243,8 +260,10 @@ def _check_overrides(args: argparse.Namespace) -> dict:
         value = getattr(args, flag)
         if value is not None and value < (0 if flag == "gpus" else 1):
             raise UsageError(f"--{flag.replace('_', '-')} must be >= {0 if flag == 'gpus' else 1}, got {value}")
-    if args.lr is not None and not args.lr > 0:
-        raise UsageError(f"--lr must be > 0, got {args.lr:g}")
+    if args.lr is not None and not 0 < args.lr < math.inf:
+        raise UsageError(f"--lr must be > 0 and finite, got {args.lr:g}")
+    if args.seed is not None and args.seed < 0:
+        raise UsageError(f"--seed must be >= 0, got {args.seed}")
     names = {"epochs": "epochs", "batch_size": "batch_size", "seed": "seed", "lr": "learning_rate"}
     overrides = {field: getattr(args, flag) for flag, field in names.items() if getattr(args, flag) is not None}
     if args.val_fold is not None:
@@ -266,6 +285,7 @@ def _main(argv: list[str] | None) -> int:
         raise UsageError(f"--suite is required (one of {', '.join(list_suites())}), or --list, or --resume RUN_DIR")
     get_suite(args.suite)  # unknown suite: fail before anything else
     overrides = _check_overrides(args)
+    check_out_folder(args.out)
     synthetic = args.data is None
     preset = get_preset(args.preset or "smoke")
     if synthetic and not preset.synthetic_ok and not args.force:
@@ -285,6 +305,7 @@ def _main(argv: list[str] | None) -> int:
             "gpus_per_trial": args.gpus_per_trial,
             "num_gpus": args.gpus,
             "address": args.address,
+            "dashboard": args.dashboard,
             "seed": args.seed or 0,
         },
         repeats=args.repeats,

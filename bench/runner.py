@@ -1,8 +1,8 @@
 """Suite -> one Ray Tune experiment -> TrialRecords. The only module that imports ray.
 
-Local runs start a private Ray instance: no dashboard, no usage statistics, bound to
-127.0.0.1, a temporary folder of its own, Ray's token authentication left on (the
-default since Ray 2.59 for local clusters). ``address`` joins an existing cluster
+Local runs start a private Ray instance: no dashboard (``dashboard`` asks for one, on
+127.0.0.1 only), no usage statistics, bound to 127.0.0.1, a temporary folder of its own,
+Ray's token authentication left on (the default since Ray 2.59 for local clusters). ``address`` joins an existing cluster
 instead, whose own settings apply.
 
 Every trial gets a patience stopper (val accuracy not improved for ``spec.patience``
@@ -41,6 +41,9 @@ LOCAL_RAY_ENVIRONMENT = {
     # Save the experiment state after every controller step, not every 10+ s: a killed
     # driver then loses only the trials that were running (a few KB of JSON a step).
     "TUNE_GLOBAL_CHECKPOINT_S": "0",
+    # A failed trial's traceback stays in its error.txt; the driver prints one line per failure
+    # (ProgressPrinter), not Ray Tune's traceback on the user's terminal.
+    "TUNE_PRINT_ALL_TRIAL_ERRORS": "0",
 }
 # Inside every trial process: packed trials must not grab the whole GPU.
 TRIAL_ENVIRONMENT = {
@@ -64,6 +67,7 @@ EXPERIMENT_NAME = "tune"
 CLUSTER_CONNECT_TIMEOUT_S = 10.0
 STOP_REASONS_FILE = "stop_reasons.json"
 ASHA_REASON = "ASHA: below its rung's cutoff"
+LOOPBACK = "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -79,6 +83,7 @@ class Scheduling:
     asha_grace_period: int = 1
     asha_reduction_factor: int = 3
     seed: int = 0  # random-search draws
+    dashboard: bool = False  # a local Ray's dashboard, bound to 127.0.0.1 (Ray's dashboard has no login)
 
 
 @dataclass(frozen=True)
@@ -202,6 +207,9 @@ class ProgressPrinter(tune.Callback):
             f"val_acc {result['val_accuracy']:.4f}  train_acc {result['train_accuracy']:.4f}  "
             f"{result['train_images_per_sec']:.1f} img/s  {result['epoch_seconds']:.1f} s{self._eta()}"
         )
+
+    def on_trial_recover(self, iteration, trials, trial, **info):
+        self.write(f"[{trial_label(trial)}] failed, retrying once: {_last_line(trial.error_file)}")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self.ended.add(trial.config["spec"]["name"])
@@ -345,14 +353,24 @@ def _start_ray(scheduling: Scheduling) -> _RayInstance:
             raise RunnerError(f"cannot join the Ray cluster at {scheduling.address}: {error}") from None
         return _RayInstance(started_here=True)
     temp_dir = tempfile.mkdtemp(prefix="adience-ray-")
-    ray.init(
-        include_dashboard=False,
-        _temp_dir=temp_dir,
-        log_to_driver=False,
-        logging_level=logging.ERROR,
-        num_gpus=scheduling.num_gpus,
-    )
+    context = ray.init(**local_ray_options(scheduling, temp_dir))
+    if scheduling.dashboard and getattr(context, "dashboard_url", None):
+        print(f"Ray dashboard: http://{context.dashboard_url} (this machine only)")
     return _RayInstance(temp_dir=temp_dir, started_here=True)
+
+
+def local_ray_options(scheduling: Scheduling, temp_dir: str) -> dict:
+    """``ray.init`` arguments of a private local Ray: no dashboard unless asked, and then on loopback only."""
+    options = {
+        "include_dashboard": scheduling.dashboard,
+        "_temp_dir": temp_dir,
+        "log_to_driver": False,
+        "logging_level": logging.ERROR,
+        "num_gpus": scheduling.num_gpus,
+    }
+    if scheduling.dashboard:
+        options["dashboard_host"] = LOOPBACK
+    return options
 
 
 def _stop_ray(instance: _RayInstance) -> None:

@@ -7,12 +7,14 @@ Ray Tune's ``param_space`` carries); model options travel as ``model.<option>`` 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import models
+from bench.faults import Fault
 from data.adience import FOLD_COUNT
 from data.transforms import NORMALISATIONS, POLICIES
 
@@ -53,6 +55,7 @@ class TrialSpec:
     search_sample: int | None = None  # a random-search sample: learning rate / latent size drawn by Ray Tune
     run_eagerly: bool = False  # no graph tracing: faster for runs of a few steps on a CPU, slower otherwise
     group: str | None = None  # the report row this trial repeats (seeds, folds); None: its own name
+    fault: str | None = None  # testing only: "raise@K", "nan@K" or "kill@K" (bench/faults.py)
 
     def __post_init__(self):
         object.__setattr__(self, "model_options", dict(self.model_options))
@@ -75,8 +78,8 @@ class TrialSpec:
             yield f"unknown normalisation {self.normalisation!r} (known: {', '.join(NORMALISATIONS)})"
         if self.optimizer not in OPTIMIZERS:
             yield f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
-        if not (isinstance(self.learning_rate, (int, float)) and self.learning_rate > 0):
-            yield f"learning_rate must be > 0, got {self.learning_rate!r}"
+        if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < math.inf):
+            yield f"learning_rate must be > 0 and finite, got {self.learning_rate!r}"
         if not 0 <= self.momentum < 1:
             yield f"momentum must be in [0, 1), got {self.momentum!r}"
         if self.weight_decay < 0:
@@ -85,6 +88,8 @@ class TrialSpec:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 yield f"{name} must be an integer >= 1, got {value!r}"
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            yield f"seed must be an integer >= 0, got {self.seed!r}"
         if not 0 < self.lr_decay_factor <= 1:
             yield f"lr_decay_factor must be in (0, 1], got {self.lr_decay_factor!r}"
         for name in ("patience", "train_limit", "val_limit", "lr_decay_steps"):
@@ -97,6 +102,11 @@ class TrialSpec:
             yield f"train_folds must be a non-empty subset of 0..{FOLD_COUNT - 1}, got {self.train_folds!r}"
         elif self.val_fold in self.train_folds:
             yield f"fold {self.val_fold} cannot be both a training and the validation fold"
+        if self.fault is not None:
+            try:
+                Fault.parse(self.fault)
+            except ValueError as error:
+                yield str(error)
         if self.reference is not None and not 0 <= self.reference <= 1:
             yield f"reference must be an accuracy in [0, 1], got {self.reference!r}"
 

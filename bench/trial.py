@@ -18,8 +18,9 @@ import numpy as np
 import pandas as pd
 
 import models
+from bench.faults import Fault, FaultInjector
 from bench.flops import forward_flops
-from bench.profiler import NvmlSampler, measure_inference
+from bench.profiler import NvmlSampler, measure_inference, resident_memory_bytes
 from bench.specs import TrialSpec
 from data.adience import require_nonempty_split, split_folds
 from data.cache import DEFAULT_IMAGE_SIZE, FaceCache, channel_statistics, ensure_cache
@@ -57,6 +58,7 @@ EPOCH_METRIC_KEYS = (
     "gpu_shared",
     "nvml_reason",
     "infer_images_per_sec",  # epoch 1 only: measured once, outside the epochs' timings
+    "process_rss_bytes",  # the trial process's resident memory at the epoch's end (bounded across trials)
 )
 INFERENCE_BATCH_SIZE = 32
 Reporter = Callable[[dict], None]
@@ -218,6 +220,7 @@ class EpochReporter(keras.callbacks.Callback):
                 **self.static,
                 **gpu.to_report(),
                 "infer_images_per_sec": inference,
+                "process_rss_bytes": resident_memory_bytes(),
             }
         )
 
@@ -250,7 +253,14 @@ def run_trial(spec: TrialSpec, data_root: Path | str, report: Reporter) -> None:
     }
     sampler = NvmlSampler()
     infer = functools.partial(inference_images_per_sec, model, data.cache.read(data.val_slots[:INFERENCE_BATCH_SIZE]))
-    callbacks: list[keras.callbacks.Callback] = [EpochReporter(report, static, len(data.train_labels), sampler, infer)]
+    # TerminateOnNaN ends a diverged trial within a step; its NaN epoch is still reported
+    # (results.py calls a trial with a non-finite train loss diverged).
+    callbacks: list[keras.callbacks.Callback] = [
+        keras.callbacks.TerminateOnNaN(),
+        EpochReporter(report, static, len(data.train_labels), sampler, infer),
+    ]
+    if spec.fault:
+        callbacks.insert(0, FaultInjector(Fault.parse(spec.fault)))
     train_batches, val_batches = data.batches(spec)
     sampler.start()
     try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import warnings
+import zipfile
 from pathlib import Path
 
 import keras
@@ -86,6 +87,10 @@ def load_whole_model_weights(model: keras.Model, weights) -> keras.Model:
         except ValueError as error:
             raise ModelOptionError(
                 f"{model.name}: weights file {str(weights)!r} does not fit this model: {one_line(error)}"
+            ) from None
+        except (OSError, zipfile.BadZipFile) as error:  # not HDF5 / not a .keras zip: damaged or another format
+            raise ModelOptionError(
+                f"{model.name}: weights file {str(weights)!r} is not a readable Keras weights file: {one_line(error)}"
             ) from None
     for warning in caught:
         warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)

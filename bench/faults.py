@@ -1,0 +1,63 @@
+"""Fault injection, for testing only: a trial that raises, diverges or loses its process at epoch K.
+
+``TrialSpec.fault`` holds ``"raise@K"``, ``"nan@K"`` or ``"kill@K"`` (K counts from 1).
+The reliability tests use it to check that a bad trial costs nothing but itself; nothing in a
+real campaign should set it.
+
+- ``raise@K``: the trial raises ``InjectedFault`` as epoch K begins (Ray Tune retries it once).
+- ``nan@K``: every weight becomes NaN as epoch K begins, so the loss is NaN from its first step
+  (a real divergence, stopped by ``keras.callbacks.TerminateOnNaN``).
+- ``kill@K``: the trial's process ends with ``os._exit`` as epoch K begins, as an out-of-memory
+  kill would end it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+FAULT_KINDS = ("raise", "nan", "kill")
+KILL_EXIT_CODE = 137  # what a SIGKILLed process (the OOM killer's) reports
+_FAULT = re.compile(r"(?P<kind>[a-z]+)@(?P<epoch>[0-9]+)")
+
+
+class InjectedFault(RuntimeError):
+    """The error a ``raise@K`` fault raises."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    kind: str
+    epoch: int  # 1-based
+
+    @classmethod
+    def parse(cls, text: str) -> Fault:
+        """``"raise@2"`` -> Fault("raise", 2); ValueError with a one-line reason otherwise."""
+        match = _FAULT.fullmatch(text) if isinstance(text, str) else None
+        if match is None or match["kind"] not in FAULT_KINDS or int(match["epoch"]) < 1:
+            raise ValueError(
+                f"fault must be one of {', '.join(k + '@K' for k in FAULT_KINDS)} with K >= 1, got {text!r}"
+            )
+        return cls(match["kind"], int(match["epoch"]))
+
+
+class FaultInjector(keras.callbacks.Callback):
+    """Acts out a Fault as its epoch begins."""
+
+    def __init__(self, fault: Fault):
+        super().__init__()
+        self.fault = fault
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch + 1 != self.fault.epoch:
+            return
+        if self.fault.kind == "raise":
+            raise InjectedFault(f"injected fault: raised at epoch {self.fault.epoch}")
+        if self.fault.kind == "kill":
+            os._exit(KILL_EXIT_CODE)
+        for weight in self.model.trainable_weights:
+            weight.assign(np.full(weight.shape, np.nan, dtype=weight.dtype))

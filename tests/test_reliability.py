@@ -1,0 +1,201 @@
+"""Reliability: injected faults end only their own trial, as diverged or failed with a reason."""
+
+import contextlib
+import ipaddress
+import math
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from bench.faults import Fault, InjectedFault
+from bench.leaderboard import Goals, RunInfo, write_leaderboard
+from bench.profiler import resident_memory_bytes
+from bench.results import (
+    STATUS_COMPLETED,
+    STATUS_DIVERGED,
+    STATUS_FAILED,
+    TrialRecord,
+    epochs_table,
+    trial_status,
+    trials_table,
+    write_table,
+)
+from bench.runner import Scheduling, _start_ray, _stop_ray, local_ray_options, run_trials
+from bench.specs import SpecError, TrialSpec
+from bench.trial import run_trial
+
+
+def tiny(name, **changes):
+    fields = {
+        "name": name,
+        "model": "tiny_cnn",
+        "optimizer": "adam",
+        "learning_rate": 3e-3,
+        "momentum": 0.0,
+        "batch_size": 16,
+        "epochs": 2,
+        "patience": None,
+        "train_limit": 32,
+        "val_limit": 16,
+        "run_eagerly": True,  # a few steps: eager beats tracing on a CPU
+    }
+    return TrialSpec(**{**fields, **changes})
+
+
+@pytest.mark.parametrize(("text", "fault"), [("raise@1", Fault("raise", 1)), ("nan@3", Fault("nan", 3))])
+def test_fault_strings_parse(text, fault):
+    assert Fault.parse(text) == fault
+    assert tiny("f", fault=text).fault == text
+
+
+@pytest.mark.parametrize("text", ["raise", "nan@0", "boom@2", "kill@-1", "kill@x", " nan@1", 3])
+def test_bad_fault_strings_are_one_line_spec_errors(text):
+    with pytest.raises(SpecError, match=r"fault must be one of raise@K, nan@K, kill@K with K >= 1"):
+        tiny("f", fault=text)
+
+
+def test_nan_loss_stops_the_trial_at_once_and_marks_it_diverged(small_synthetic):
+    spec = tiny("nan", epochs=4, fault="nan@2")
+    reports = []
+    run_trial(spec, small_synthetic, reports.append)
+    assert [r["epoch"] for r in reports] == [1, 2]  # epochs 3 and 4 never ran
+    assert math.isfinite(reports[0]["train_loss"]) and math.isnan(reports[1]["train_loss"])
+    status, reason = trial_status(TrialRecord(spec=spec.to_dict(), epochs=reports))
+    assert (status, reason) == (STATUS_DIVERGED, "train loss not finite from epoch 2")
+
+
+def test_a_raised_error_ends_the_trial_after_its_reported_epochs(small_synthetic):
+    reports = []
+    with pytest.raises(InjectedFault, match="injected fault: raised at epoch 2"):
+        run_trial(tiny("raise", epochs=3, fault="raise@2"), small_synthetic, reports.append)
+    assert [r["epoch"] for r in reports] == [1]
+
+
+@pytest.mark.slow
+def test_twenty_trials_with_five_faults_lose_only_the_faulty_ones(small_synthetic, tmp_path, capfd):
+    faults = {2: "raise@1", 6: "raise@2", 9: "nan@1", 13: "nan@2", 17: "kill@2"}
+    specs = [tiny(f"t{index:02d}", seed=index, fault=faults.get(index)) for index in range(20)]
+    lines = []
+    records = run_trials(
+        specs, data_root=small_synthetic, run_dir=tmp_path, scheduling=Scheduling(), write=lines.append
+    )
+    trials = trials_table(records).set_index("trial")
+    assert len(trials) == 20 and sorted(trials.index) == [spec.name for spec in specs]
+    clean = trials.drop(index=[f"t{index:02d}" for index in faults])
+    assert (clean["status"] == STATUS_COMPLETED).all(), clean[["status", "reason"]]
+    assert (clean["epochs_run"] == 2).all() and clean["best_val_accuracy"].between(0, 1).all()
+    assert clean["train_images_per_sec"].gt(0).all() and clean["params"].gt(0).all()
+    for index, fault in faults.items():
+        row = trials.loc[f"t{index:02d}"]
+        kind, epoch = fault.split("@")
+        if kind == "nan":
+            assert row["status"] == STATUS_DIVERGED and row["reason"] == f"train loss not finite from epoch {epoch}"
+            assert row["epochs_run"] == int(epoch)
+        elif kind == "raise":
+            assert row["status"] == STATUS_FAILED
+            assert row["reason"] == f"InjectedFault: injected fault: raised at epoch {epoch}", row["reason"]
+        else:
+            assert row["status"] == STATUS_FAILED and row["reason"], row["reason"]
+    # a raised error or a killed process is retried once (FailureConfig(max_failures=1)), then failed;
+    # each failure is one line on the driver, no traceback
+    for index in (2, 6, 17):
+        label = f"[t{index:02d}]"
+        assert len([line for line in lines if line == f"{label} started"]) == 2, lines
+        assert len([line for line in lines if line.startswith(f"{label} failed, retrying once: ")]) == 1, lines
+        assert len([line for line in lines if line.startswith(f"{label} failed: ")]) == 1, lines
+    printed = capfd.readouterr()
+    assert "Traceback" not in printed.out + printed.err
+    # the run's tables and leaderboard (plots included) are written with the faulty rows in them
+    write_table(epochs_table(records), tmp_path / "epochs")
+    write_table(trials.reset_index(), tmp_path / "results")
+    info = RunInfo("faults", "faults", "20 trials, 5 faulty", str(small_synthetic), "smoke", Goals(0.7))
+    board = write_leaderboard(info, trials.reset_index(), tmp_path / "LEADERBOARD.md", epochs=epochs_table(records))
+    text = board.read_text()
+    assert all(f"| {spec.name}" in text for spec in specs)
+    assert "injected fault: raised at epoch 2" in text and "train loss not finite from epoch 1" in text
+    assert len(pd.read_parquet(tmp_path / "results.parquet")) == 20
+
+
+MEMORY_GROWTH_LIMIT = 200e6
+
+
+@pytest.mark.slow
+def test_memory_stays_bounded_over_thirty_sequential_trials(small_synthetic, tmp_path):
+    """Driver resident memory grows < 200 MB from trial 5 to trial 30; so does the reused worker's."""
+    driver_rss: list[float] = []
+
+    def write(line: str) -> None:
+        if "] finished:" in line or "] stopped early" in line:
+            driver_rss.append(resident_memory_bytes())
+
+    specs = [tiny(f"m{index:02d}", epochs=1, seed=index) for index in range(30)]
+    records = run_trials(specs, data_root=small_synthetic, run_dir=tmp_path, scheduling=Scheduling(), write=write)
+    assert [record.error for record in records] == [None] * 30 and len(driver_rss) == 30
+    worker_rss = [record.epochs[-1]["process_rss_bytes"] for record in records]
+    growth = {"driver": driver_rss[29] - driver_rss[4], "worker": worker_rss[29] - worker_rss[4]}
+    print(f"resident memory growth from trial 5 to trial 30: {growth}; driver {driver_rss}; worker {worker_rss}")
+    assert growth["driver"] < MEMORY_GROWTH_LIMIT, growth
+    assert growth["worker"] < MEMORY_GROWTH_LIMIT, growth
+
+
+def test_local_ray_has_no_dashboard_unless_asked_and_then_only_on_loopback():
+    default = local_ray_options(Scheduling(), "/tmp/ray")
+    assert default["include_dashboard"] is False and "dashboard_host" not in default
+    asked = local_ray_options(Scheduling(dashboard=True), "/tmp/ray")
+    assert asked["include_dashboard"] is True and asked["dashboard_host"] == "127.0.0.1"
+
+
+def _descendants(root: int) -> set[int]:
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                parents[int(entry.name)] = int(fields[1])
+    found, frontier = set(), {root}
+    while frontier:
+        frontier = {pid for pid, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found | {root}
+
+
+def _listening_addresses(pids: set[int]) -> list[str]:
+    """host:port of every TCP socket in LISTEN state that one of ``pids`` holds (Linux /proc)."""
+    inodes = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+    addresses = []
+    for table, width in (("tcp", 4), ("tcp6", 16)):
+        for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                host, port = fields[1].split(":")
+                raw = bytes.fromhex(host)
+                packed = b"".join(raw[i : i + 4][::-1] for i in range(0, width, 4))
+                addresses.append(f"{ipaddress.ip_address(packed)}:{int(port, 16)}")
+    return addresses
+
+
+def _is_loopback(host: str) -> bool:
+    address = ipaddress.ip_address(host)
+    return (getattr(address, "ipv4_mapped", None) or address).is_loopback
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/net/tcp").is_file(), reason="reads listening sockets from Linux's /proc")
+def test_a_local_ray_listens_on_loopback_only():
+    instance = _start_ray(Scheduling())
+    try:
+        addresses = _listening_addresses(_descendants(os.getpid()))
+    finally:
+        _stop_ray(instance)
+    assert addresses, "found no listening socket of Ray at all"
+    outside = [address for address in addresses if not _is_loopback(address.rsplit(":", 1)[0])]
+    assert outside == [], f"listening beyond loopback: {outside} (all: {addresses})"
