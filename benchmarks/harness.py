@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import math
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -144,32 +145,38 @@ def bare_fit_images_per_sec(spec: TrialSpec, data_root: Path) -> float:
     return _steady_images_per_sec(len(data.train_labels), timer.seconds)
 
 
-def measure_overhead(data_root: Path, spec: TrialSpec | None = None) -> HarnessRatio:
-    """Harness steady img/s over bare ``fit`` img/s (bare measured before and after: the CPU is shared)."""
+def measure_overhead(data_root: Path, spec: TrialSpec | None = None, rounds: int = 2) -> HarnessRatio:
+    """Median harness steady img/s over median bare ``fit`` img/s, measured in alternation.
+
+    bare, harness, bare, ... bare: ``rounds`` harness trials between ``rounds + 1`` bare fits,
+    so a change in the neighbours' load on a shared CPU falls on both sides alike.
+    """
     spec = spec or overhead_spec()
-    bare_before = bare_fit_images_per_sec(spec, data_root)
-    records, _wall = _run_trials([spec], data_root)
-    (record,) = records
-    if record.error:
-        raise RuntimeError(f"the overhead trial failed: {record.error}")
-    harness = _steady_images_per_sec(
-        record.epochs[0]["train_images"], [epoch["train_seconds"] for epoch in record.epochs]
-    )
-    bare_after = bare_fit_images_per_sec(spec, data_root)
-    bare = (bare_before + bare_after) / 2
+    bare = [bare_fit_images_per_sec(spec, data_root)]
+    harness: list[float] = []
+    train_images = 0
+    for _ in range(rounds):
+        records, _wall = _run_trials([spec], data_root)
+        (record,) = records
+        if record.error:
+            raise RuntimeError(f"the overhead trial failed: {record.error}")
+        train_images = record.epochs[0]["train_images"]
+        harness.append(_steady_images_per_sec(train_images, [epoch["train_seconds"] for epoch in record.epochs]))
+        bare.append(bare_fit_images_per_sec(spec, data_root))
     return HarnessRatio(
         "overhead (harness / bare fit, steady img/s)",
-        harness / bare,
+        statistics.median(harness) / statistics.median(bare),
         0.97,
         True,
         "x",
         {
             "model": spec.model,
             "epochs": spec.epochs,
-            "train_images": record.epochs[0]["train_images"],
-            "harness_images_per_sec": harness,
-            "bare_images_per_sec_before": bare_before,
-            "bare_images_per_sec_after": bare_after,
+            "train_images": train_images,
+            "harness_images_per_sec": statistics.median(harness),
+            "bare_images_per_sec": statistics.median(bare),
+            "harness_runs": [round(value, 2) for value in harness],
+            "bare_runs": [round(value, 2) for value in bare],
         },
     )
 
