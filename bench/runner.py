@@ -259,14 +259,17 @@ def trial_label(trial) -> str:
     return resolve_spec(trial.config).name
 
 
-def _trainable(config: dict, data_root: str) -> None:
+TrialFunction = Callable[[TrialSpec, str, Callable[[dict], None]], None]
+
+
+def _trainable(config: dict, data_root: str, trial_function: TrialFunction = run_trial) -> None:
     spec = resolve_spec(config)
     node_id = ray.get_runtime_context().get_node_id()
 
     def report(metrics: dict) -> None:
         tune.report({**metrics, "node_id": node_id, "patience": spec.patience or math.nan})
 
-    run_trial(spec, data_root, report=report)
+    trial_function(spec, data_root, report)
 
 
 def _error_message(error: BaseException | None) -> str | None:
@@ -412,11 +415,13 @@ def run_trials(
     search: RandomSearch | None = None,
     resume: bool = False,
     write: Callable[[str], None] = print,
+    trial_function: TrialFunction = run_trial,
 ) -> list[TrialRecord]:
     """Run ``specs`` (and ``search``'s samples) as one Ray Tune experiment under ``run_dir``.
 
     With ``resume``, restore the experiment stored in ``run_dir`` instead: finished trials
-    are kept as they are, the others run again.
+    are kept as they are, the others run again. ``trial_function`` runs each trial
+    (``run_trial``; the scheduling benchmark passes a no-op to time Ray Tune alone).
     """
     planned = list(specs) + (search.templates() if search else [])
     experiment = run_dir.resolve() / EXPERIMENT_NAME
@@ -441,7 +446,7 @@ def run_trials(
         )
         stopper = PatienceStopper(run_dir.resolve() / STOP_REASONS_FILE)
         trainable = tune.with_resources(
-            tune.with_parameters(_trainable, data_root=str(data_root)),
+            tune.with_parameters(_trainable, data_root=str(data_root), trial_function=trial_function),
             _trial_resources(resources, scheduling.gpu_shares),
         )
         run_config = tune.RunConfig(

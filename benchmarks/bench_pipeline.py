@@ -111,9 +111,11 @@ def measure_training_batches(
     return Throughput(images, seconds)
 
 
-def measure_train_step(cache: FaceCache, steps: int, batch_size: int = 32, warmup: int = 3) -> Throughput:
-    """The baseline trial's train step (report policy, Levi & Hassner, SGD) on cached batches held in memory."""
-    spec = TrialSpec(name="bench", model="levi_hassner", batch_size=batch_size)
+def measure_train_step(
+    cache: FaceCache, steps: int, batch_size: int = 32, warmup: int = 3, model: str = "levi_hassner"
+) -> Throughput:
+    """A trial's train step (report policy, ``model``, SGD) on cached batches held in memory."""
+    spec = TrialSpec(name="bench", model=model, batch_size=batch_size)
     keras.utils.set_random_seed(0)
     model, _network = build_trial_model(spec)
     source = training_batches(cache, batch_size)

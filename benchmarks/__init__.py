@@ -1,0 +1,1 @@
+"""pytest-benchmark suites and scripts: per-model throughput and the harness's own costs."""

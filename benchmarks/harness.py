@@ -1,0 +1,354 @@
+"""What the harness itself costs, each as a ratio beside its goal.
+
+- overhead: one TrialSpec trained through the runner (Ray Tune, profiler, callbacks) vs a
+  bare ``model.fit`` on the same data: steady-epoch img/s ratio, goal >= 0.97;
+- pipeline: training batches from the decode-once cache (``report`` policy) vs the
+  fastest report model's training step: img/s ratio, goal >= 10;
+- scheduling: no-op trials through the runner: seconds of overhead per trial, goal <= 0.5;
+- early stopping: ASHA on a random search vs every trial to its epoch budget: share of
+  epochs used, goal <= 0.35, with the best accuracy within 1 pt.
+
+    python -m benchmarks.harness [overhead|pipeline|scheduling|early-stopping ...]
+
+benchmarks/test_harness.py runs the same functions under ``pytest --benchmark``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a file: the repository root holds data/, models/, bench/
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.quiet import import_tensorflow_quietly  # noqa: E402
+
+import_tensorflow_quietly()
+
+import keras  # noqa: E402
+
+from bench.profiler import train_throughput  # noqa: E402
+from bench.results import TrialRecord  # noqa: E402
+from bench.specs import RandomSearch, TrialSpec  # noqa: E402
+from bench.trial import build_trial_model, load_trial_data  # noqa: E402
+from benchmarks import bench_pipeline  # noqa: E402
+from data.cache import ensure_cache  # noqa: E402
+from data.synthetic import ensure_synthetic_dataset  # noqa: E402
+
+# the report's models the pipeline must outrun: the two with the fewest FLOPs per image
+# (tiny_cnn checks the harness and is nobody's model; the others are far slower)
+PIPELINE_MODELS = ("levi_hassner", "mobilenet_v3_large")
+
+
+@dataclass(frozen=True)
+class HarnessRatio:
+    """One harness figure against its goal; ``detail`` holds the figures it came from."""
+
+    name: str
+    value: float
+    goal: float
+    higher_is_better: bool
+    unit: str
+    detail: dict = field(default_factory=dict)
+
+    @property
+    def met(self) -> bool:
+        return self.value >= self.goal if self.higher_is_better else self.value <= self.goal
+
+    def line(self) -> str:
+        sign = ">=" if self.higher_is_better else "<="
+        verdict = "meets" if self.met else "MISSES"
+        return f"{self.name}: {self.value:.3g} {self.unit} ({verdict} the goal {sign} {self.goal:g} {self.unit})"
+
+    def extra_info(self) -> dict:
+        return {
+            "ratio": self.value,
+            "goal": self.goal,
+            "goal_met": self.met,
+            "unit": self.unit,
+            "higher_is_better": self.higher_is_better,
+            **self.detail,
+        }
+
+
+def _quiet(_line: str) -> None:
+    return None
+
+
+def _run_trials(specs, data_root: Path, **kwargs) -> tuple[list[TrialRecord], float]:
+    from bench.runner import run_trials  # imports ray
+
+    run_dir = Path(tempfile.mkdtemp(prefix="bench-harness-"))
+    try:
+        started = time.perf_counter()
+        records = run_trials(specs, data_root=data_root, run_dir=run_dir, write=_quiet, **kwargs)
+        return records, time.perf_counter() - started
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _steady_images_per_sec(images: int, seconds: list[float]) -> float:
+    return train_throughput([images] * len(seconds), seconds)[1]
+
+
+# --------------------------------------------------------------------------- overhead
+
+
+def overhead_spec() -> TrialSpec:
+    """The baseline model on a few hundred cached faces: epochs of seconds, not minutes, on a CPU."""
+    return TrialSpec(
+        name="overhead",
+        model="levi_hassner",
+        batch_size=32,
+        epochs=3,  # epoch 1 holds graph building: two steady epochs
+        patience=None,
+        train_limit=192,
+        val_limit=64,
+    )
+
+
+class _EpochTimer(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds.append(time.perf_counter() - self.started)
+
+
+def bare_fit_images_per_sec(spec: TrialSpec, data_root: Path) -> float:
+    """Steady-epoch img/s of a plain ``model.fit`` of ``spec``'s model on its batches, nothing else."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(spec.seed)
+    data = load_trial_data(spec, data_root)
+    model, _network = build_trial_model(spec, data.channel_stats)
+    train, _val = data.batches(spec)
+    timer = _EpochTimer()
+    try:
+        model.fit(train, shuffle=False, epochs=spec.epochs, callbacks=[timer], verbose=0)
+    finally:
+        train.close()
+        _val.close()
+        del model
+        keras.backend.clear_session()
+    return _steady_images_per_sec(len(data.train_labels), timer.seconds)
+
+
+def measure_overhead(data_root: Path, spec: TrialSpec | None = None, rounds: int = 2) -> HarnessRatio:
+    """Median harness steady img/s over median bare ``fit`` img/s, measured in alternation.
+
+    bare, harness, bare, ... bare: ``rounds`` harness trials between ``rounds + 1`` bare fits,
+    so a change in the neighbours' load on a shared CPU falls on both sides alike.
+    """
+    spec = spec or overhead_spec()
+    bare = [bare_fit_images_per_sec(spec, data_root)]
+    harness: list[float] = []
+    train_images = 0
+    for _ in range(rounds):
+        records, _wall = _run_trials([spec], data_root)
+        (record,) = records
+        if record.error:
+            raise RuntimeError(f"the overhead trial failed: {record.error}")
+        train_images = record.epochs[0]["train_images"]
+        harness.append(_steady_images_per_sec(train_images, [epoch["train_seconds"] for epoch in record.epochs]))
+        bare.append(bare_fit_images_per_sec(spec, data_root))
+    return HarnessRatio(
+        "overhead (harness / bare fit, steady img/s)",
+        statistics.median(harness) / statistics.median(bare),
+        0.97,
+        True,
+        "x",
+        {
+            "model": spec.model,
+            "epochs": spec.epochs,
+            "train_images": train_images,
+            "harness_images_per_sec": statistics.median(harness),
+            "bare_images_per_sec": statistics.median(bare),
+            "harness_runs": [round(value, 2) for value in harness],
+            "bare_runs": [round(value, 2) for value in bare],
+        },
+    )
+
+
+# --------------------------------------------------------------------------- input pipeline
+
+
+def measure_pipeline(data_root: Path, batches: int = 60, steps: int = 10, batch_size: int = 32) -> HarnessRatio:
+    """Cache batches (report policy) img/s over the fastest of PIPELINE_MODELS' train-step img/s."""
+    cache = ensure_cache(data_root)
+    pipeline = bench_pipeline.measure_training_batches(cache, batches, batch_size)
+    steps_per_sec = {
+        model: bench_pipeline.measure_train_step(cache, steps, batch_size, model=model).images_per_sec
+        for model in PIPELINE_MODELS
+    }
+    fastest = max(steps_per_sec, key=steps_per_sec.get)
+    return HarnessRatio(
+        "input pipeline (cache batches / fastest train step, img/s)",
+        pipeline.images_per_sec / steps_per_sec[fastest],
+        bench_pipeline.GOAL_RATIO,
+        True,
+        "x",
+        {
+            "pipeline_images_per_sec": pipeline.images_per_sec,
+            "fastest_model": fastest,
+            **{f"train_step_images_per_sec_{model}": value for model, value in steps_per_sec.items()},
+            "batch_size": batch_size,
+        },
+    )
+
+
+# --------------------------------------------------------------------------- scheduling
+
+
+def noop_trial(spec: TrialSpec, data_root: str, report: Callable[[dict], None]) -> None:
+    """A trial that trains nothing: one report of one epoch, so only Ray Tune's costs remain."""
+    report(
+        {
+            "epoch": 1,
+            "train_loss": math.nan,
+            "train_accuracy": 0.0,
+            "val_loss": math.nan,
+            "val_accuracy": 0.0,
+            "epoch_seconds": 0.0,
+            "train_seconds": 0.0,
+            "train_images_per_sec": 0.0,
+            "elapsed_seconds": 0.0,
+        }
+    )
+
+
+def measure_scheduling(data_root: Path, trials: int = 100) -> HarnessRatio:
+    """Seconds per no-op trial: (wall of ``trials`` trials - wall of one) / (trials - 1).
+
+    The difference leaves out what a run pays once (starting and stopping Ray); the
+    trials run as a run schedules them by default (one at a time on a CPU, actors reused).
+    """
+    from bench.runner import Scheduling
+
+    def specs(count: int) -> list[TrialSpec]:
+        return [TrialSpec(name=f"noop{index:03d}", model="tiny_cnn", epochs=1, patience=None) for index in range(count)]
+
+    _records, one = _run_trials(specs(1), data_root, trial_function=noop_trial, scheduling=Scheduling())
+    records, many = _run_trials(specs(trials), data_root, trial_function=noop_trial, scheduling=Scheduling())
+    failed = [record.spec["name"] for record in records if record.error or len(record.epochs) != 1]
+    if failed:
+        raise RuntimeError(f"{len(failed)} no-op trial(s) did not report once: {', '.join(failed[:5])}")
+    return HarnessRatio(
+        f"scheduling ({trials} no-op trials, overhead per trial)",
+        (many - one) / (trials - 1),
+        0.5,
+        False,
+        "s",
+        {"trials": trials, "wall_seconds": many, "wall_seconds_one_trial": one},
+    )
+
+
+# --------------------------------------------------------------------------- early stopping
+
+
+def early_stopping_search(samples: int = 12, epochs: int = 9) -> RandomSearch:
+    """tiny_cnn over a wide learning-rate range: a few samples learn, most do not."""
+    base = TrialSpec(
+        name="asha",
+        model="tiny_cnn",
+        optimizer="adam",
+        momentum=0.0,
+        batch_size=16,
+        epochs=epochs,
+        patience=None,  # every trial runs its budget unless ASHA stops it
+        # enough images that one epoch already tells a learning rate that learns from one
+        # that does not: with 160, every trial sits at chance after epoch 1 and ASHA's
+        # first rung ranks noise (measured: the best trial cut, 9 pt lost)
+        train_limit=320,
+        val_limit=160,
+    )
+    return RandomSearch(base, samples=samples, learning_rate=(1e-6, 3e-2))
+
+
+def measure_early_stopping(data_root: Path, search: RandomSearch | None = None) -> HarnessRatio:
+    """Share of the full search's epochs that ASHA ran (same seed: the same sampled learning rates)."""
+    from bench.runner import Scheduling
+
+    search = search or early_stopping_search()
+    asha, asha_wall = _run_trials(
+        [], data_root, search=search, scheduling=Scheduling(asha=True, asha_grace_period=1, asha_reduction_factor=3)
+    )
+    full, full_wall = _run_trials([], data_root, search=search, scheduling=Scheduling(asha=False))
+
+    def summary(records: list[TrialRecord]) -> tuple[int, float, dict]:
+        errors = [record.error for record in records if record.error]
+        if errors:
+            raise RuntimeError(f"{len(errors)} early-stopping trial(s) failed: {errors[0]}")
+        epochs = sum(len(record.epochs) for record in records)
+        best = {record.spec["name"]: max(epoch["val_accuracy"] for epoch in record.epochs) for record in records}
+        return epochs, max(best.values()), best
+
+    asha_epochs, asha_best, asha_trials = summary(asha)
+    full_epochs, full_best, full_trials = summary(full)
+    if set(asha_trials) != set(full_trials):
+        raise RuntimeError("the two searches drew different learning rates: the comparison would mean nothing")
+    asha_epochs_by_trial = {record.spec["name"]: len(record.epochs) for record in asha}
+    accuracy_gap = full_best - asha_best
+    return HarnessRatio(
+        f"early stopping (ASHA epochs / full epochs, {search.samples} samples)",
+        asha_epochs / full_epochs,
+        0.35,
+        False,
+        "share",
+        {
+            "asha_epochs": asha_epochs,
+            "full_epochs": full_epochs,
+            "asha_best_val_accuracy": asha_best,
+            "full_best_val_accuracy": full_best,
+            "accuracy_gap_pt": 100 * accuracy_gap,
+            "accuracy_within_1pt": accuracy_gap <= 0.01,
+            "asha_wall_seconds": asha_wall,
+            "full_wall_seconds": full_wall,
+            # per sample: (epochs under ASHA, best val acc under ASHA, best val acc run to its budget)
+            "per_trial": {
+                name: [asha_epochs_by_trial[name], asha_trials[name], full_trials[name]] for name in sorted(full_trials)
+            },
+        },
+    )
+
+
+MEASURES = {
+    "overhead": measure_overhead,
+    "pipeline": measure_pipeline,
+    "scheduling": measure_scheduling,
+    "early-stopping": measure_early_stopping,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("which", nargs="*", metavar="MEASURE", help=f"{', '.join(MEASURES)} (default: all four)")
+    parser.add_argument("--data", type=Path, help="Adience folder (default: the built-in synthetic data)")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.which if name not in MEASURES]
+    if unknown:
+        parser.error(f"unknown measure {', '.join(unknown)} (known: {', '.join(MEASURES)})")
+    data_root = args.data or ensure_synthetic_dataset()
+    ensure_cache(data_root)
+    print(bench_pipeline.device_line(), flush=True)
+    for name in args.which or list(MEASURES):
+        ratio = MEASURES[name](data_root)
+        print(ratio.line(), flush=True)
+        for key, value in ratio.detail.items():
+            print(f"    {key}: {value:.4g}" if isinstance(value, float) else f"    {key}: {value}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
