@@ -31,3 +31,21 @@ def small_synthetic(tmp_path_factory) -> Path:
     return ensure_synthetic_dataset(
         SyntheticConfig(users_per_fold=8, faces_per_user=6, seed=7), cache_root=tmp_path_factory.mktemp("cache")
     )
+
+
+def tiny_spec(name: str, **changes):
+    """A TrialSpec of the harness's own tiny CNN that trains in seconds: for scheduling tests."""
+    from bench.specs import TrialSpec
+
+    fields = {
+        "name": name,
+        "model": "tiny_cnn",
+        "optimizer": "adam",
+        "learning_rate": 3e-3,
+        "momentum": 0.0,
+        "batch_size": 16,
+        "epochs": 2,
+        "train_limit": 48,
+        "val_limit": 24,
+    }
+    return TrialSpec(**{**fields, **changes})

@@ -23,25 +23,15 @@ from bench.results import (
     write_table,
 )
 from bench.runner import Scheduling, _start_ray, _stop_ray, local_ray_options, run_trials
-from bench.specs import SpecError, TrialSpec
+from bench.specs import SpecError
 from bench.trial import run_trial
+from tests.conftest import tiny_spec
 
 
 def tiny(name, **changes):
-    fields = {
-        "name": name,
-        "model": "tiny_cnn",
-        "optimizer": "adam",
-        "learning_rate": 3e-3,
-        "momentum": 0.0,
-        "batch_size": 16,
-        "epochs": 2,
-        "patience": None,
-        "train_limit": 32,
-        "val_limit": 16,
-        "run_eagerly": True,  # a few steps: eager beats tracing on a CPU
-    }
-    return TrialSpec(**{**fields, **changes})
+    # a few steps: eager beats tracing on a CPU
+    defaults = {"patience": None, "train_limit": 32, "val_limit": 16, "run_eagerly": True}
+    return tiny_spec(name, **{**defaults, **changes})
 
 
 @pytest.mark.parametrize(("text", "fault"), [("raise@1", Fault("raise", 1)), ("nan@3", Fault("nan", 3))])

@@ -13,23 +13,9 @@ import pytest
 
 from bench.errors import RunnerError
 from bench.runner import PatienceStopper, Scheduling, check_address, last_attempt, plan_resources, run_trials
-from bench.specs import RandomSearch, TrialSpec, apply_sample
+from bench.specs import RandomSearch, apply_sample
 from tests.conftest import REPO_ROOT
-
-
-def tiny(name, **changes):
-    fields = {
-        "name": name,
-        "model": "tiny_cnn",
-        "optimizer": "adam",
-        "learning_rate": 3e-3,
-        "momentum": 0.0,
-        "batch_size": 16,
-        "epochs": 2,
-        "train_limit": 48,
-        "val_limit": 24,
-    }
-    return TrialSpec(**{**fields, **changes})
+from tests.conftest import tiny_spec as tiny
 
 
 @pytest.mark.parametrize(
