@@ -38,9 +38,12 @@ LOCAL_RAY_ENVIRONMENT = {
     "RAY_USAGE_STATS_ENABLED": "0",  # else Ray reports usage to an outside server
     "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # else a one-machine cluster binds the network address
     "RAY_AIR_NEW_OUTPUT": "0",  # the new output engine prints its banner even at verbose=0
-    # Save the experiment state after every controller step, not every 10+ s: a killed
-    # driver then loses only the trials that were running (a few KB of JSON a step).
-    "TUNE_GLOBAL_CHECKPOINT_S": "0",
+    # Save the experiment state at most once a second, not every 10+ s (Ray's default): a
+    # driver killed after a trial finished would otherwise redo it on --resume. Not every
+    # controller step (0): Tune steps ten times a second, and saving each time cost the
+    # driver 0.024 CPU-s per s, 1.2% of a 2-core machine taken from the trial
+    # (benchmarks/overhead_profile.py: 0.005 with saves 10 s apart).
+    "TUNE_GLOBAL_CHECKPOINT_S": "1",
     # A failed trial's traceback stays in its error.txt; the driver prints one line per failure
     # (ProgressPrinter), not Ray Tune's traceback on the user's terminal.
     "TUNE_PRINT_ALL_TRIAL_ERRORS": "0",

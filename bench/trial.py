@@ -82,6 +82,55 @@ class TrialData:
         return train, val
 
 
+class FitInput:
+    """What ``model.fit`` is given for a trial's batches, and the callback that keeps their epoch.
+
+    On the TensorFlow backend the batches go to ``fit`` as a ``tf.data`` pipeline of our own,
+    with a fixed prefetch and tf.data's autotuning off. Given the PyDataset itself, Keras
+    wraps it in ``from_generator(...).prefetch(AUTOTUNE)``, and on this project's 2-core CPU
+    that autotuned prefetch stalls training for seconds at a time (every thread of the
+    process idle, waiting for the next batch): epochs of 640 faces took 20 s instead of
+    12 s, in some runs and not others (benchmarks/overhead_profile.py measures it). On the
+    other backends the PyDataset goes to ``fit`` as it is.
+    """
+
+    def __init__(self, batches: FaceBatches):
+        self.batches = batches
+        self.callbacks: list[keras.callbacks.Callback] = []
+        self.data: object = batches
+        if keras.backend.backend() == "tensorflow":
+            self.data = _tensorflow_pipeline(batches)
+            # fit calls on_epoch_begin before it opens the epoch's iterator, and each new
+            # iterator runs the generator afresh: the generator reads the epoch set here
+            self.callbacks.append(_EpochOfBatches(batches))
+
+
+class _EpochOfBatches(keras.callbacks.Callback):
+    def __init__(self, batches: FaceBatches):
+        super().__init__()
+        self.batches = batches
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.batches.on_epoch_begin()
+
+
+def _tensorflow_pipeline(batches: FaceBatches):
+    import tensorflow as tf
+
+    def one_epoch():
+        epoch = batches.epoch
+        for index in range(len(batches)):
+            yield batches.batch(epoch, index)
+
+    side = batches.image_side
+    signature = (tf.TensorSpec((None, side, side, 3), tf.uint8), tf.TensorSpec((None,), tf.int32))
+    dataset = tf.data.Dataset.from_generator(one_epoch, output_signature=signature)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(batches))).prefetch(max(1, batches.prefetch))
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return dataset.with_options(options)
+
+
 def balanced_subset(rows: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
     """At most ``limit`` rows, drawn per gender in proportion, deterministic from ``seed``."""
     if limit is None or len(rows) <= limit:
@@ -262,14 +311,16 @@ def run_trial(spec: TrialSpec, data_root: Path | str, report: Reporter) -> None:
     if spec.fault:
         callbacks.insert(0, FaultInjector(Fault.parse(spec.fault)))
     train_batches, val_batches = data.batches(spec)
+    # validation batches keep one order, so their epoch (and FitInput's callback) does not matter
+    train_input, val_input = FitInput(train_batches), FitInput(val_batches)
     sampler.start()
     try:
         model.fit(
-            train_batches,
-            validation_data=val_batches,
+            train_input.data,
+            validation_data=val_input.data,
             shuffle=False,  # the batches shuffle themselves, seeded, per epoch
             epochs=spec.epochs,
-            callbacks=callbacks,
+            callbacks=train_input.callbacks + callbacks,
             verbose=0,
         )
     finally:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import random
 import shutil
 import statistics
 import sys
@@ -38,7 +39,7 @@ import keras  # noqa: E402
 from bench.profiler import train_throughput  # noqa: E402
 from bench.results import TrialRecord  # noqa: E402
 from bench.specs import RandomSearch, TrialSpec  # noqa: E402
-from bench.trial import build_trial_model, load_trial_data  # noqa: E402
+from bench.trial import FitInput, build_trial_model, load_trial_data  # noqa: E402
 from benchmarks import bench_pipeline  # noqa: E402
 from data.cache import ensure_cache  # noqa: E402
 from data.synthetic import ensure_synthetic_dataset  # noqa: E402
@@ -108,9 +109,9 @@ def overhead_spec() -> TrialSpec:
         name="overhead",
         model="levi_hassner",
         batch_size=32,
-        epochs=3,  # epoch 1 holds graph building: two steady epochs
+        epochs=4,  # epoch 1 holds graph building: three steady epochs
         patience=None,
-        train_limit=192,
+        train_limit=480,  # steady epochs of ~10 s: a second's hiccup moves the figure by 10%, not 25%
         val_limit=64,
     )
 
@@ -134,9 +135,12 @@ def bare_fit_images_per_sec(spec: TrialSpec, data_root: Path) -> float:
     data = load_trial_data(spec, data_root)
     model, _network = build_trial_model(spec, data.channel_stats)
     train, _val = data.batches(spec)
+    train_input = FitInput(train)  # the trial's own input path: the comparison is of everything else
     timer = _EpochTimer()
     try:
-        model.fit(train, shuffle=False, epochs=spec.epochs, callbacks=[timer], verbose=0)
+        model.fit(
+            train_input.data, shuffle=False, epochs=spec.epochs, callbacks=[*train_input.callbacks, timer], verbose=0
+        )
     finally:
         train.close()
         _val.close()
@@ -257,7 +261,12 @@ def measure_scheduling(data_root: Path, trials: int = 100) -> HarnessRatio:
 # --------------------------------------------------------------------------- early stopping
 
 
-def early_stopping_search(samples: int = 12, epochs: int = 9) -> RandomSearch:
+ASHA_GRACE_PERIOD = 1  # the runner's defaults (bench.runner.Scheduling)
+ASHA_REDUCTION_FACTOR = 3
+REPLAYED_ORDERS = 200
+
+
+def early_stopping_search(samples: int = 12, epochs: int = 12) -> RandomSearch:
     """tiny_cnn over a wide learning-rate range: a few samples learn, most do not."""
     base = TrialSpec(
         name="asha",
@@ -267,22 +276,93 @@ def early_stopping_search(samples: int = 12, epochs: int = 9) -> RandomSearch:
         batch_size=16,
         epochs=epochs,
         patience=None,  # every trial runs its budget unless ASHA stops it
-        # enough images that one epoch already tells a learning rate that learns from one
-        # that does not: with 160, every trial sits at chance after epoch 1 and ASHA's
-        # first rung ranks noise (measured: the best trial cut, 9 pt lost)
-        train_limit=320,
-        val_limit=160,
+        # Epochs of 60 steps: with 20 (320 faces) every rate sat at chance after epoch 1,
+        # ASHA's first rung ranked noise and cut the best rates (25 pt lost). With 12
+        # epochs, ASHA's rungs fall at 1, 3 and 9 epochs.
+        train_limit=960,
+        val_limit=320,
     )
     return RandomSearch(base, samples=samples, learning_rate=(1e-6, 3e-2))
 
 
+def replay_asha(
+    curves: dict[str, list[float]], order: list[str], grace_period: int, reduction_factor: int, max_t: int
+) -> dict[str, int]:
+    """Epochs each trial would run under ASHA, trials run one at a time in ``order``.
+
+    Replays the rule of Ray Tune's ``AsyncHyperBandScheduler`` (one bracket): rungs at
+    ``grace_period * reduction_factor**k`` epochs below ``max_t``; a trial reaching a rung
+    stops if its value there is below the ``1 - 1/reduction_factor`` quantile of the values
+    the rung recorded before it. Run one at a time, a trial's results depend only on its
+    own curve, so the measured curves of the full search replay any order of the samples.
+    """
+    rung_count = int(math.log(max_t / grace_period) / math.log(reduction_factor) + 1)
+    rungs = {grace_period * reduction_factor**k: [] for k in range(rung_count)}
+    epochs: dict[str, int] = {}
+    for name in order:
+        curve = curves[name][:max_t]
+        epochs[name] = len(curve)
+        for epoch, value in enumerate(curve, start=1):
+            if epoch in rungs:
+                recorded = rungs[epoch]
+                stop = bool(recorded) and value < _percentile(recorded, 100 * (1 - 1 / reduction_factor))
+                recorded.append(value)
+                if stop:
+                    epochs[name] = epoch
+                    break
+    return epochs
+
+
+def _percentile(values: list[float], percent: float) -> float:
+    """numpy's default (linear) percentile, as Ray's ASHA computes its cutoff."""
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * percent / 100
+    low = math.floor(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def replay_orders(
+    curves: dict[str, list[float]], max_t: int, orders: int = REPLAYED_ORDERS, seed: int = 0
+) -> dict[str, float]:
+    """ASHA's share of epochs and best-accuracy gap over ``orders`` random orders of the same samples."""
+    rng = random.Random(seed)
+    full_best = max(max(curve[:max_t]) for curve in curves.values())
+    shares, gaps = [], []
+    for _ in range(orders):
+        order = rng.sample(sorted(curves), len(curves))
+        epochs = replay_asha(curves, order, ASHA_GRACE_PERIOD, ASHA_REDUCTION_FACTOR, max_t)
+        shares.append(sum(epochs.values()) / (len(curves) * max_t))
+        gaps.append(full_best - max(max(curves[name][: epochs[name]]) for name in curves))
+    return {
+        "replayed_orders": orders,
+        "replayed_share_median": statistics.median(shares),
+        "replayed_share_max": max(shares),
+        "replayed_orders_within_1pt": sum(gap <= 0.01 for gap in gaps) / orders,
+        "replayed_orders_meeting_both_goals": sum(
+            share <= 0.35 and gap <= 0.01 for share, gap in zip(shares, gaps, strict=True)
+        )
+        / orders,
+    }
+
+
 def measure_early_stopping(data_root: Path, search: RandomSearch | None = None) -> HarnessRatio:
-    """Share of the full search's epochs that ASHA ran (same seed: the same sampled learning rates)."""
+    """Share of the full search's epochs that ASHA ran (same seed: the same sampled learning rates).
+
+    Beside the measured figures, the full search's curves replay ASHA over other orders of
+    the same samples (``replay_orders``): one run's order decides which trials come early,
+    and the first trials pass every rung unopposed.
+    """
     from bench.runner import Scheduling
 
     search = search or early_stopping_search()
     asha, asha_wall = _run_trials(
-        [], data_root, search=search, scheduling=Scheduling(asha=True, asha_grace_period=1, asha_reduction_factor=3)
+        [],
+        data_root,
+        search=search,
+        scheduling=Scheduling(
+            asha=True, asha_grace_period=ASHA_GRACE_PERIOD, asha_reduction_factor=ASHA_REDUCTION_FACTOR
+        ),
     )
     full, full_wall = _run_trials([], data_root, search=search, scheduling=Scheduling(asha=False))
 
@@ -299,6 +379,10 @@ def measure_early_stopping(data_root: Path, search: RandomSearch | None = None) 
     if set(asha_trials) != set(full_trials):
         raise RuntimeError("the two searches drew different learning rates: the comparison would mean nothing")
     asha_epochs_by_trial = {record.spec["name"]: len(record.epochs) for record in asha}
+    curves = {record.spec["name"]: [epoch["val_accuracy"] for epoch in record.epochs] for record in full}
+    sample_order = [record.spec["name"] for record in sorted(full, key=lambda record: record.spec["search_sample"])]
+    max_t = search.base.epochs
+    replayed = replay_asha(curves, sample_order, ASHA_GRACE_PERIOD, ASHA_REDUCTION_FACTOR, max_t)
     accuracy_gap = full_best - asha_best
     return HarnessRatio(
         f"early stopping (ASHA epochs / full epochs, {search.samples} samples)",
@@ -315,6 +399,9 @@ def measure_early_stopping(data_root: Path, search: RandomSearch | None = None) 
             "accuracy_within_1pt": accuracy_gap <= 0.01,
             "asha_wall_seconds": asha_wall,
             "full_wall_seconds": full_wall,
+            # the replay of this run's own order must give what Ray's scheduler did
+            "replay_matches_ray": replayed == asha_epochs_by_trial,
+            **replay_orders(curves, max_t),
             # per sample: (epochs under ASHA, best val acc under ASHA, best val acc run to its budget)
             "per_trial": {
                 name: [asha_epochs_by_trial[name], asha_trials[name], full_trials[name]] for name in sorted(full_trials)

@@ -12,6 +12,10 @@ would straddle epochs. Read-ahead here is keyed by (epoch, batch) instead, and t
 dataset learns the epoch from ``on_epoch_begin`` (Keras calls ``on_epoch_end`` once more,
 before training). Pass ``shuffle=False`` to ``fit``: this class shuffles, seeded, and
 in-order requests let the read-ahead hit.
+
+On the TensorFlow backend a trial does not hand the PyDataset to ``fit`` itself:
+``bench.trial.FitInput`` feeds ``batch(epoch, index)`` through a fixed-prefetch tf.data
+pipeline, because Keras's own wrapping (an autotuned prefetch) stalls on a 2-core CPU.
 """
 
 from __future__ import annotations
@@ -77,6 +81,11 @@ class FaceBatches(keras.utils.PyDataset):
 
     def __len__(self) -> int:
         return -(-len(self.rows) // self.batch_size)
+
+    @property
+    def image_side(self) -> int:
+        """Height (= width) of the images the batches hold."""
+        return int(self.source.shape[1]) if isinstance(self.source, np.ndarray) else self.source.image_size
 
     def batch(self, epoch: int, index: int) -> tuple[np.ndarray, np.ndarray]:
         if not 0 <= index < len(self):

@@ -94,3 +94,79 @@ def test_gpu_check_script_runs_on_a_cpu_and_writes_its_figures(tmp_path):
     assert all(row["images_per_sec"] > 0 for row in written["alone"] + written["packed"])
     if not written["manifest"]["gpus"]:
         assert "GPU figures n/a" in result.stdout and written["alone"][0]["mj_per_image"] is None
+
+
+def test_overhead_profile_accounts_cpu_per_process_and_finds_stalls():
+    from benchmarks import overhead_profile as profile
+
+    own = os.getpid()
+    sampler = profile.CpuSampler()
+    # (pid, tid, thread name, CPU seconds so far, cmdline): the trainer busy, then idle for 2 s, then busy
+    trainer, raylet = 4242, 77
+    cpu = [0.0, 1.0, 2.0, 2.0, 2.02, 3.0]
+    sampler.samples = [
+        (
+            100.0 + second,
+            [
+                (trainer, trainer, "ray::_trainable", cpu[second] / 2, "ray::_trainable"),
+                (trainer, trainer + 1, "ray::_trainable", cpu[second] / 2, "ray::_trainable"),
+                (raylet, raylet, "raylet", 0.01 * second, "/venv/ray/core/src/ray/raylet/raylet --flags"),
+                (own, own, "python", 0.02 * second, "python -m benchmarks.overhead_profile"),
+            ],
+        )
+        for second in range(6)
+    ]
+    span, used = sampler.cpu_between(100.0, 105.0, {trainer})
+    assert span == 5.0
+    by_process = {}
+    for thread in used:
+        by_process[thread.process] = by_process.get(thread.process, 0.0) + thread.seconds
+    assert by_process == pytest.approx({"trial worker": 3.0, "raylet": 0.05, "this driver": 0.1})
+    assert sampler.stalled_seconds(100.0, 105.0, {trainer}) == pytest.approx(2.0)  # seconds 2-3 and 3-4
+    assert sampler.stalled_seconds(100.0, 102.0, {trainer}) == 0.0
+    main, worker = (profile.ThreadCpu(trainer, tid, "x", "ray::_trainable", 1.0) for tid in (trainer, trainer + 1))
+    assert profile.thread_group(main, "ray::_trainable") == profile.MAIN_THREAD
+    assert profile.thread_group(worker, "ray::_trainable") == profile.UNNAMED_THREADS
+
+
+@pytest.mark.parametrize(
+    ("cmdline", "expected"),
+    [
+        ("/venv/lib/ray/core/src/ray/gcs/gcs_server --redis", "gcs_server"),
+        ("/venv/lib/ray/core/src/ray/raylet/raylet --node", "raylet"),
+        ("python /venv/lib/python3.11/site-packages/ray/dashboard/agent.py", "other Ray processes"),
+        ("ray::IDLE", "other Ray processes"),
+        ("/usr/bin/dockerd", "everything else"),
+    ],
+)
+def test_overhead_profile_names_the_processes_it_sees(cmdline, expected):
+    from benchmarks.overhead_profile import classify_process
+
+    assert classify_process(10, cmdline, own_pid=1, trial_pids={2}) == expected
+    assert classify_process(1, cmdline, own_pid=1, trial_pids={2}) == "this driver"
+    assert classify_process(2, cmdline, own_pid=1, trial_pids={2}) == "trial worker"
+
+
+def test_overhead_profile_reads_this_machines_threads():
+    from benchmarks.overhead_profile import read_threads
+
+    if not os.path.isdir("/proc/self/task"):
+        pytest.skip("the profile reads /proc (Linux only)")
+    mine = [row for row in read_threads() if row[0] == os.getpid()]
+    assert any(tid == os.getpid() for _pid, tid, _name, _seconds, _cmd in mine)
+    assert all(seconds >= 0 for *_rest, seconds, _cmd in mine)
+
+
+def test_asha_replay_follows_rays_rung_rule():
+    from benchmarks.harness import replay_asha, replay_orders
+
+    curves = {"a": [0.6, 0.7, 0.8], "b": [0.5, 0.6, 0.9], "c": [0.7, 0.2, 0.1]}
+    # rungs at epochs 1 and 3; the first trial passes unopposed, b is below a's 0.6 at epoch 1
+    assert replay_asha(curves, ["a", "b", "c"], 1, 3, 3) == {"a": 3, "b": 1, "c": 3}
+    # run first, b passes every rung; c clears epoch 1's cutoff (0.567 between 0.5 and 0.6)
+    assert replay_asha(curves, ["b", "a", "c"], 1, 3, 3) == {"b": 3, "a": 3, "c": 3}
+    assert replay_asha(curves, ["a", "b", "c"], 1, 3, 2) == {"a": 2, "b": 1, "c": 2}  # the budget caps a curve
+    figures = replay_orders(curves, 3, orders=20)
+    assert figures["replayed_orders"] == 20
+    assert 0 < figures["replayed_share_median"] <= figures["replayed_share_max"] <= 1
+    assert 0 <= figures["replayed_orders_meeting_both_goals"] <= figures["replayed_orders_within_1pt"] <= 1

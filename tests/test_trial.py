@@ -2,12 +2,14 @@
 
 import math
 
+import keras
 import numpy as np
 import pytest
 
 from bench.specs import TrialSpec
-from bench.trial import EPOCH_METRIC_KEYS, balanced_subset, build_trial_model, run_trial
+from bench.trial import EPOCH_METRIC_KEYS, FitInput, balanced_subset, build_trial_model, run_trial
 from data.adience import load_faces
+from data.loader import ArrayBatches
 
 
 @pytest.mark.slow
@@ -60,3 +62,49 @@ def test_caffe_step_schedule_divides_the_learning_rate_by_ten_every_10k_steps():
     assert float(schedule(10_000)) == pytest.approx(1e-4)
     assert float(schedule(25_000)) == pytest.approx(1e-5)
     assert optimizer.weight_decay == pytest.approx(5e-4)
+
+
+class _LoggedArrayBatches(ArrayBatches):
+    """Records which (epoch, batch) each read served."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.served = []
+
+    def batch(self, epoch, index):
+        self.served.append((epoch, index))
+        return super().batch(epoch, index)
+
+
+def test_fit_input_serves_each_epoch_whole_from_its_own_seeded_order():
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 255, (40, 32, 32, 3), dtype=np.uint8)
+    labels = rng.integers(0, 2, 40).astype(np.int32)
+    batches = _LoggedArrayBatches(images, labels, 8, shuffle=True, seed=3)
+    fit_input = FitInput(batches)
+    inputs = keras.Input((32, 32, 3), dtype="uint8")
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(pooled))
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    history = model.fit(fit_input.data, epochs=3, verbose=0, shuffle=False, callbacks=fit_input.callbacks)
+    assert len(history.history["loss"]) == 3
+    # every batch of every epoch read once, from that epoch's order; nothing read ahead into a later epoch
+    served = batches.served
+    assert sorted(served) == [(epoch, index) for epoch in range(3) for index in range(5)]
+    assert [epoch for epoch, _ in served] == sorted(epoch for epoch, _ in served)
+    assert not np.array_equal(batches.order(0), batches.order(1))
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the tf.data pipeline is the TensorFlow backend's")
+def test_fit_input_on_tensorflow_is_a_fixed_prefetch_without_autotuning():
+    import tensorflow as tf
+
+    images = np.zeros((10, 16, 16, 3), np.uint8)
+    batches = ArrayBatches(images, np.zeros(10, np.int32), 4, shuffle=False)
+    dataset = FitInput(batches).data
+    assert isinstance(dataset, tf.data.Dataset)
+    assert dataset.options().autotune.enabled is False
+    assert int(dataset.cardinality()) == 3  # fit knows the epoch's length (progress, callbacks)
+    first_images, first_labels = next(iter(dataset))
+    assert first_images.dtype == tf.uint8 and first_images.shape == (4, 16, 16, 3)
+    assert first_labels.dtype == tf.int32
