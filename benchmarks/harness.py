@@ -280,7 +280,7 @@ def early_stopping_search(samples: int = 12, epochs: int = 12) -> RandomSearch:
         # ASHA's first rung ranked noise and cut the best rates (25 pt lost). With 12
         # epochs, ASHA's rungs fall at 1, 3 and 9 epochs.
         train_limit=960,
-        val_limit=320,
+        val_limit=320,  # the built-in data's fold 0 holds 191 faces: all of them
     )
     return RandomSearch(base, samples=samples, learning_rate=(1e-6, 3e-2))
 
