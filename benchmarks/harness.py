@@ -116,37 +116,70 @@ def overhead_spec() -> TrialSpec:
     )
 
 
-class _EpochTimer(keras.callbacks.Callback):
-    def __init__(self):
+class _WallClock(keras.callbacks.Callback):
+    """Wall-clock windows of each epoch's training part (validation excluded)."""
+
+    def __init__(self, report: Callable[[dict], None] | None = None):
         super().__init__()
-        self.seconds: list[float] = []
+        self.windows: list[tuple[float, float]] = []
+        self.report = report
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.started = time.perf_counter()
+        self.started = time.time()
+        self.trained = None
+
+    def on_test_begin(self, logs=None):
+        self.trained = self.trained or time.time()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self.started)
+        end = self.trained or time.time()
+        self.windows.append((self.started, end))
+        if self.report:
+            self.report(
+                {
+                    "epoch": epoch + 1,
+                    "train_loss": float((logs or {}).get("loss", float("nan"))),
+                    "train_accuracy": float((logs or {}).get("accuracy", float("nan"))),
+                    "val_loss": float("nan"),
+                    "val_accuracy": 0.0,
+                    "epoch_seconds": end - self.started,
+                    "train_seconds": end - self.started,
+                    "train_images_per_sec": 0.0,
+                    "elapsed_seconds": 0.0,
+                }
+            )
 
 
-def bare_fit_images_per_sec(spec: TrialSpec, data_root: Path) -> float:
-    """Steady-epoch img/s of a plain ``model.fit`` of ``spec``'s model on its batches, nothing else."""
+def bare_fit(
+    spec: TrialSpec, data_root, report: Callable[[dict], None] | None = None, keras_adapter: bool = False
+) -> tuple[list[tuple[float, float]], int]:
+    """``model.fit`` of the trial's model on the trial's training batches: (epoch windows, wall clock; training images).
+
+    The batches go to ``fit`` as the trial passes them (``FitInput``), or with
+    ``keras_adapter`` as the PyDataset itself, for Keras to wrap (autotuned tf.data prefetch).
+    """
     keras.backend.clear_session()
     keras.utils.set_random_seed(spec.seed)
     data = load_trial_data(spec, data_root)
     model, _network = build_trial_model(spec, data.channel_stats)
-    train, _val = data.batches(spec)
-    train_input = FitInput(train)  # the trial's own input path: the comparison is of everything else
-    timer = _EpochTimer()
+    train, val = data.batches(spec)
+    fit_input = FitInput(train)
+    data_for_fit, callbacks = (train, []) if keras_adapter else (fit_input.data, fit_input.callbacks)
+    clock = _WallClock(report)
     try:
-        model.fit(
-            train_input.data, shuffle=False, epochs=spec.epochs, callbacks=[*train_input.callbacks, timer], verbose=0
-        )
+        model.fit(data_for_fit, shuffle=False, epochs=spec.epochs, callbacks=[*callbacks, clock], verbose=0)
     finally:
         train.close()
-        _val.close()
+        val.close()
         del model
         keras.backend.clear_session()
-    return _steady_images_per_sec(len(data.train_labels), timer.seconds)
+    return clock.windows, len(data.train_labels)
+
+
+def bare_fit_images_per_sec(spec: TrialSpec, data_root: Path) -> float:
+    """Steady-epoch img/s of a plain ``model.fit`` of ``spec``'s model on its batches, nothing else."""
+    windows, images = bare_fit(spec, data_root)
+    return _steady_images_per_sec(images, [end - start for start, end in windows])
 
 
 def measure_overhead(data_root: Path, spec: TrialSpec | None = None, rounds: int = 2) -> HarnessRatio:

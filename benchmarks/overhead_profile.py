@@ -51,11 +51,9 @@ from bench.quiet import import_tensorflow_quietly  # noqa: E402
 
 import_tensorflow_quietly()
 
-import keras  # noqa: E402
-
 from bench.specs import TrialSpec  # noqa: E402
-from bench.trial import FitInput, build_trial_model, load_trial_data, run_trial  # noqa: E402
-from benchmarks.harness import overhead_spec  # noqa: E402
+from bench.trial import load_trial_data, run_trial  # noqa: E402
+from benchmarks.harness import bare_fit, overhead_spec  # noqa: E402
 from data.cache import ensure_cache  # noqa: E402
 from data.synthetic import ensure_synthetic_dataset  # noqa: E402
 
@@ -200,66 +198,6 @@ def thread_group(thread: ThreadCpu, process_name: str) -> str:
 # --------------------------------------------------------------------------- the variants
 
 
-class _WallClock(keras.callbacks.Callback):
-    """Wall-clock windows of each epoch's training part (validation excluded)."""
-
-    def __init__(self, report: Callable[[dict], None] | None = None):
-        super().__init__()
-        self.windows: list[tuple[float, float]] = []
-        self.report = report
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.started = time.time()
-        self.trained = None
-
-    def on_test_begin(self, logs=None):
-        self.trained = self.trained or time.time()
-
-    def on_epoch_end(self, epoch, logs=None):
-        end = self.trained or time.time()
-        self.windows.append((self.started, end))
-        if self.report:
-            self.report(
-                {
-                    "epoch": epoch + 1,
-                    "train_loss": float((logs or {}).get("loss", float("nan"))),
-                    "train_accuracy": float((logs or {}).get("accuracy", float("nan"))),
-                    "val_loss": float("nan"),
-                    "val_accuracy": 0.0,
-                    "epoch_seconds": end - self.started,
-                    "train_seconds": end - self.started,
-                    "train_images_per_sec": 0.0,
-                    "elapsed_seconds": 0.0,
-                }
-            )
-
-
-def bare_fit(
-    spec: TrialSpec, data_root, report: Callable[[dict], None] | None = None, keras_adapter: bool = False
-) -> list[tuple[float, float]]:
-    """``model.fit`` of the trial's model on the trial's training batches; epoch windows (wall clock).
-
-    The batches go to ``fit`` as the trial passes them (``FitInput``), or with
-    ``keras_adapter`` as the PyDataset itself, for Keras to wrap (autotuned tf.data prefetch).
-    """
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(spec.seed)
-    data = load_trial_data(spec, data_root)
-    model, _network = build_trial_model(spec, data.channel_stats)
-    train, val = data.batches(spec)
-    fit_input = FitInput(train)
-    data_for_fit, callbacks = (train, []) if keras_adapter else (fit_input.data, fit_input.callbacks)
-    clock = _WallClock(report)
-    try:
-        model.fit(data_for_fit, shuffle=False, epochs=spec.epochs, callbacks=[*callbacks, clock], verbose=0)
-    finally:
-        train.close()
-        val.close()
-        del model
-        keras.backend.clear_session()
-    return clock.windows
-
-
 def bare_fit_trial(spec: TrialSpec, data_root: str, report: Callable[[dict], None]) -> None:
     """The bare ``fit`` as a trial function: reports one row per epoch, as a trial must."""
     bare_fit(spec, data_root, report)
@@ -336,7 +274,7 @@ def _in_process_trial(spec: TrialSpec, data_root: Path) -> tuple[list[tuple[floa
 def run_variant(name: str, spec: TrialSpec, data_root: Path) -> tuple[list[tuple[float, float]], set[int]]:
     """Epoch training windows (wall clock) and the pid(s) that trained."""
     if name == "bare":
-        return bare_fit(spec, data_root), {os.getpid()}
+        return bare_fit(spec, data_root)[0], {os.getpid()}
     if name == "trial":
         return _in_process_trial(spec, data_root)
     if name == "bare-in-ray":
@@ -344,7 +282,7 @@ def run_variant(name: str, spec: TrialSpec, data_root: Path) -> tuple[list[tuple
     if name == "harness":
         return _in_ray(run_trial, spec, data_root)
     if name == "bare-keras-adapter":
-        return bare_fit(spec, data_root, keras_adapter=True), {os.getpid()}
+        return bare_fit(spec, data_root, keras_adapter=True)[0], {os.getpid()}
     raise ValueError(f"unknown variant {name!r} (known: {', '.join(VARIANTS)})")
 
 
