@@ -17,7 +17,7 @@ from typing import TextIO
 from tabulate import tabulate
 
 from data.adience import FACE_KEY, FOLD_COUNT, SKIP_REASONS, load_faces
-from data.cache import CONVERSIONS, check_images
+from data.decode import CONVERSIONS, check_images
 
 FOLD_FIELDS = ("rows", "labelled", "unique_labelled", "male", "female", "users", "images_found")
 

@@ -14,7 +14,8 @@ from PIL import Image
 from bench.specs import TrialSpec
 from bench.trial import load_trial_data
 from data.adience import load_faces, split_folds
-from data.cache import IMAGES_FILE, MANIFEST_FILE, channel_statistics, decode_face, ensure_cache, open_cache
+from data.cache import IMAGES_FILE, MANIFEST_FILE, channel_statistics, ensure_cache, open_cache
+from data.decode import decode_face
 from tests.conftest import REPO_ROOT
 
 
@@ -133,7 +134,7 @@ def test_channel_statistics_match_numpy_and_are_remembered(cache):
 
 def test_per_channel_statistics_come_from_the_training_split_only(small_synthetic):
     spec = TrialSpec(name="pc", model="levi_hassner", normalisation="per_channel", policy="nocrop")
-    data = load_trial_data(spec, small_synthetic)
+    data = load_trial_data(spec, ensure_cache(small_synthetic))
     train, val = split_folds(data.cache.faces, spec.val_fold, spec.train_folds)
     assert data.channel_stats == channel_statistics(data.cache, train["slot"])
     everything = channel_statistics(data.cache, data.cache.faces["slot"])

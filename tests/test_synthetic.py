@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from data.adience import FOLD_COLUMNS, load_faces, read_fold_file
-from data.cache import decode_faces
+from data.decode import decode_faces
 from data.synthetic import SyntheticConfig, ensure_synthetic_dataset, write_synthetic_dataset
 
 
