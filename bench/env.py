@@ -6,7 +6,6 @@ that cannot be found is null and ``missing`` says why, never an exception.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import importlib.metadata
 import json
@@ -21,7 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.results import atomic_write_text
+from bench.gpu import driver_facts
+from bench.io import atomic_write_text
 
 MANIFEST_NAME = "manifest.json"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -135,37 +135,6 @@ def _git(repo: Path, *args: str) -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
-def _nvidia(nvml) -> tuple[dict[str, Any], str | None]:
-    """Driver, CUDA driver version and visible GPU names from NVML, or the reason there are none."""
-    from bench.profiler import visible_gpu_handles, visible_gpu_selectors
-
-    if nvml is None:
-        try:
-            import pynvml as nvml
-        except ImportError:
-            return {}, "the nvidia-ml-py package (pynvml) is not installed"
-    try:
-        nvml.nvmlInit()
-    except Exception as error:
-        return {}, f"NVML not available: {str(error).strip() or type(error).__name__}"
-    try:
-        driver = nvml.nvmlSystemGetDriverVersion()
-        cuda = nvml.nvmlSystemGetCudaDriverVersion()
-        selectors = visible_gpu_selectors(os.environ.get("CUDA_VISIBLE_DEVICES"))
-        handles = visible_gpu_handles(nvml, selectors)
-        names = [n.decode() if isinstance(n, bytes) else str(n) for n in map(nvml.nvmlDeviceGetName, handles)]
-    except Exception as error:
-        return {}, f"NVML query failed: {str(error).strip() or type(error).__name__}"
-    finally:
-        with contextlib.suppress(Exception):  # best effort: the figures are already read
-            nvml.nvmlShutdown()
-    return {
-        "nvidia_driver": driver.decode() if isinstance(driver, bytes) else str(driver),
-        "cuda_driver": f"{cuda // 1000}.{cuda % 1000 // 10}",
-        "gpus": names,
-    }, (None if names else "NVML sees no NVIDIA GPU (or CUDA_VISIBLE_DEVICES hides them)")
-
-
 def collect_manifest(
     *,
     seeds: Sequence[int],
@@ -178,7 +147,7 @@ def collect_manifest(
     argv = list(sys.argv if argv is None else argv)
     missing: dict[str, str] = {}
     build = _tensorflow_build()
-    nvidia, nvidia_reason = _nvidia(nvml)
+    nvidia, nvidia_reason = driver_facts(nvml)
     commit = _git(repo, "rev-parse", "HEAD")
     status = _git(repo, "status", "--porcelain", "--untracked-files=no") if commit else None
     manifest = EnvManifest(

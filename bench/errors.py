@@ -1,5 +1,60 @@
-"""Errors the CLI turns into one line and exit code 2, importable without ray or keras."""
+"""Errors a command line turns into one line, and the one place that does it.
+
+Importable without ray or keras. ``UsageError`` and ``RunnerError`` are the user's to fix
+(exit 2); ``one_line_errors`` runs a command's body and maps those, the other known errors
+it is given, Ctrl-C and anything unforeseen to one line on stderr and an exit code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable
+
+EXIT_USAGE = 2
+EXIT_UNEXPECTED = 1
+EXIT_INTERRUPTED = 130
+
+
+class UsageError(Exception):
+    """A known, user-fixable problem with what a command was asked: one line, exit code 2."""
 
 
 class RunnerError(RuntimeError):
     """A scheduling problem the user can fix (bad resources, unreachable cluster, no run to resume)."""
+
+
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse whose errors are a UsageError naming ``--help``, not usage text and exit(2)."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see {self.prog} --help)")
+
+
+def one_line_errors(
+    body: Callable[[], int],
+    known: tuple[type[BaseException], ...] = (),
+    describe: Callable[[BaseException], str] = str,
+    interrupted: str = "interrupted",
+) -> int:
+    """Run ``body`` and return its exit code; every error it raises becomes one line on stderr.
+
+    UsageError, RunnerError and ``known`` errors print ``error: <describe(error)>`` (exit 2);
+    Ctrl-C prints ``interrupted`` (exit 130); anything else prints its type and message with
+    the path of a log file that holds the traceback (exit 1).
+    """
+    try:
+        return body()
+    except (UsageError, RunnerError, *known) as error:
+        print(f"error: {describe(error)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(interrupted, file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:  # an unexpected failure: the traceback goes to a log file
+        with tempfile.NamedTemporaryFile("w", prefix="adience-bench-error-", suffix=".log", delete=False) as log:
+            traceback.print_exc(file=log)
+        print(f"unexpected error: {type(error).__name__}: {error} (traceback in {log.name})", file=sys.stderr)
+        return EXIT_UNEXPECTED

@@ -5,8 +5,8 @@ framework's per-op overhead, which dominates small CPU steps) plus its FLOPs at
 ``EFFECTIVE_CPU_FLOPS``; a graph-mode trial first traces its graphs at
 ``TRACE_SECONDS_PER_LAYER``; every trial pays ``TRIAL_START_SECONDS`` (building the model,
 opening the data). The constants were fitted on the project's reference machine (2 cores,
-no GPU) on 2026-11-28 from the transfer suite's smoke run and the Levi-Hassner baseline:
-the estimate is good to about a factor of two, and the progress lines refine it from the
+no GPU) from the transfer suite's smoke run and the Levi-Hassner baseline: the estimate is
+good to about a factor of two, and the progress lines refine it from the
 epochs that actually ran. There is no estimate for GPUs, whose speed varies too widely.
 """
 
@@ -19,15 +19,17 @@ from dataclasses import dataclass
 import keras
 
 import models
-from bench.flops import forward_flops
+from bench.errors import UsageError
+from bench.flops import TRAINING_TO_FORWARD, forward_flops
+from bench.gpu import local_gpu_count, smallest_gpu_memory_bytes
 from bench.specs import TrialSpec
+from bench.trial import EVAL_BATCH_SIZE
 
 SECONDS_PER_LAYER_STEP = 0.0035
 EFFECTIVE_CPU_FLOPS = 150e9
 TRACE_SECONDS_PER_LAYER = 0.2
 TRIAL_START_SECONDS = 3.0
 RUN_START_SECONDS = 15.0  # Ray, the first worker's TensorFlow import
-EVAL_BATCH_SIZE = 64
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,7 @@ def model_cost(spec: TrialSpec, cache: dict) -> ModelCost:
 def trial_seconds(spec: TrialSpec, cost: ModelCost, train_images: int, val_images: int) -> float:
     train_steps = math.ceil(train_images / spec.batch_size)
     val_steps = math.ceil(val_images / EVAL_BATCH_SIZE)
-    work = (3 * train_images + val_images) * cost.forward_flops / EFFECTIVE_CPU_FLOPS
+    work = (TRAINING_TO_FORWARD * train_images + val_images) * cost.forward_flops / EFFECTIVE_CPU_FLOPS
     per_epoch = (train_steps + val_steps) * cost.layers * SECONDS_PER_LAYER_STEP + work
     tracing = 0.0 if spec.run_eagerly else cost.layers * TRACE_SECONDS_PER_LAYER
     return TRIAL_START_SECONDS + tracing + spec.epochs * per_epoch
@@ -73,6 +75,14 @@ def estimate_run_seconds(
         for spec, (train, val) in zip(specs, split_sizes, strict=True)
     )
     return RUN_START_SECONDS + total / max(concurrency, 1)
+
+
+def estimate_line(specs: Sequence[TrialSpec], split_sizes: Sequence[tuple[int, int]], scheduling) -> str:
+    """What a run should take, said up front: on this CPU, or why there is no estimate."""
+    if scheduling.address or scheduling.num_gpus or local_gpu_count():
+        return "Estimate: none up front on GPUs or clusters; the progress lines estimate from the first epochs"
+    seconds = estimate_run_seconds(specs, split_sizes, scheduling.max_concurrent or 1)
+    return f"Estimate: about {format_duration(seconds)} on this CPU (from FLOPs and layer counts; within ~2x)"
 
 
 def format_duration(seconds: float) -> str:
@@ -127,3 +137,15 @@ def gpu_share(memory_bytes: int, gpu_memory_bytes: int) -> float:
     """The GPU share for a trial needing ``memory_bytes``: whole eighths, at most one GPU."""
     needed = memory_bytes * MEMORY_HEADROOM / gpu_memory_bytes
     return min(1.0, max(GPU_SHARE_STEP, math.ceil(needed / GPU_SHARE_STEP) * GPU_SHARE_STEP))
+
+
+def auto_gpu_shares(specs: Sequence[TrialSpec]) -> dict[str, float]:
+    """--gpus-per-trial auto: each trial's share from its model's estimated training memory."""
+    memory = smallest_gpu_memory_bytes()
+    if memory is None:
+        raise UsageError("--gpus-per-trial auto sizes trials against the GPU's memory, and no NVIDIA GPU was found")
+    return {spec.name: gpu_share(training_memory_bytes(spec), memory) for spec in specs}
+
+
+def format_gpu_shares(shares: dict[str, float]) -> str:
+    return "GPU shares (auto): " + ", ".join(f"{name} {share:g}" for name, share in shares.items())

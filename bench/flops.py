@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import keras
 
+from bench.mfu import TRAINING_TO_FORWARD
 from models.flops import ACTIVATION_FLOPS, FlopsError, flops_rule, forward_flops
-
-# DESIGN, measurement rules: a training step costs about 3x the forward pass
-# (forward, gradient with respect to activations, gradient with respect to weights).
-TRAINING_TO_FORWARD = 3
 
 __all__ = ["ACTIVATION_FLOPS", "TRAINING_TO_FORWARD", "FlopsError", "flops_rule", "forward_flops", "training_flops"]
 

@@ -16,7 +16,8 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from bench.results import atomic_write_bytes, groups_table
+from bench.io import atomic_write_bytes
+from bench.results import groups_table
 
 DPI = 110
 PlotEntry = tuple[str, Path | None, str]  # (title, PNG path or None when not drawn, note)

@@ -1,4 +1,5 @@
-"""Tidy result tables (per trial epoch, per trial, per report row), statistics; atomic parquet/csv I/O.
+"""Tidy result tables: per trial epoch, per trial, per report row; the convergence and
+throughput measures they hold; mean, std and t confidence intervals over repeats (scipy).
 
 Imports no ray: ``bench/runner.py`` turns Ray Tune's results into TrialRecords first.
 """
@@ -6,37 +7,32 @@ Imports no ray: ``bench/runner.py`` turns Ray Tune's results into TrialRecords f
 from __future__ import annotations
 
 import math
-import os
-import tempfile
+import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+from scipy import stats
 
-from bench.profiler import (
-    epochs_to_plateau,
-    epochs_to_target,
-    model_flops_utilisation,
-    time_to_target,
-    train_throughput,
-    trial_peak,
-)
+from bench.mfu import model_flops_utilisation, trial_peak
+
+if TYPE_CHECKING:  # records only read a spec's fields; importing bench.specs would import keras
+    from bench.specs import TrialSpec
 
 STATUS_COMPLETED = "completed"
 STATUS_EARLY_STOPPED = "early_stopped"
 STATUS_DIVERGED = "diverged"
 STATUS_FAILED = "failed"
 CONFIDENCE = 0.95
-# TrialSpec.to_dict's prefix for model options (bench.specs imports keras; this module stays light)
-MODEL_OPTION_PREFIX = "model."
+PLATEAU_TOLERANCE = 0.005  # "within 0.5 pt of the trial's best", accuracy as a fraction
 
 
 @dataclass
 class TrialRecord:
-    """What one trial left behind: its spec (flat dict), per-epoch metrics and any error."""
+    """What one trial left behind: its spec, per-epoch metrics and any error."""
 
-    spec: dict[str, Any]
+    spec: TrialSpec
     epochs: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     stop_reason: str | None = None  # why the scheduler stopped it before its epoch budget
@@ -44,7 +40,7 @@ class TrialRecord:
 
 def epochs_table(records: list[TrialRecord]) -> pd.DataFrame:
     rows = [
-        {"trial": record.spec["name"], "group": record.spec.get("group") or record.spec["name"], **epoch}
+        {"trial": record.spec.name, "group": record.spec.group_name, **epoch}
         for record in records
         for epoch in record.epochs
     ]
@@ -54,61 +50,52 @@ def epochs_table(records: list[TrialRecord]) -> pd.DataFrame:
     return table
 
 
+# --------------------------------------------------------------------------- convergence, throughput
+
+
+def _finite(value) -> bool:
+    return value is not None and not (isinstance(value, float) and not math.isfinite(value))
+
+
+def epochs_to_target(val_accuracy: Sequence[float], target: float) -> int | None:
+    """First epoch (1-based) whose validation accuracy is >= ``target``; None if never."""
+    for epoch, accuracy in enumerate(val_accuracy, start=1):
+        if _finite(accuracy) and accuracy >= target:
+            return epoch
+    return None
+
+
+def epochs_to_plateau(val_accuracy: Sequence[float], tolerance: float = PLATEAU_TOLERANCE) -> int | None:
+    """First epoch (1-based) within ``tolerance`` of the trial's best validation accuracy."""
+    finite = [a for a in val_accuracy if _finite(a)]
+    if not finite:
+        return None
+    return epochs_to_target(val_accuracy, max(finite) - tolerance)
+
+
+def time_to_target(val_accuracy: Sequence[float], elapsed_seconds: Sequence[float], target: float) -> float | None:
+    """Wall seconds from the trial's start to the end of its epochs-to-target epoch."""
+    epoch = epochs_to_target(val_accuracy, target)
+    return None if epoch is None else float(elapsed_seconds[epoch - 1])
+
+
+def train_throughput(images: Sequence[float], seconds: Sequence[float]) -> tuple[float, float]:
+    """(epoch-1 img/s, steady img/s): steady is images over training seconds of epochs 2..n.
+
+    Epoch 1 holds graph building and compilation, so it is reported apart; with one epoch
+    there is no steady figure (NaN). Training seconds exclude validation.
+    """
+    if len(images) != len(seconds):
+        raise ValueError(f"{len(images)} image counts but {len(seconds)} durations")
+    pairs = [(n, s) for n, s in zip(images, seconds, strict=True) if _finite(n) and _finite(s) and s > 0]
+    if not pairs:
+        return math.nan, math.nan
+    first = pairs[0][0] / pairs[0][1]
+    steady = pairs[1:]
+    return first, (sum(n for n, _ in steady) / sum(s for _, s in steady) if steady else math.nan)
+
+
 # --------------------------------------------------------------------------- statistics
-
-
-def _continued_fraction(a: float, b: float, x: float) -> float:
-    """Lentz's continued fraction for the incomplete beta function (Numerical Recipes 6.4)."""
-    tiny, c, d = 1e-300, 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    result = d
-    for m in range(1, 1000):
-        for numerator in (
-            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
-        ):
-            d = 1.0 + numerator * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + numerator / c
-            c = c if abs(c) > tiny else tiny
-            result *= c * d
-        if abs(c * d - 1.0) < 1e-15:
-            break
-    return result
-
-
-def regularized_incomplete_beta(a: float, b: float, x: float) -> float:
-    if not 0.0 <= x <= 1.0:
-        raise ValueError(f"x must be in [0, 1], got {x}")
-    if x in (0.0, 1.0):
-        return x
-    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    if x < (a + 1.0) / (a + b + 2.0):
-        return math.exp(log_front) * _continued_fraction(a, b, x) / a
-    return 1.0 - math.exp(log_front) * _continued_fraction(b, a, 1.0 - x) / b
-
-
-def student_t_cdf(t: float, df: float) -> float:
-    tail = 0.5 * regularized_incomplete_beta(df / 2.0, 0.5, df / (df + t * t))
-    return 1.0 - tail if t >= 0 else tail
-
-
-def student_t_quantile(p: float, df: float) -> float:
-    """The t distribution's ``p`` quantile (e.g. 0.975 for a two-sided 95% interval)."""
-    if not 0.0 < p < 1.0 or df <= 0:
-        raise ValueError(f"need 0 < p < 1 and df > 0, got p={p}, df={df}")
-    if p < 0.5:
-        return -student_t_quantile(1.0 - p, df)
-    low, high = 0.0, 1.0
-    while student_t_cdf(high, df) < p:
-        low, high = high, high * 2.0
-    for _ in range(200):  # bisection: the CDF is monotone, 200 halvings reach float precision
-        middle = (low + high) / 2.0
-        if student_t_cdf(middle, df) < p:
-            low = middle
-        else:
-            high = middle
-    return (low + high) / 2.0
 
 
 @dataclass(frozen=True)
@@ -131,11 +118,11 @@ def summarise(values: list[float], confidence: float = CONFIDENCE) -> Summary:
     n = len(finite)
     if n == 0:
         return Summary(0, math.nan, math.nan, math.nan, math.nan)
-    mean = sum(finite) / n
+    mean = statistics.fmean(finite)
     if n == 1:
         return Summary(1, mean, math.nan, math.nan, math.nan)
-    std = math.sqrt(sum((v - mean) ** 2 for v in finite) / (n - 1))
-    half = student_t_quantile((1.0 + confidence) / 2.0, n - 1) * std / math.sqrt(n)
+    std = statistics.stdev(finite)
+    half = float(stats.t.ppf((1.0 + confidence) / 2.0, n - 1)) * std / math.sqrt(n)
     return Summary(n, mean, std, mean - half, mean + half)
 
 
@@ -189,9 +176,9 @@ def trial_status(record: TrialRecord) -> tuple[str, str]:
     not_finite = [e["epoch"] for e, loss in zip(epochs, losses, strict=True) if not math.isfinite(loss)]
     if not_finite:
         return STATUS_DIVERGED, f"train loss not finite from epoch {not_finite[0]}"
-    if len(epochs) < spec["epochs"]:
+    if len(epochs) < spec.epochs:
         why = record.stop_reason or "by the scheduler"
-        return STATUS_EARLY_STOPPED, f"stopped after epoch {len(epochs)} of {spec['epochs']}: {why}"
+        return STATUS_EARLY_STOPPED, f"stopped after epoch {len(epochs)} of {spec.epochs}: {why}"
     return STATUS_COMPLETED, ""
 
 
@@ -229,29 +216,25 @@ def trials_table(
         status, reason = trial_status(record)
         rows.append(
             {
-                "trial": spec["name"],
-                "group": spec.get("group") or spec["name"],
-                "model": spec["model"],
-                "optimizer": spec["optimizer"],
-                "learning_rate": spec["learning_rate"],
-                "momentum": spec["momentum"],
-                "batch_size": spec["batch_size"],
-                "policy": spec["policy"],
-                "normalisation": spec["normalisation"],
-                "model_options": ", ".join(
-                    f"{key.removeprefix(MODEL_OPTION_PREFIX)}={value}"
-                    for key, value in sorted(spec.items())
-                    if key.startswith(MODEL_OPTION_PREFIX)
-                ),
-                "val_fold": spec.get("val_fold", math.nan),
-                "seed": spec["seed"],
-                "epochs_budget": spec["epochs"],
+                "trial": spec.name,
+                "group": spec.group_name,
+                "model": spec.model,
+                "optimizer": spec.optimizer,
+                "learning_rate": spec.learning_rate,
+                "momentum": spec.momentum,
+                "batch_size": spec.batch_size,
+                "policy": spec.policy,
+                "normalisation": spec.normalisation,
+                "model_options": ", ".join(f"{key}={value}" for key, value in sorted(spec.model_options.items())),
+                "val_fold": spec.val_fold,
+                "seed": spec.seed,
+                "epochs_budget": spec.epochs,
                 "epochs_run": len(epochs),
                 "best_val_accuracy": best.get("val_accuracy", math.nan),
                 "best_epoch": best.get("epoch", math.nan),
                 "final_val_accuracy": last.get("val_accuracy", math.nan),
-                "reference": _none_to_nan(spec.get("reference")),
-                "reference_epochs": _none_to_nan(spec.get("reference_epochs")),
+                "reference": _none_to_nan(spec.reference),
+                "reference_epochs": _none_to_nan(spec.reference_epochs),
                 "target_accuracy": _none_to_nan(target_accuracy),
                 "epochs_to_target": _none_to_nan(to_target),
                 "epochs_to_plateau": _none_to_nan(epochs_to_plateau(accuracies)),
@@ -365,36 +348,3 @@ def groups_table(trials: pd.DataFrame, confidence: float = CONFIDENCE) -> pd.Dat
         )
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path`` and rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; results are for everyone to read
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def write_table(table: pd.DataFrame, stem: Path) -> list[Path]:
-    """``stem``.parquet and ``stem``.csv, each written atomically."""
-    parquet_path = stem.with_suffix(".parquet")
-    csv_path = stem.with_suffix(".csv")
-    atomic_write_bytes(parquet_path, table.to_parquet(index=False))
-    atomic_write_text(csv_path, table.to_csv(index=False))
-    return [parquet_path, csv_path]
-
-
-def read_table(stem: Path) -> pd.DataFrame:
-    return pd.read_parquet(stem.with_suffix(".parquet"))

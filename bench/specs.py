@@ -1,7 +1,10 @@
-"""TrialSpec, Goal and presets: frozen dataclasses, validated when constructed.
+"""TrialSpec, Preset and RandomSearch: frozen dataclasses, validated when constructed.
 
-A TrialSpec says everything one trial needs and turns to and from a flat dict (the dict
-Ray Tune's ``param_space`` carries); model options travel as ``model.<option>`` keys.
+A TrialSpec says everything one trial needs and stays an object from plan to result; it
+turns to and from a flat dict only where Ray Tune's ``param_space`` carries it (model
+options travel as ``model.<option>`` keys). Each bound is declared here once: a SpecError
+lists the fields that break one, and the command line names its own flag for the same
+field (``Problem.for_flag``).
 """
 
 from __future__ import annotations
@@ -9,12 +12,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import models
-from bench.faults import Fault
 from data.adience import FOLD_COUNT
 from data.transforms import NORMALISATIONS, POLICIES
 
@@ -23,8 +25,63 @@ MODEL_OPTION_PREFIX = "model."
 _TRIAL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=-]*")  # becomes a folder name
 
 
+@dataclass(frozen=True)
+class Problem:
+    """One field that cannot be run: ``<field> must be [<kind>] <bound>, got <value>``, or a message."""
+
+    field: str
+    bound: str = ""  # "> 0 and finite", ">= 1", "0..4"
+    value: Any = None
+    kind: str = ""  # "an integer": the type, which a typed command-line flag already ensures
+    message: str = ""  # instead of a bound: the whole text
+
+    def text(self) -> str:
+        if self.message:
+            return self.message
+        kind = f"{self.kind} " if self.kind else ""
+        return f"{self.field} must be {kind}{self.bound}, got {self.value!r}"
+
+    def for_flag(self, flag: str) -> str:
+        """The same problem said of the command-line flag that set the field."""
+        if self.message:
+            return f"{flag}: {self.message}"
+        value = f"{self.value:g}" if isinstance(self.value, float) else self.value
+        return f"{flag} must be {self.bound}, got {value}"
+
+
 class SpecError(ValueError):
-    """A TrialSpec, preset or override that cannot be run; the message says which field."""
+    """A TrialSpec, preset, request or override that cannot be run; ``problems`` name the fields."""
+
+    def __init__(self, message: str, problems: Sequence[Problem] = ()):
+        super().__init__(message)
+        self.problems = tuple(problems)
+
+    @classmethod
+    def of(cls, subject: str, problems: Sequence[Problem]) -> SpecError:
+        return cls(f"{subject}: {'; '.join(problem.text() for problem in problems)}", problems)
+
+    def said_of_flags(self, flags: Mapping[str, str]) -> str:
+        """The message, said of the command-line flags (field -> flag) where every problem is one's."""
+        if self.problems and all(problem.field in flags for problem in self.problems):
+            return "; ".join(problem.for_flag(flags[problem.field]) for problem in self.problems)
+        return str(self)
+
+
+def check_problems(subject: str, problems: Sequence[Problem]) -> None:
+    """Raise SpecError for ``subject`` when there is any problem."""
+    if problems:
+        raise SpecError.of(subject, problems)
+
+
+def is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def integer_problem(name: str, value, low: int, optional: bool = False) -> Problem | None:
+    """``value`` must be an integer >= ``low`` (or None where ``optional``)."""
+    if (value is None and optional) or (is_int(value) and value >= low):
+        return None
+    return Problem(name, f">= {low}" + (" or None" if optional else ""), value, kind="an integer")
 
 
 @dataclass(frozen=True)
@@ -35,7 +92,7 @@ class TrialSpec:
     model: str
     model_options: Mapping[str, Any] = field(default_factory=dict)
     policy: str = "report"
-    normalisation: str = "per_image"
+    normalisation: str | None = None  # None: the one the model's registry entry expects
     optimizer: str = "sgd"
     learning_rate: float = 1e-3
     momentum: float = 0.9
@@ -55,60 +112,59 @@ class TrialSpec:
     search_sample: int | None = None  # a random-search sample: learning rate / latent size drawn by Ray Tune
     run_eagerly: bool = False  # no graph tracing: faster for runs of a few steps on a CPU, slower otherwise
     group: str | None = None  # the report row this trial repeats (seeds, folds); None: its own name
-    fault: str | None = None  # testing only: "raise@K", "nan@K" or "kill@K" (bench/faults.py)
 
     def __post_init__(self):
         object.__setattr__(self, "model_options", dict(self.model_options))
         object.__setattr__(self, "train_folds", tuple(int(f) for f in self.train_folds))
-        problems = list(self._problems())
-        if problems:
-            raise SpecError(f"trial {self.name or '?'}: {'; '.join(problems)}")
+        if self.normalisation is None and models.is_registered(self.model):
+            object.__setattr__(self, "normalisation", models.get_model_entry(self.model).normalisation)
+        check_problems(f"trial {self.name or '?'}", [problem for problem in self._problems() if problem])
 
     def _problems(self):
         if not isinstance(self.name, str) or not _TRIAL_NAME.fullmatch(self.name):
-            yield f"name must be letters, digits and _.=- (it names a folder), got {self.name!r}"
+            yield Problem(
+                "name", message=f"name must be letters, digits and _.=- (it names a folder), got {self.name!r}"
+            )
         if not models.is_registered(self.model):
             try:
                 models.get_model_entry(self.model)
             except models.UnknownModelError as error:
-                yield str(error)
+                yield Problem("model", message=str(error))
         if self.policy not in POLICIES:
-            yield f"unknown policy {self.policy!r} (known: {', '.join(POLICIES)})"
-        if self.normalisation not in NORMALISATIONS:
-            yield f"unknown normalisation {self.normalisation!r} (known: {', '.join(NORMALISATIONS)})"
+            yield Problem("policy", message=f"unknown policy {self.policy!r} (known: {', '.join(POLICIES)})")
+        if self.normalisation not in NORMALISATIONS and models.is_registered(self.model):
+            known = ", ".join(NORMALISATIONS)
+            yield Problem("normalisation", message=f"unknown normalisation {self.normalisation!r} (known: {known})")
         if self.optimizer not in OPTIMIZERS:
-            yield f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"
+            yield Problem("optimizer", f"one of {', '.join(OPTIMIZERS)}", self.optimizer)
         if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < math.inf):
-            yield f"learning_rate must be > 0 and finite, got {self.learning_rate!r}"
+            yield Problem("learning_rate", "> 0 and finite", self.learning_rate)
         if not 0 <= self.momentum < 1:
-            yield f"momentum must be in [0, 1), got {self.momentum!r}"
+            yield Problem("momentum", "in [0, 1)", self.momentum)
         if self.weight_decay < 0:
-            yield f"weight_decay must be >= 0, got {self.weight_decay!r}"
-        for name in ("batch_size", "epochs"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                yield f"{name} must be an integer >= 1, got {value!r}"
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
-            yield f"seed must be an integer >= 0, got {self.seed!r}"
+            yield Problem("weight_decay", ">= 0", self.weight_decay)
+        yield integer_problem("batch_size", self.batch_size, 1)
+        yield integer_problem("epochs", self.epochs, 1)
+        yield integer_problem("seed", self.seed, 0)
         if not 0 < self.lr_decay_factor <= 1:
-            yield f"lr_decay_factor must be in (0, 1], got {self.lr_decay_factor!r}"
+            yield Problem("lr_decay_factor", "in (0, 1]", self.lr_decay_factor)
         for name in ("patience", "train_limit", "val_limit", "lr_decay_steps"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                yield f"{name} must be an integer >= 1 or None, got {value!r}"
+            yield integer_problem(name, getattr(self, name), 1, optional=True)
         if self.val_fold not in range(FOLD_COUNT):
-            yield f"val_fold must be 0..{FOLD_COUNT - 1}, got {self.val_fold!r}"
+            yield Problem("val_fold", f"0..{FOLD_COUNT - 1}", self.val_fold)
         if not self.train_folds or any(f not in range(FOLD_COUNT) for f in self.train_folds):
-            yield f"train_folds must be a non-empty subset of 0..{FOLD_COUNT - 1}, got {self.train_folds!r}"
+            yield Problem("train_folds", f"a non-empty subset of 0..{FOLD_COUNT - 1}", self.train_folds)
         elif self.val_fold in self.train_folds:
-            yield f"fold {self.val_fold} cannot be both a training and the validation fold"
-        if self.fault is not None:
-            try:
-                Fault.parse(self.fault)
-            except ValueError as error:
-                yield str(error)
+            yield Problem(
+                "train_folds", message=f"fold {self.val_fold} cannot be both a training and the validation fold"
+            )
         if self.reference is not None and not 0 <= self.reference <= 1:
-            yield f"reference must be an accuracy in [0, 1], got {self.reference!r}"
+            yield Problem("reference", "an accuracy in [0, 1]", self.reference)
+
+    @property
+    def group_name(self) -> str:
+        """The report row this trial belongs to: its group, or its own name when it is not a repeat."""
+        return self.group or self.name
 
     def to_dict(self) -> dict[str, Any]:
         """Flat dict of scalars and lists: model options become ``model.<option>`` keys."""
@@ -164,15 +220,17 @@ class RandomSearch:
     references: tuple[float | None, ...] = ()
 
     def __post_init__(self):
+        problems = []
         low, high = self.learning_rate
         if not 0 < low < high:
-            raise SpecError(f"random search {self.base.name}: learning-rate bounds must be 0 < low < high")
+            problems.append(Problem("learning_rate", message="learning-rate bounds must be 0 < low < high"))
         if self.latent_size is not None:
             latent_low, latent_high, step = self.latent_size
             if not (0 < latent_low <= latent_high and step > 0):
-                raise SpecError(f"random search {self.base.name}: latent-size bounds must be 0 < low <= high, step > 0")
+                problems.append(Problem("latent_size", message="latent-size bounds must be 0 < low <= high, step > 0"))
         if self.samples < 1:
-            raise SpecError(f"random search {self.base.name}: samples must be >= 1")
+            problems.append(Problem("samples", message="samples must be >= 1"))
+        check_problems(f"random search {self.base.name}", problems)
 
     def templates(self) -> list[TrialSpec]:
         """One spec per sample; Ray Tune fills in the sampled values (see ``apply_sample``)."""
@@ -231,27 +289,6 @@ class Preset:
         )
 
 
-PRESETS = {
-    "smoke": Preset(
-        "smoke",
-        "few epochs and images: checks the whole path in minutes on a CPU",
-        epochs=6,
-        train_limit=1000,
-        val_limit=500,
-    ),
-    "paper": Preset(
-        "paper",
-        "the report's epochs and the whole split: hours on a GPU",
-        epochs=None,
-        train_limit=None,
-        val_limit=None,
-        synthetic_ok=False,
-    ),
-}
-
-
-def get_preset(name: str) -> Preset:
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise SpecError(f"unknown preset {name!r} (valid: {', '.join(PRESETS)})") from None
+def planned_specs(specs: Sequence[TrialSpec], search: RandomSearch | None) -> list[TrialSpec]:
+    """The grid specs and one template per random-search sample: every trial a plan runs."""
+    return list(specs) + (search.templates() if search else [])

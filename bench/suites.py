@@ -9,8 +9,8 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
-import models
-from bench.specs import Preset, RandomSearch, TrialSpec
+from bench.goals import Goals
+from bench.specs import Preset, RandomSearch, TrialSpec, planned_specs
 
 
 class UnknownSuiteError(ValueError):
@@ -56,7 +56,16 @@ class Suite:
 
     def all_templates(self) -> list[TrialSpec]:
         """Grid specs and one template per random-search sample."""
-        return list(self.specs) + (self.search.templates() if self.search else [])
+        return planned_specs(self.specs, self.search)
+
+    def goals(self, synthetic: bool) -> Goals:
+        """The suite's budgets; on real data the accuracy goal is the report's figure per row."""
+        return Goals(
+            target_accuracy=self.target_accuracy,
+            accuracy=self.target_accuracy if synthetic else None,
+            params=self.params_budget,
+            epochs_to_target=self.epochs_to_target_budget,
+        )
 
 
 _SUITES: dict[str, Suite] = {}
@@ -71,6 +80,23 @@ def register_suite(suite: Suite) -> Suite:
 
 def list_suites() -> list[str]:
     return sorted(_SUITES)
+
+
+def describe_suites() -> str:
+    """Every suite, its trials, and the report's figure for each (``--list``)."""
+    lines = []
+    for name in list_suites():
+        suite = get_suite(name)
+        lines.append(f"{name}: {suite.description}")
+        for spec in suite.all_templates():
+            reference = (
+                f"report {spec.reference:.4f} @ {spec.reference_epochs} epochs"
+                if spec.reference
+                else "no report figure"
+            )
+            searched = " (random search sample)" if spec.search_sample is not None else ""
+            lines.append(f"  {spec.name}{searched}: {spec.model}, {spec.epochs} epochs; {reference}")
+    return "\n".join(lines)
 
 
 def get_suite(name: str) -> Suite:
@@ -158,8 +184,7 @@ SELFTEST = register_suite(
 # Report section 3.3. The report names no optimiser for its transfer rows; Adam is used
 # here (its learning rates of 1e-5..1e-2 are Adam-scale: with SGD, 1e-5 would barely move
 # ImageNet weights in 100 epochs). Every backbone starts from ImageNet weights, fed the
-# normalisation it expects ("none": MobileNetV3Large and EfficientNetV2M rescale inside;
-# "minus_one_to_one": ResNet50V2's preprocess_input), on the report's 227 crops.
+# normalisation its registry entry declares, on the report's 227 crops.
 def _transfer(
     name: str, model: str, learning_rate: float, epochs: int, reference: float | None, **options
 ) -> TrialSpec:
@@ -168,7 +193,6 @@ def _transfer(
         model=model,
         model_options={"input_size": 227, "weights": "imagenet", **options},
         policy="report",
-        normalisation=models.get_model_entry(model).normalisation,
         optimizer="adam",
         learning_rate=learning_rate,
         momentum=0.0,

@@ -1,67 +1,34 @@
-"""One trial: data + model + fit, reporting flat per-epoch metrics through a callback.
+"""One trial: its split of the decoded cache + its model + fit, reporting once per epoch.
 
 This module imports no ray: ``bench/runner.py`` passes ``tune.report`` in as ``report``,
-so a trial also runs (and is tested) without Ray.
+so a trial also runs (and is tested) without Ray. A trial receives the opened
+``FaceCache`` the driver built; it reads images from it and no fold file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import numpy as np
 import pandas as pd
 
 import models
-from bench.faults import Fault, FaultInjector
 from bench.flops import forward_flops
-from bench.profiler import NvmlSampler, measure_inference, resident_memory_bytes
+from bench.gpu import NvmlSampler
+from bench.measure import INFERENCE_BATCH_SIZE, EpochReporter, Reporter, inference_images_per_sec
 from bench.specs import TrialSpec
 from data.adience import require_nonempty_split, split_folds
-from data.cache import DEFAULT_IMAGE_SIZE, FaceCache, channel_statistics, ensure_cache
+from data.cache import DEFAULT_IMAGE_SIZE, FaceCache, channel_statistics
 from data.loader import FaceBatches
 from data.transforms import NORMALISATIONS, POLICIES, Preprocessing
 
 EVAL_BATCH_SIZE = 64
-# what a trial reports each epoch, in this order (results tables keep it)
-EPOCH_METRIC_KEYS = (
-    "epoch",
-    "train_loss",
-    "train_accuracy",
-    "val_loss",
-    "val_accuracy",
-    "epoch_seconds",
-    "train_seconds",
-    "train_images_per_sec",
-    "elapsed_seconds",
-    "params",
-    "trainable_params",
-    "train_images",
-    "val_images",
-    "started_at",
-    "flops_per_image",
-    # profiling: GPU figures over the epoch (NaN / "" without a GPU, nvml_reason says why)
-    "energy_j",
-    "power_w",
-    "power_w_max",
-    "gpu_util",
-    "gpu_memory_bytes",
-    "process_gpu_memory_bytes",
-    "energy_source",
-    "gpu_count",
-    "gpu_names",
-    "gpu_shared",
-    "nvml_reason",
-    "infer_images_per_sec",  # epoch 1 only: measured once, outside the epochs' timings
-    "process_rss_bytes",  # the trial process's resident memory at the epoch's end (bounded across trials)
-)
-INFERENCE_BATCH_SIZE = 32
-Reporter = Callable[[dict], None]
 
 
 @dataclass(frozen=True)
@@ -87,11 +54,11 @@ class FitInput:
 
     On the TensorFlow backend the batches go to ``fit`` as a ``tf.data`` pipeline of our own,
     with a fixed prefetch and tf.data's autotuning off. Given the PyDataset itself, Keras
-    wraps it in ``from_generator(...).prefetch(AUTOTUNE)``, and on this project's 2-core CPU
-    that autotuned prefetch stalls training for seconds at a time (every thread of the
-    process idle, waiting for the next batch): epochs of 640 faces took 20 s instead of
-    12 s, in some runs and not others (benchmarks/overhead_profile.py measures it). On the
-    other backends the PyDataset goes to ``fit`` as it is.
+    wraps it in ``from_generator(...).prefetch(AUTOTUNE)``, and on a 2-core CPU that
+    autotuned prefetch stalls training for seconds at a time, every thread of the process
+    idle, waiting for the next batch (benchmarks/README.md, overhead; the profile's
+    ``bare-keras-adapter`` variant shows it). On the other backends the PyDataset goes to
+    ``fit`` as it is.
     """
 
     def __init__(self, batches: FaceBatches):
@@ -143,9 +110,8 @@ def balanced_subset(rows: pd.DataFrame, limit: int | None, seed: int) -> pd.Data
     return pd.concat(picked).sort_index().reset_index(drop=True)
 
 
-def load_trial_data(spec: TrialSpec, data_root: Path | str) -> TrialData:
-    """The trial's split, read from the dataset's cache (built by the driver; here only if absent)."""
-    cache = ensure_cache(data_root)
+def load_trial_data(spec: TrialSpec, cache: FaceCache) -> TrialData:
+    """The trial's split of the cache the driver built (bench/dataset.py)."""
     train, val = split_folds(cache.faces, spec.val_fold, spec.train_folds)
     require_nonempty_split(train, val, spec.val_fold, spec.train_folds)
     train = balanced_subset(train, spec.train_limit, spec.seed)
@@ -210,87 +176,19 @@ def build_trial_model(
     return model, network
 
 
-class EpochReporter(keras.callbacks.Callback):
-    """Times each epoch's training part (validation excluded) and reports flat metrics.
-
-    Each epoch closes a lap of the GPU sampler. Inference throughput is measured once, at
-    the end of epoch 1, before its report: a scheduler may stop the trial after any report,
-    so the end of training is no place to wait for. Its time and GPU energy count in no
-    epoch and not in elapsed seconds.
-    """
-
-    def __init__(
-        self,
-        report: Reporter,
-        static: dict,
-        train_images: int,
-        sampler: NvmlSampler,
-        measure_inference: Callable[[], float],
-    ):
-        super().__init__()
-        self.report = report
-        self.static = static
-        self.train_images = train_images
-        self.sampler = sampler
-        self.measure_inference = measure_inference
-        self.run_started = time.perf_counter()
-        self.excluded_seconds = 0.0  # the inference measurement
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch_started = time.perf_counter()
-        self.validation_started = None
-
-    def on_test_begin(self, logs=None):
-        if self.validation_started is None:
-            self.validation_started = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        now = time.perf_counter()
-        logs = logs or {}
-        train_seconds = (self.validation_started or now) - self.epoch_started
-        gpu = self.sampler.lap()
-        elapsed = now - self.run_started - self.excluded_seconds
-        inference = math.nan
-        if epoch == 0:
-            inference = self.measure_inference()
-            self.sampler.lap()  # the measurement's GPU energy belongs to no epoch
-            self.excluded_seconds += time.perf_counter() - now
-        self.report(
-            {
-                "epoch": epoch + 1,
-                "train_loss": float(logs.get("loss", float("nan"))),
-                "train_accuracy": float(logs.get("accuracy", float("nan"))),
-                "val_loss": float(logs.get("val_loss", float("nan"))),
-                "val_accuracy": float(logs.get("val_accuracy", float("nan"))),
-                "epoch_seconds": now - self.epoch_started,
-                "train_seconds": train_seconds,
-                "train_images_per_sec": self.train_images / train_seconds if train_seconds > 0 else float("nan"),
-                "elapsed_seconds": elapsed,
-                **self.static,
-                **gpu.to_report(),
-                "infer_images_per_sec": inference,
-                "process_rss_bytes": resident_memory_bytes(),
-            }
-        )
-
-
-def inference_images_per_sec(model: keras.Model, images: np.ndarray) -> float:
-    """Forward passes of a fixed batch of ``INFERENCE_BATCH_SIZE`` cached images, after warm-up."""
-    batch = images[np.arange(INFERENCE_BATCH_SIZE) % len(images)]
-    timing = measure_inference(lambda: model.predict_on_batch(batch), INFERENCE_BATCH_SIZE, min_batches=3)
-    return timing.images_per_sec
-
-
-def run_trial(spec: TrialSpec, data_root: Path | str, report: Reporter) -> None:
-    """Train ``spec`` on ``data_root`` for its epoch budget, calling ``report`` once per epoch.
+def run_trial(
+    spec: TrialSpec, cache: FaceCache, report: Reporter, callbacks: Sequence[keras.callbacks.Callback] = ()
+) -> None:
+    """Train ``spec`` on its split of ``cache`` for its epoch budget, calling ``report`` once per epoch.
 
     Early stopping (patience, ASHA) is the scheduler's: bench/runner.py stops the trial
-    between epochs. Called without a scheduler, every epoch runs.
+    between epochs. Called without a scheduler, every epoch runs. ``callbacks`` run first
+    in every epoch (tests inject faults through them).
     """
     started_at = time.time()
     keras.backend.clear_session()
     keras.utils.set_random_seed(spec.seed)
-    data = load_trial_data(spec, data_root)
+    data = load_trial_data(spec, cache)
     model, network = build_trial_model(spec, data.channel_stats)
     static = {
         "params": int(network.count_params()),
@@ -302,30 +200,29 @@ def run_trial(spec: TrialSpec, data_root: Path | str, report: Reporter) -> None:
     }
     sampler = NvmlSampler()
     infer = functools.partial(inference_images_per_sec, model, data.cache.read(data.val_slots[:INFERENCE_BATCH_SIZE]))
-    # TerminateOnNaN ends a diverged trial within a step; its NaN epoch is still reported
-    # (results.py calls a trial with a non-finite train loss diverged).
-    callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.TerminateOnNaN(),
-        EpochReporter(report, static, len(data.train_labels), sampler, infer),
-    ]
-    if spec.fault:
-        callbacks.insert(0, FaultInjector(Fault.parse(spec.fault)))
     train_batches, val_batches = data.batches(spec)
     # validation batches keep one order, so their epoch (and FitInput's callback) does not matter
     train_input, val_input = FitInput(train_batches), FitInput(val_batches)
-    sampler.start()
     try:
-        model.fit(
-            train_input.data,
-            validation_data=val_input.data,
-            shuffle=False,  # the batches shuffle themselves, seeded, per epoch
-            epochs=spec.epochs,
-            callbacks=train_input.callbacks + callbacks,
-            verbose=0,
-        )
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(sampler)  # the GPU tracker: a lap per epoch, stopped however fit ends
+            stack.callback(val_batches.close)
+            stack.callback(train_batches.close)
+            model.fit(
+                train_input.data,
+                validation_data=val_input.data,
+                shuffle=False,  # the batches shuffle themselves, seeded, per epoch
+                epochs=spec.epochs,
+                callbacks=[
+                    *train_input.callbacks,
+                    *callbacks,
+                    # TerminateOnNaN ends a diverged trial within a step; its NaN epoch is still
+                    # reported (results.py calls a trial with a non-finite train loss diverged)
+                    keras.callbacks.TerminateOnNaN(),
+                    EpochReporter(report, static, len(data.train_labels), sampler, infer),
+                ],
+                verbose=0,
+            )
     finally:
-        sampler.stop()
-        train_batches.close()
-        val_batches.close()
         del model, network
         keras.backend.clear_session()

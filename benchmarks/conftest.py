@@ -46,6 +46,14 @@ def synthetic_data() -> Path:
     return ensure_synthetic_dataset()
 
 
+@pytest.fixture(scope="session")
+def synthetic_cache(synthetic_data):
+    """Its decoded cache, as the driver hands it to every trial."""
+    from data.cache import ensure_cache
+
+    return ensure_cache(synthetic_data)
+
+
 def pytest_benchmark_update_machine_info(config, machine_info):
     """The harness's own environment manifest beside pytest-benchmark's machine info."""
     from bench.env import collect_manifest

@@ -155,7 +155,7 @@ def _measurement(model: str, trainers: int, args, images: int, seconds: float, r
 def measure_alone(model: str, args) -> Measurement:
     import keras
 
-    from bench.profiler import NvmlSampler
+    from bench.gpu import NvmlSampler
 
     keras.backend.clear_session()
     trainer = Trainer(model, args.input_size, args.batch_size, args.warmup)
@@ -174,7 +174,7 @@ def _packed_worker(model, input_size, batch_size, warmup, steps, min_seconds, ba
 
 def measure_packed(trainers: int, args) -> Measurement:
     """``trainers`` processes training ``PACKED_MODEL`` at once; img/s summed over them."""
-    from bench.profiler import NvmlSampler
+    from bench.gpu import NvmlSampler
 
     context = multiprocessing.get_context("spawn")  # a fresh backend per process, as Ray's workers
     barrier = context.Barrier(trainers + 1)

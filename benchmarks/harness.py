@@ -36,12 +36,12 @@ import_tensorflow_quietly()
 
 import keras  # noqa: E402
 
-from bench.profiler import train_throughput  # noqa: E402
-from bench.results import TrialRecord  # noqa: E402
+from bench.plan import Scheduling  # noqa: E402
+from bench.results import TrialRecord, train_throughput  # noqa: E402
 from bench.specs import RandomSearch, TrialSpec  # noqa: E402
 from bench.trial import FitInput, build_trial_model, load_trial_data  # noqa: E402
 from benchmarks import bench_pipeline  # noqa: E402
-from data.cache import ensure_cache  # noqa: E402
+from data.cache import FaceCache, ensure_cache  # noqa: E402
 from data.synthetic import ensure_synthetic_dataset  # noqa: E402
 
 # the report's models the pipeline must outrun: the two with the fewest FLOPs per image
@@ -84,13 +84,13 @@ def _quiet(_line: str) -> None:
     return None
 
 
-def _run_trials(specs, data_root: Path, **kwargs) -> tuple[list[TrialRecord], float]:
+def _run_trials(specs, cache: FaceCache, **kwargs) -> tuple[list[TrialRecord], float]:
     from bench.runner import run_trials  # imports ray
 
     run_dir = Path(tempfile.mkdtemp(prefix="bench-harness-"))
     try:
         started = time.perf_counter()
-        records = run_trials(specs, data_root=data_root, run_dir=run_dir, write=_quiet, **kwargs)
+        records = run_trials(specs, cache=cache, run_dir=run_dir, write=_quiet, **kwargs)
         return records, time.perf_counter() - started
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -151,7 +151,7 @@ class _WallClock(keras.callbacks.Callback):
 
 
 def bare_fit(
-    spec: TrialSpec, data_root, report: Callable[[dict], None] | None = None, keras_adapter: bool = False
+    spec: TrialSpec, cache: FaceCache, report: Callable[[dict], None] | None = None, keras_adapter: bool = False
 ) -> tuple[list[tuple[float, float]], int]:
     """``model.fit`` of the trial's model on the trial's training batches: (epoch windows, wall clock; training images).
 
@@ -160,7 +160,7 @@ def bare_fit(
     """
     keras.backend.clear_session()
     keras.utils.set_random_seed(spec.seed)
-    data = load_trial_data(spec, data_root)
+    data = load_trial_data(spec, cache)
     model, _network = build_trial_model(spec, data.channel_stats)
     train, val = data.batches(spec)
     fit_input = FitInput(train)
@@ -176,30 +176,30 @@ def bare_fit(
     return clock.windows, len(data.train_labels)
 
 
-def bare_fit_images_per_sec(spec: TrialSpec, data_root: Path) -> float:
+def bare_fit_images_per_sec(spec: TrialSpec, cache: FaceCache) -> float:
     """Steady-epoch img/s of a plain ``model.fit`` of ``spec``'s model on its batches, nothing else."""
-    windows, images = bare_fit(spec, data_root)
+    windows, images = bare_fit(spec, cache)
     return _steady_images_per_sec(images, [end - start for start, end in windows])
 
 
-def measure_overhead(data_root: Path, spec: TrialSpec | None = None, rounds: int = 2) -> HarnessRatio:
+def measure_overhead(cache: FaceCache, spec: TrialSpec | None = None, rounds: int = 2) -> HarnessRatio:
     """Median harness steady img/s over median bare ``fit`` img/s, measured in alternation.
 
     bare, harness, bare, ... bare: ``rounds`` harness trials between ``rounds + 1`` bare fits,
     so a change in the neighbours' load on a shared CPU falls on both sides alike.
     """
     spec = spec or overhead_spec()
-    bare = [bare_fit_images_per_sec(spec, data_root)]
+    bare = [bare_fit_images_per_sec(spec, cache)]
     harness: list[float] = []
     train_images = 0
     for _ in range(rounds):
-        records, _wall = _run_trials([spec], data_root)
+        records, _wall = _run_trials([spec], cache)
         (record,) = records
         if record.error:
             raise RuntimeError(f"the overhead trial failed: {record.error}")
         train_images = record.epochs[0]["train_images"]
         harness.append(_steady_images_per_sec(train_images, [epoch["train_seconds"] for epoch in record.epochs]))
-        bare.append(bare_fit_images_per_sec(spec, data_root))
+        bare.append(bare_fit_images_per_sec(spec, cache))
     return HarnessRatio(
         "overhead (harness / bare fit, steady img/s)",
         statistics.median(harness) / statistics.median(bare),
@@ -221,9 +221,8 @@ def measure_overhead(data_root: Path, spec: TrialSpec | None = None, rounds: int
 # --------------------------------------------------------------------------- input pipeline
 
 
-def measure_pipeline(data_root: Path, batches: int = 60, steps: int = 10, batch_size: int = 32) -> HarnessRatio:
+def measure_pipeline(cache: FaceCache, batches: int = 60, steps: int = 10, batch_size: int = 32) -> HarnessRatio:
     """Cache batches (report policy) img/s over the fastest of PIPELINE_MODELS' train-step img/s."""
-    cache = ensure_cache(data_root)
     pipeline = bench_pipeline.measure_training_batches(cache, batches, batch_size)
     steps_per_sec = {
         model: bench_pipeline.measure_train_step(cache, steps, batch_size, model=model).images_per_sec
@@ -248,7 +247,7 @@ def measure_pipeline(data_root: Path, batches: int = 60, steps: int = 10, batch_
 # --------------------------------------------------------------------------- scheduling
 
 
-def noop_trial(spec: TrialSpec, data_root: str, report: Callable[[dict], None]) -> None:
+def noop_trial(spec: TrialSpec, cache: FaceCache, report: Callable[[dict], None]) -> None:
     """A trial that trains nothing: one report of one epoch, so only Ray Tune's costs remain."""
     report(
         {
@@ -265,20 +264,19 @@ def noop_trial(spec: TrialSpec, data_root: str, report: Callable[[dict], None]) 
     )
 
 
-def measure_scheduling(data_root: Path, trials: int = 100) -> HarnessRatio:
+def measure_scheduling(cache: FaceCache, trials: int = 100) -> HarnessRatio:
     """Seconds per no-op trial: (wall of ``trials`` trials - wall of one) / (trials - 1).
 
     The difference leaves out what a run pays once (starting and stopping Ray); the
     trials run as a run schedules them by default (one at a time on a CPU, actors reused).
     """
-    from bench.runner import Scheduling
 
     def specs(count: int) -> list[TrialSpec]:
         return [TrialSpec(name=f"noop{index:03d}", model="tiny_cnn", epochs=1, patience=None) for index in range(count)]
 
-    _records, one = _run_trials(specs(1), data_root, trial_function=noop_trial, scheduling=Scheduling())
-    records, many = _run_trials(specs(trials), data_root, trial_function=noop_trial, scheduling=Scheduling())
-    failed = [record.spec["name"] for record in records if record.error or len(record.epochs) != 1]
+    _records, one = _run_trials(specs(1), cache, trial_function=noop_trial, scheduling=Scheduling())
+    records, many = _run_trials(specs(trials), cache, trial_function=noop_trial, scheduling=Scheduling())
+    failed = [record.spec.name for record in records if record.error or len(record.epochs) != 1]
     if failed:
         raise RuntimeError(f"{len(failed)} no-op trial(s) did not report once: {', '.join(failed[:5])}")
     return HarnessRatio(
@@ -294,7 +292,7 @@ def measure_scheduling(data_root: Path, trials: int = 100) -> HarnessRatio:
 # --------------------------------------------------------------------------- early stopping
 
 
-ASHA_GRACE_PERIOD = 1  # the runner's defaults (bench.runner.Scheduling)
+ASHA_GRACE_PERIOD = 1  # the runner's defaults (bench.plan.Scheduling)
 ASHA_REDUCTION_FACTOR = 3
 REPLAYED_ORDERS = 200
 
@@ -379,41 +377,39 @@ def replay_orders(
     }
 
 
-def measure_early_stopping(data_root: Path, search: RandomSearch | None = None) -> HarnessRatio:
+def measure_early_stopping(cache: FaceCache, search: RandomSearch | None = None) -> HarnessRatio:
     """Share of the full search's epochs that ASHA ran (same seed: the same sampled learning rates).
 
     Beside the measured figures, the full search's curves replay ASHA over other orders of
     the same samples (``replay_orders``): one run's order decides which trials come early,
     and the first trials pass every rung unopposed.
     """
-    from bench.runner import Scheduling
-
     search = search or early_stopping_search()
     asha, asha_wall = _run_trials(
         [],
-        data_root,
+        cache,
         search=search,
         scheduling=Scheduling(
             asha=True, asha_grace_period=ASHA_GRACE_PERIOD, asha_reduction_factor=ASHA_REDUCTION_FACTOR
         ),
     )
-    full, full_wall = _run_trials([], data_root, search=search, scheduling=Scheduling(asha=False))
+    full, full_wall = _run_trials([], cache, search=search, scheduling=Scheduling(asha=False))
 
     def summary(records: list[TrialRecord]) -> tuple[int, float, dict]:
         errors = [record.error for record in records if record.error]
         if errors:
             raise RuntimeError(f"{len(errors)} early-stopping trial(s) failed: {errors[0]}")
         epochs = sum(len(record.epochs) for record in records)
-        best = {record.spec["name"]: max(epoch["val_accuracy"] for epoch in record.epochs) for record in records}
+        best = {record.spec.name: max(epoch["val_accuracy"] for epoch in record.epochs) for record in records}
         return epochs, max(best.values()), best
 
     asha_epochs, asha_best, asha_trials = summary(asha)
     full_epochs, full_best, full_trials = summary(full)
     if set(asha_trials) != set(full_trials):
         raise RuntimeError("the two searches drew different learning rates: the comparison would mean nothing")
-    asha_epochs_by_trial = {record.spec["name"]: len(record.epochs) for record in asha}
-    curves = {record.spec["name"]: [epoch["val_accuracy"] for epoch in record.epochs] for record in full}
-    sample_order = [record.spec["name"] for record in sorted(full, key=lambda record: record.spec["search_sample"])]
+    asha_epochs_by_trial = {record.spec.name: len(record.epochs) for record in asha}
+    curves = {record.spec.name: [epoch["val_accuracy"] for epoch in record.epochs] for record in full}
+    sample_order = [record.spec.name for record in sorted(full, key=lambda record: record.spec.search_sample)]
     max_t = search.base.epochs
     replayed = replay_asha(curves, sample_order, ASHA_GRACE_PERIOD, ASHA_REDUCTION_FACTOR, max_t)
     accuracy_gap = full_best - asha_best
@@ -459,11 +455,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [name for name in args.which if name not in MEASURES]
     if unknown:
         parser.error(f"unknown measure {', '.join(unknown)} (known: {', '.join(MEASURES)})")
-    data_root = args.data or ensure_synthetic_dataset()
-    ensure_cache(data_root)
+    cache = ensure_cache(args.data or ensure_synthetic_dataset())
     print(bench_pipeline.device_line(), flush=True)
     for name in args.which or list(MEASURES):
-        ratio = MEASURES[name](data_root)
+        ratio = MEASURES[name](cache)
         print(ratio.line(), flush=True)
         for key, value in ratio.detail.items():
             print(f"    {key}: {value:.4g}" if isinstance(value, float) else f"    {key}: {value}", flush=True)

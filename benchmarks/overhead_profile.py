@@ -54,7 +54,7 @@ import_tensorflow_quietly()
 from bench.specs import TrialSpec  # noqa: E402
 from bench.trial import load_trial_data, run_trial  # noqa: E402
 from benchmarks.harness import bare_fit, overhead_spec  # noqa: E402
-from data.cache import ensure_cache  # noqa: E402
+from data.cache import FaceCache, ensure_cache  # noqa: E402
 from data.synthetic import ensure_synthetic_dataset  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -198,9 +198,9 @@ def thread_group(thread: ThreadCpu, process_name: str) -> str:
 # --------------------------------------------------------------------------- the variants
 
 
-def bare_fit_trial(spec: TrialSpec, data_root: str, report: Callable[[dict], None]) -> None:
+def bare_fit_trial(spec: TrialSpec, cache: FaceCache, report: Callable[[dict], None]) -> None:
     """The bare ``fit`` as a trial function: reports one row per epoch, as a trial must."""
-    bare_fit(spec, data_root, report)
+    bare_fit(spec, cache, report)
 
 
 @dataclass
@@ -214,7 +214,7 @@ class WallStampedTrial:
     inner: Callable
     log_path: str
 
-    def __call__(self, spec: TrialSpec, data_root: str, report: Callable[[dict], None]) -> None:
+    def __call__(self, spec: TrialSpec, cache: FaceCache, report: Callable[[dict], None]) -> None:
         def stamped(metrics: dict) -> None:
             row = {
                 "pid": os.getpid(),
@@ -227,7 +227,7 @@ class WallStampedTrial:
                 handle.write(json.dumps(row) + "\n")
             report(metrics)
 
-        self.inner(spec, data_root, stamped)
+        self.inner(spec, cache, stamped)
 
 
 def _windows_from_log(path: Path) -> tuple[list[tuple[float, float]], set[int]]:
@@ -240,14 +240,14 @@ def _windows_from_log(path: Path) -> tuple[list[tuple[float, float]], set[int]]:
     return windows, {row["pid"] for row in rows}
 
 
-def _in_ray(trial_function: Callable, spec: TrialSpec, data_root: Path) -> tuple[list[tuple[float, float]], set[int]]:
+def _in_ray(trial_function: Callable, spec: TrialSpec, cache: FaceCache) -> tuple[list[tuple[float, float]], set[int]]:
     from bench.runner import run_trials  # imports ray
 
     run_dir = Path(tempfile.mkdtemp(prefix="overhead-profile-"))
     log = run_dir / "epochs.jsonl"
     try:
         (record,) = run_trials(
-            [spec], data_root=data_root, run_dir=run_dir, write=lambda _line: None,
+            [spec], cache=cache, run_dir=run_dir, write=lambda _line: None,
             trial_function=WallStampedTrial(trial_function, str(log)),
         )  # fmt: skip
         if record.error:
@@ -257,13 +257,13 @@ def _in_ray(trial_function: Callable, spec: TrialSpec, data_root: Path) -> tuple
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def _in_process_trial(spec: TrialSpec, data_root: Path) -> tuple[list[tuple[float, float]], set[int]]:
+def _in_process_trial(spec: TrialSpec, cache: FaceCache) -> tuple[list[tuple[float, float]], set[int]]:
     rows: list[dict] = []
 
     def report(metrics: dict) -> None:
         rows.append({**metrics, "wall": time.time()})
 
-    run_trial(spec, data_root, report)
+    run_trial(spec, cache, report)
     windows = []
     for row in rows:
         started = row["wall"] - row["epoch_seconds"]
@@ -271,18 +271,18 @@ def _in_process_trial(spec: TrialSpec, data_root: Path) -> tuple[list[tuple[floa
     return windows, {os.getpid()}
 
 
-def run_variant(name: str, spec: TrialSpec, data_root: Path) -> tuple[list[tuple[float, float]], set[int]]:
+def run_variant(name: str, spec: TrialSpec, cache: FaceCache) -> tuple[list[tuple[float, float]], set[int]]:
     """Epoch training windows (wall clock) and the pid(s) that trained."""
     if name == "bare":
-        return bare_fit(spec, data_root)[0], {os.getpid()}
+        return bare_fit(spec, cache)[0], {os.getpid()}
     if name == "trial":
-        return _in_process_trial(spec, data_root)
+        return _in_process_trial(spec, cache)
     if name == "bare-in-ray":
-        return _in_ray(bare_fit_trial, spec, data_root)
+        return _in_ray(bare_fit_trial, spec, cache)
     if name == "harness":
-        return _in_ray(run_trial, spec, data_root)
+        return _in_ray(run_trial, spec, cache)
     if name == "bare-keras-adapter":
-        return bare_fit(spec, data_root, keras_adapter=True)[0], {os.getpid()}
+        return bare_fit(spec, cache, keras_adapter=True)[0], {os.getpid()}
     raise ValueError(f"unknown variant {name!r} (known: {', '.join(VARIANTS)})")
 
 
@@ -302,9 +302,9 @@ class VariantRun:
     cpu_driver_by_thread: dict[str, float] = field(default_factory=dict)  # this driver, when a Ray worker trains
 
 
-def measure_variant(name: str, spec: TrialSpec, data_root: Path, images: int) -> VariantRun:
+def measure_variant(name: str, spec: TrialSpec, cache: FaceCache, images: int) -> VariantRun:
     with CpuSampler() as sampler:
-        windows, trial_pids = run_variant(name, spec, data_root)
+        windows, trial_pids = run_variant(name, spec, cache)
     steady = windows[1:]  # epoch 1 holds graph building
     if not steady:
         raise ValueError(f"{spec.epochs} epoch(s): at least 2 are needed for a steady epoch")
@@ -338,14 +338,14 @@ def measure_variant(name: str, spec: TrialSpec, data_root: Path, images: int) ->
 
 
 def profile(
-    data_root: Path, spec: TrialSpec, rounds: int, variants: tuple[str, ...] = VARIANTS, write=print
+    cache: FaceCache, spec: TrialSpec, rounds: int, variants: tuple[str, ...] = VARIANTS, write=print
 ) -> list[VariantRun]:
-    images = len(load_trial_data(spec, data_root).train_labels)
+    images = len(load_trial_data(spec, cache).train_labels)
     runs: list[VariantRun] = []
     for round_index in range(rounds):
         order = variants if round_index % 2 == 0 else tuple(reversed(variants))  # no variant always first
         for name in order:
-            run = measure_variant(name, spec, data_root, images)
+            run = measure_variant(name, spec, cache, images)
             runs.append(run)
             write(
                 f"round {round_index + 1} {name:>18}: {run.images_per_sec:6.2f} img/s over {run.steady_seconds:.1f} s "
@@ -423,13 +423,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rounds and --train must be >= 1, --epochs >= 2")
     if not Path("/proc/self/task").is_dir():
         parser.error("this profile reads /proc: Linux only")
-    data_root = args.data or ensure_synthetic_dataset()
-    ensure_cache(data_root)
+    cache = ensure_cache(args.data or ensure_synthetic_dataset())
     spec = replace(overhead_spec(), name="overhead-profile", train_limit=args.train, epochs=args.epochs)
     print(f"{spec.model}, batch {spec.batch_size}, {args.train} training faces, {args.epochs} epochs; "
           f"{os.cpu_count()} CPUs; load average before: {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
     variants = tuple(name for name in VARIANTS if name in args.variants)
-    runs = profile(data_root, spec, args.rounds, variants, write=lambda line: print(line, flush=True))
+    runs = profile(cache, spec, args.rounds, variants, write=lambda line: print(line, flush=True))
     summary = summarize(runs)
     print()
     print(format_summary(summary))

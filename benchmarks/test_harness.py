@@ -25,26 +25,26 @@ def _measure(benchmark, measure, *args) -> harness.HarnessRatio:
 
 
 @pytest.mark.slow
-def test_overhead_of_the_harness_over_a_bare_fit(benchmark, synthetic_data):
-    ratio = _measure(benchmark, harness.measure_overhead, synthetic_data)
+def test_overhead_of_the_harness_over_a_bare_fit(benchmark, synthetic_cache):
+    ratio = _measure(benchmark, harness.measure_overhead, synthetic_cache)
     assert ratio.detail["harness_images_per_sec"] > 0
 
 
 @pytest.mark.slow
-def test_input_pipeline_over_the_fastest_train_step(benchmark, synthetic_data):
-    ratio = _measure(benchmark, harness.measure_pipeline, synthetic_data)
+def test_input_pipeline_over_the_fastest_train_step(benchmark, synthetic_cache):
+    ratio = _measure(benchmark, harness.measure_pipeline, synthetic_cache)
     assert ratio.detail["fastest_model"] in harness.PIPELINE_MODELS
 
 
 @pytest.mark.slow
-def test_scheduling_overhead_per_noop_trial(benchmark, synthetic_data):
-    ratio = _measure(benchmark, harness.measure_scheduling, synthetic_data)
+def test_scheduling_overhead_per_noop_trial(benchmark, synthetic_cache):
+    ratio = _measure(benchmark, harness.measure_scheduling, synthetic_cache)
     assert ratio.detail["trials"] == 100
 
 
 @pytest.mark.slow
-def test_early_stopping_share_of_epochs(benchmark, synthetic_data):
-    ratio = _measure(benchmark, harness.measure_early_stopping, synthetic_data)
+def test_early_stopping_share_of_epochs(benchmark, synthetic_cache):
+    ratio = _measure(benchmark, harness.measure_early_stopping, synthetic_cache)
     assert ratio.detail["asha_epochs"] <= ratio.detail["full_epochs"]
     print(
         f"best accuracy: ASHA {ratio.detail['asha_best_val_accuracy']:.4f}, full {ratio.detail['full_best_val_accuracy']:.4f}"

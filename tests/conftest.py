@@ -33,6 +33,14 @@ def small_synthetic(tmp_path_factory) -> Path:
     )
 
 
+@pytest.fixture(scope="session")
+def small_cache(small_synthetic):
+    """The decoded cache of ``small_synthetic``: what the driver hands every trial."""
+    from data.cache import ensure_cache
+
+    return ensure_cache(small_synthetic)
+
+
 def tiny_spec(name: str, **changes):
     """A TrialSpec of the harness's own tiny CNN that trains in seconds: for scheduling tests."""
     from bench.specs import TrialSpec

@@ -65,15 +65,13 @@ def test_harness_ratio_judges_its_goal_in_either_direction():
 
 
 @pytest.mark.slow
-def test_runner_runs_noop_trials_through_ray(small_synthetic, tmp_path):
+def test_runner_runs_noop_trials_through_ray(small_cache, tmp_path):
     from bench.runner import run_trials
     from bench.specs import TrialSpec
     from benchmarks.harness import noop_trial
 
     specs = [TrialSpec(name=f"noop{index}", model="tiny_cnn", epochs=1, patience=None) for index in range(3)]
-    records = run_trials(
-        specs, data_root=small_synthetic, run_dir=tmp_path, write=lambda line: None, trial_function=noop_trial
-    )
+    records = run_trials(specs, cache=small_cache, run_dir=tmp_path, write=lambda line: None, trial_function=noop_trial)
     assert [record.error for record in records] == [None] * 3
     assert [[epoch["epoch"] for epoch in record.epochs] for record in records] == [[1]] * 3
     assert all(record.epochs[0]["train_seconds"] == 0.0 for record in records)

@@ -146,7 +146,7 @@ def test_a_trial_trains_on_the_bad_dataset_without_crashing(bad_dataset):
     # fold 0 holds the bad images, fold 1 the bad lines
     spec = TrialSpec(name="bad", model="levi_hassner", epochs=1, batch_size=8, val_fold=1, train_folds=(0,))
     reports = []
-    run_trial(spec, bad_dataset, reports.append)
+    run_trial(spec, ensure_cache(bad_dataset), reports.append)
     assert [r["epoch"] for r in reports] == [1]
 
 

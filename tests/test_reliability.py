@@ -9,9 +9,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.faults import Fault, InjectedFault
-from bench.leaderboard import Goals, RunInfo, write_leaderboard
-from bench.profiler import resident_memory_bytes
+from bench.goals import Goals
+from bench.io import write_table
+from bench.leaderboard import RunInfo, write_leaderboard
+from bench.measure import resident_memory_bytes
+from bench.plan import Scheduling
 from bench.results import (
     STATUS_COMPLETED,
     STATUS_DIVERGED,
@@ -20,12 +22,10 @@ from bench.results import (
     epochs_table,
     trial_status,
     trials_table,
-    write_table,
 )
-from bench.runner import Scheduling, _start_ray, _stop_ray, local_ray_options, run_trials
-from bench.specs import SpecError
-from bench.trial import run_trial
+from bench.runner import local_ray_options, run_trials, start_ray, stop_ray
 from tests.conftest import tiny_spec
+from tests.faults import Fault, InjectedFault, faulty_trial
 
 
 def tiny(name, **changes):
@@ -37,39 +37,43 @@ def tiny(name, **changes):
 @pytest.mark.parametrize(("text", "fault"), [("raise@1", Fault("raise", 1)), ("nan@3", Fault("nan", 3))])
 def test_fault_strings_parse(text, fault):
     assert Fault.parse(text) == fault
-    assert tiny("f", fault=text).fault == text
 
 
 @pytest.mark.parametrize("text", ["raise", "nan@0", "boom@2", "kill@-1", "kill@x", " nan@1", 3])
-def test_bad_fault_strings_are_one_line_spec_errors(text):
-    with pytest.raises(SpecError, match=r"fault must be one of raise@K, nan@K, kill@K with K >= 1"):
-        tiny("f", fault=text)
+def test_bad_fault_strings_are_one_line_errors(text):
+    with pytest.raises(ValueError, match=r"fault must be one of raise@K, nan@K, kill@K with K >= 1"):
+        faulty_trial({"f": text})
 
 
-def test_nan_loss_stops_the_trial_at_once_and_marks_it_diverged(small_synthetic):
-    spec = tiny("nan", epochs=4, fault="nan@2")
+def test_nan_loss_stops_the_trial_at_once_and_marks_it_diverged(small_cache):
+    spec = tiny("nan", epochs=4)
     reports = []
-    run_trial(spec, small_synthetic, reports.append)
+    faulty_trial({"nan": "nan@2"})(spec, small_cache, reports.append)
     assert [r["epoch"] for r in reports] == [1, 2]  # epochs 3 and 4 never ran
     assert math.isfinite(reports[0]["train_loss"]) and math.isnan(reports[1]["train_loss"])
-    status, reason = trial_status(TrialRecord(spec=spec.to_dict(), epochs=reports))
+    status, reason = trial_status(TrialRecord(spec=spec, epochs=reports))
     assert (status, reason) == (STATUS_DIVERGED, "train loss not finite from epoch 2")
 
 
-def test_a_raised_error_ends_the_trial_after_its_reported_epochs(small_synthetic):
+def test_a_raised_error_ends_the_trial_after_its_reported_epochs(small_cache):
     reports = []
     with pytest.raises(InjectedFault, match="injected fault: raised at epoch 2"):
-        run_trial(tiny("raise", epochs=3, fault="raise@2"), small_synthetic, reports.append)
+        faulty_trial({"raise": "raise@2"})(tiny("raise", epochs=3), small_cache, reports.append)
     assert [r["epoch"] for r in reports] == [1]
 
 
 @pytest.mark.slow
-def test_twenty_trials_with_five_faults_lose_only_the_faulty_ones(small_synthetic, tmp_path, capfd):
+def test_twenty_trials_with_five_faults_lose_only_the_faulty_ones(small_cache, tmp_path, capfd):
     faults = {2: "raise@1", 6: "raise@2", 9: "nan@1", 13: "nan@2", 17: "kill@2"}
-    specs = [tiny(f"t{index:02d}", seed=index, fault=faults.get(index)) for index in range(20)]
+    specs = [tiny(f"t{index:02d}", seed=index) for index in range(20)]
     lines = []
     records = run_trials(
-        specs, data_root=small_synthetic, run_dir=tmp_path, scheduling=Scheduling(), write=lines.append
+        specs,
+        cache=small_cache,
+        run_dir=tmp_path,
+        scheduling=Scheduling(),
+        write=lines.append,
+        trial_function=faulty_trial({f"t{index:02d}": fault for index, fault in faults.items()}),
     )
     trials = trials_table(records).set_index("trial")
     assert len(trials) == 20 and sorted(trials.index) == [spec.name for spec in specs]
@@ -100,7 +104,7 @@ def test_twenty_trials_with_five_faults_lose_only_the_faulty_ones(small_syntheti
     # the run's tables and leaderboard (plots included) are written with the faulty rows in them
     write_table(epochs_table(records), tmp_path / "epochs")
     write_table(trials.reset_index(), tmp_path / "results")
-    info = RunInfo("faults", "faults", "20 trials, 5 faulty", str(small_synthetic), "smoke", Goals(0.7))
+    info = RunInfo("faults", "faults", "20 trials, 5 faulty", str(small_cache.folder), "smoke", Goals(0.7))
     board = write_leaderboard(info, trials.reset_index(), tmp_path / "LEADERBOARD.md", epochs=epochs_table(records))
     text = board.read_text()
     assert all(f"| {spec.name}" in text for spec in specs)
@@ -112,7 +116,7 @@ MEMORY_GROWTH_LIMIT = 200e6
 
 
 @pytest.mark.slow
-def test_memory_stays_bounded_over_thirty_sequential_trials(small_synthetic, tmp_path):
+def test_memory_stays_bounded_over_thirty_sequential_trials(small_cache, tmp_path):
     """Driver resident memory grows < 200 MB from trial 5 to trial 30; so does the reused worker's."""
     driver_rss: list[float] = []
 
@@ -121,7 +125,7 @@ def test_memory_stays_bounded_over_thirty_sequential_trials(small_synthetic, tmp
             driver_rss.append(resident_memory_bytes())
 
     specs = [tiny(f"m{index:02d}", epochs=1, seed=index) for index in range(30)]
-    records = run_trials(specs, data_root=small_synthetic, run_dir=tmp_path, scheduling=Scheduling(), write=write)
+    records = run_trials(specs, cache=small_cache, run_dir=tmp_path, scheduling=Scheduling(), write=write)
     assert [record.error for record in records] == [None] * 30 and len(driver_rss) == 30
     worker_rss = [record.epochs[-1]["process_rss_bytes"] for record in records]
     growth = {"driver": driver_rss[29] - driver_rss[4], "worker": worker_rss[29] - worker_rss[4]}
@@ -181,11 +185,11 @@ def _is_loopback(host: str) -> bool:
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/net/tcp").is_file(), reason="reads listening sockets from Linux's /proc")
 def test_a_local_ray_listens_on_loopback_only():
-    instance = _start_ray(Scheduling())
+    instance = start_ray(Scheduling())
     try:
         addresses = _listening_addresses(_descendants(os.getpid()))
     finally:
-        _stop_ray(instance)
+        stop_ray(instance)
     assert addresses, "found no listening socket of Ray at all"
     outside = [address for address in addresses if not _is_loopback(address.rsplit(":", 1)[0])]
     assert outside == [], f"listening beyond loopback: {outside} (all: {addresses})"

@@ -10,8 +10,10 @@ import time
 import pandas as pd
 import pytest
 
-from bench.leaderboard import Goals, RunInfo, render_leaderboard, write_leaderboard
+from bench.goals import Goals
+from bench.leaderboard import RunInfo, render_leaderboard, write_leaderboard
 from bench.results import TrialRecord, trials_table
+from bench.specs import TrialSpec
 from tests.conftest import REPO_ROOT
 
 # A child that rewrites the leaderboard as fast as it can, each version naming itself.
@@ -35,18 +37,18 @@ def info(version: int) -> RunInfo:
 def big_trials_table(rows: int = 200) -> pd.DataFrame:
     records = []
     for index in range(rows):
-        spec = {
-            "name": f"trial{index:04d}",
-            "model": "tiny_cnn",
-            "optimizer": "adam",
-            "learning_rate": 1e-3,
-            "momentum": 0.0,
-            "batch_size": 16,
-            "policy": "report",
-            "normalisation": "per_image",
-            "seed": index,
-            "epochs": 2,
-        }
+        spec = TrialSpec(
+            name=f"trial{index:04d}",
+            model="tiny_cnn",
+            optimizer="adam",
+            learning_rate=1e-3,
+            momentum=0.0,
+            batch_size=16,
+            policy="report",
+            normalisation="per_image",
+            seed=index,
+            epochs=2,
+        )
         epochs = [
             {
                 "epoch": e,
@@ -93,17 +95,18 @@ def test_a_kill_during_a_leaderboard_write_leaves_a_whole_leaderboard(tmp_path):
 def test_a_failed_rename_leaves_every_output_as_it_was(tmp_path, monkeypatch):
     """Results, epochs, leaderboard, plots, manifest, run info, run.json and stop reasons all go
     through a temporary file and a rename: when the rename fails, each file stays as it was."""
-    from bench import results
+    from bench import io
     from bench.env import collect_manifest, write_manifest
+    from bench.io import atomic_write_text, write_table
     from bench.leaderboard import save_run_info
-    from bench.results import atomic_write_text, epochs_table, write_table
+    from bench.results import epochs_table
     from bench.runner import PatienceStopper
     from tests.fake_nvml import FakeNvml, ManualClock
     from tests.test_results_and_leaderboard import epoch
 
     def writers(version: int) -> list:
-        spec = {"name": "t", "model": "tiny_cnn", "optimizer": "adam", "learning_rate": 1e-3, "momentum": 0.0}
-        spec |= {"batch_size": 16, "policy": "report", "normalisation": "per_image", "seed": version, "epochs": 2}
+        spec = TrialSpec(name="t", model="tiny_cnn", optimizer="adam", learning_rate=1e-3, momentum=0.0)
+        spec = spec.replace(batch_size=16, policy="report", normalisation="per_image", seed=version, epochs=2)
         records = [TrialRecord(spec=spec, epochs=[epoch(1, 0.5 + version / 10), epoch(2, 0.6)])]
         trials, epochs = trials_table(records, target_accuracy=0.7), epochs_table(records)
         nvml = FakeNvml([], ManualClock(), fail_init=True)
@@ -132,7 +135,7 @@ def test_a_failed_rename_leaves_every_output_as_it_was(tmp_path, monkeypatch):
     def fail(source, target):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(results.os, "replace", fail)
+    monkeypatch.setattr(io.os, "replace", fail)
     for index, write in enumerate(writers(2)):
         with pytest.raises(OSError, match="No space left"):
             write()

@@ -2,7 +2,8 @@
 
 import pytest
 
-from bench.run import expand_specs, main, suite_goals
+from bench.plan import expand_specs
+from bench.run import main
 from bench.specs import TrialSpec
 from bench.suites import get_suite
 
@@ -47,9 +48,9 @@ def test_cv_with_repeats_and_flat_dict_round_trip():
 
 def test_goals_come_from_the_suite():
     suite = get_suite("baseline")
-    synthetic = suite_goals(suite, synthetic=True)
+    synthetic = suite.goals(synthetic=True)
     assert synthetic.accuracy == suite.target_accuracy and synthetic.params == suite.params_budget
-    real = suite_goals(suite, synthetic=False)
+    real = suite.goals(synthetic=False)
     assert real.accuracy is None  # each row's report figure
     assert real.accuracy_goal(0.9498) == 0.9498
 

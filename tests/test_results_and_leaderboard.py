@@ -6,29 +6,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from bench.leaderboard import (
-    Goals,
-    RunInfo,
-    compare_runs,
-    load_run_info,
-    main,
-    render_cross_run_leaderboard,
-    render_leaderboard,
-    save_run_info,
-    write_leaderboard,
-)
+from bench.compare import compare_runs, main, render_cross_run_leaderboard
+from bench.goals import Goals
+from bench.io import atomic_write_text, read_table, write_table
+from bench.leaderboard import RunInfo, load_run_info, render_leaderboard, save_run_info, write_leaderboard
 from bench.plots import pareto_front, write_plots
-from bench.results import (
-    TrialRecord,
-    atomic_write_text,
-    epochs_table,
-    groups_table,
-    read_table,
-    student_t_quantile,
-    summarise,
-    trials_table,
-    write_table,
-)
+from bench.results import TrialRecord, epochs_table, groups_table, summarise, trials_table
 from bench.specs import TrialSpec
 
 GOLDEN = Path(__file__).parent / "golden" / "leaderboard.md"
@@ -56,10 +39,10 @@ def epoch(number, val_accuracy, images=15, train_seconds=1.5, train_loss=0.5, **
 
 @pytest.fixture
 def records():
-    spec = TrialSpec(name="good", model="levi_hassner", epochs=3, reference=0.9).to_dict()
-    short = TrialSpec(name="stopped", model="levi_hassner", epochs=5, patience=1).to_dict()
-    broken = TrialSpec(name="broken", model="levi_hassner", epochs=3).to_dict()
-    nan = TrialSpec(name="exploded", model="levi_hassner", epochs=2, learning_rate=10.0).to_dict()
+    spec = TrialSpec(name="good", model="levi_hassner", epochs=3, reference=0.9)
+    short = TrialSpec(name="stopped", model="levi_hassner", epochs=5, patience=1)
+    broken = TrialSpec(name="broken", model="levi_hassner", epochs=3)
+    nan = TrialSpec(name="exploded", model="levi_hassner", epochs=2, learning_rate=10.0)
     return [
         TrialRecord(
             spec=spec,
@@ -71,7 +54,7 @@ def records():
         ),
         TrialRecord(spec=short, epochs=[epoch(1, 0.7), epoch(2, 0.65)]),
         TrialRecord(
-            spec=TrialSpec(name="patient", model="levi_hassner", epochs=4, patience=1).to_dict(),
+            spec=TrialSpec(name="patient", model="levi_hassner", epochs=4, patience=1),
             epochs=[epoch(1, 0.72), epoch(2, 0.71)],
             stop_reason="patience: val accuracy not improved for 1 epoch(s)",
         ),
@@ -109,7 +92,7 @@ def repeated_records(reference=0.9498):
         )
         epochs = [gpu_epoch(i + 1, accuracy, energy_j=500.0) for i, accuracy in enumerate(curve)]
         epochs[-1]["infer_images_per_sec"] = 900.0 + seed
-        records.append(TrialRecord(spec=spec.to_dict(), epochs=epochs))
+        records.append(TrialRecord(spec=spec, epochs=epochs))
     return records
 
 
@@ -211,8 +194,11 @@ def test_atomic_write_replaces_whole_file(tmp_path):
     ],
 )
 def test_t_quantile_matches_the_published_table(p, df, published):
-    assert student_t_quantile(p, df) == pytest.approx(published, abs=5e-4)
-    assert student_t_quantile(1 - p, df) == pytest.approx(-published, abs=5e-4)
+    values = [0.0, 1.0] + [0.5] * (df - 1)  # df + 1 values: the interval's half width is t * std / sqrt(n)
+    summary = summarise(values, confidence=2 * p - 1)
+    t = summary.half_width / (summary.std / math.sqrt(df + 1))
+    assert t == pytest.approx(published, abs=5e-4)
+    assert summary.ci_low == pytest.approx(summary.mean - summary.half_width)
 
 
 def test_confidence_interval_by_hand():
@@ -229,7 +215,7 @@ def test_confidence_interval_by_hand():
 
 def test_groups_table_summarises_repeats_and_counts_failures():
     records = repeated_records()
-    records.append(TrialRecord(spec=TrialSpec(name="lh.seed=3", model="levi_hassner", group="lh").to_dict(), error="E"))
+    records.append(TrialRecord(spec=TrialSpec(name="lh.seed=3", model="levi_hassner", group="lh"), error="E"))
     groups = groups_table(trials_table(records, target_accuracy=0.8)).set_index("group")
     row = groups.loc["lh"]
     assert row.n == 4 and row.n_finished == 3 and row.n_reached_target == 3
@@ -246,10 +232,10 @@ def test_groups_table_summarises_repeats_and_counts_failures():
 def golden_trials():
     records = repeated_records()
     for record in records:  # the golden file must not depend on anything but these figures
-        record.spec["reference"] = 0.9498
+        record.spec = record.spec.replace(reference=0.9498)
     single = TrialSpec(name="small", model="levi_hassner", epochs=3, learning_rate=0.01, patience=2)
-    records.append(TrialRecord(spec=single.to_dict(), epochs=[epoch(1, 0.7), epoch(2, 0.75)]))
-    records.append(TrialRecord(spec=TrialSpec(name="broken", model="levi_hassner").to_dict(), error="ValueError: boom"))
+    records.append(TrialRecord(spec=single, epochs=[epoch(1, 0.7), epoch(2, 0.75)]))
+    records.append(TrialRecord(spec=TrialSpec(name="broken", model="levi_hassner"), error="ValueError: boom"))
     return trials_table(records, target_accuracy=0.8)
 
 

@@ -11,9 +11,11 @@ import time
 import pandas as pd
 import pytest
 
-from bench.errors import RunnerError
-from bench.runner import PatienceStopper, Scheduling, check_address, last_attempt, plan_resources, run_trials
-from bench.specs import RandomSearch, apply_sample
+from bench.errors import RunnerError, UsageError
+from bench.plan import Scheduling
+from bench.resources import check_address, plan_resources
+from bench.runner import PatienceStopper, last_attempt, run_trials
+from bench.specs import RandomSearch, SpecError, apply_sample
 from tests.conftest import REPO_ROOT
 from tests.conftest import tiny_spec as tiny
 
@@ -34,10 +36,11 @@ def test_plan_resources(cpus, gpus, max_concurrent, share, expected):
     assert (planned.cpus_per_trial, planned.gpus_per_trial, planned.max_concurrent) == expected
 
 
-@pytest.mark.parametrize(("gpus", "share", "message"), [(1, 1.5, "in \\(0, 1\\]"), (0, 0.5, "more GPU than the 0")])
-def test_bad_gpu_requests(gpus, share, message):
-    with pytest.raises(RunnerError, match=message):
-        plan_resources(4, gpus, None, share)
+def test_bad_gpu_requests():
+    with pytest.raises(SpecError, match="gpus_per_trial must be in \\(0, 1\\]"):
+        Scheduling(gpus_per_trial=1.5)
+    with pytest.raises(RunnerError, match="more GPU than the 0"):
+        plan_resources(4, 0, None, 0.5)
 
 
 def test_patience_stopper_counts_epochs_without_gain(tmp_path):
@@ -78,11 +81,11 @@ def test_unreachable_cluster_address_fails_fast():
 
 
 @pytest.mark.slow
-def test_four_quarter_gpu_trials_run_at_the_same_time(small_synthetic, tmp_path):
+def test_four_quarter_gpu_trials_run_at_the_same_time(small_cache, tmp_path):
     specs = [tiny(f"packed{i}", epochs=2) for i in range(4)]
     records = run_trials(
         specs,
-        data_root=small_synthetic,
+        cache=small_cache,
         run_dir=tmp_path,
         scheduling=Scheduling(num_gpus=1, gpus_per_trial=0.25),
         write=lambda line: None,
@@ -94,7 +97,7 @@ def test_four_quarter_gpu_trials_run_at_the_same_time(small_synthetic, tmp_path)
 
 
 @pytest.mark.slow
-def test_two_node_cluster_runs_trials_on_both_nodes(small_synthetic, tmp_path):
+def test_two_node_cluster_runs_trials_on_both_nodes(small_cache, tmp_path):
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
@@ -104,7 +107,7 @@ def test_two_node_cluster_runs_trials_on_both_nodes(small_synthetic, tmp_path):
         specs = [tiny(f"node{i}", epochs=2) for i in range(2)]
         records = run_trials(
             specs,
-            data_root=small_synthetic,
+            cache=small_cache,
             run_dir=tmp_path,
             scheduling=Scheduling(address=cluster.address, max_concurrent=2),
             write=lambda line: None,
@@ -181,28 +184,29 @@ def test_resume_after_the_driver_is_killed(tmp_path):
     assert (epochs[epochs["trial"] == finished_first]["epoch"].tolist()) == [1, 2, 3]
 
 
-def test_auto_gpu_shares_follow_each_models_training_memory(monkeypatch, capsys):
-    import bench.run as run
+def test_auto_gpu_shares_follow_each_models_training_memory(monkeypatch):
+    from bench import estimate
 
-    monkeypatch.setattr(run, "smallest_gpu_memory_bytes", lambda: 16 * 2**30)
+    monkeypatch.setattr(estimate, "smallest_gpu_memory_bytes", lambda: 16 * 2**30)
     specs = [tiny("small", batch_size=16), tiny("big", model="resnet50_v2", model_options={"input_size": 227})]
-    shares = run.auto_gpu_shares(specs)
+    shares = estimate.auto_gpu_shares(specs)
     assert shares == {"small": 0.125, "big": 0.625}  # ~0.1 GiB packs eight to a GPU; ResNet50V2 @227 ~6.6 GiB
-    assert "GPU shares (auto): small 0.125, big 0.625" in capsys.readouterr().out
+    assert "GPU shares (auto): small 0.125, big 0.625" in estimate.format_gpu_shares(shares)
 
 
 def test_auto_gpu_shares_without_a_gpu_is_a_one_line_error(monkeypatch):
-    import bench.run as run
+    from bench import estimate
 
-    monkeypatch.setattr(run, "smallest_gpu_memory_bytes", lambda: None)
-    with pytest.raises(run.UsageError, match="no NVIDIA GPU was found"):
-        run.auto_gpu_shares([tiny("small")])
+    monkeypatch.setattr(estimate, "smallest_gpu_memory_bytes", lambda: None)
+    with pytest.raises(UsageError, match="no NVIDIA GPU was found"):
+        estimate.auto_gpu_shares([tiny("small")])
 
 
 def test_per_trial_gpu_requests_with_auto_shares():
-    from bench.runner import Resources, _trial_resources
+    from bench.resources import Resources
+    from bench.runner import trial_resources
 
-    request = _trial_resources(Resources(2, 0.125, 8), {"small": 0.125, "big": 0.5})
+    request = trial_resources(Resources(2, 0.125, 8), {"small": 0.125, "big": 0.5})
     assert request({"spec": {"name": "big"}}).required_resources == {"CPU": 2, "GPU": 0.5}
     assert request({"spec": {"name": "small"}}).required_resources == {"CPU": 2, "GPU": 0.125}
-    assert _trial_resources(Resources(2, 0.25, 4), None) == {"cpu": 2, "gpu": 0.25}
+    assert trial_resources(Resources(2, 0.25, 4), None) == {"cpu": 2, "gpu": 0.25}

@@ -1,6 +1,7 @@
 import pytest
 
-from bench.specs import PRESETS, SpecError, TrialSpec, get_preset
+from bench.plan import PRESETS, get_preset
+from bench.specs import SpecError, TrialSpec
 from bench.suites import Suite, UnknownSuiteError, get_suite, list_suites, register_suite
 
 
@@ -108,11 +109,11 @@ def test_transfer_suite_holds_the_reports_13_rows():
 
 
 def test_transfer_smoke_budget_is_small_random_and_eager():
-    from bench.run import RunRequest, plan_run
+    from bench.plan import RunRequest, plan_run
 
     request = RunRequest("transfer", "smoke", "", True, None, {}, False, {})
     plan = plan_run(request)
-    for spec in plan.specs + plan.search.templates():
+    for spec in plan.all_specs:
         assert spec.model_options["input_size"] == 64 and spec.model_options["weights"] is None
         assert spec.run_eagerly and spec.epochs == 2
     paper = plan_run(RunRequest("transfer", "paper", "", False, None, {}, False, {}))

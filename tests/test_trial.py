@@ -6,17 +6,18 @@ import keras
 import numpy as np
 import pytest
 
+from bench.measure import EPOCH_METRIC_KEYS
 from bench.specs import TrialSpec
-from bench.trial import EPOCH_METRIC_KEYS, FitInput, balanced_subset, build_trial_model, run_trial
+from bench.trial import FitInput, balanced_subset, build_trial_model, run_trial
 from data.adience import load_faces
 from data.loader import ArrayBatches
 
 
 @pytest.mark.slow
-def test_run_trial_reports_every_epoch(small_synthetic):
+def test_run_trial_reports_every_epoch(small_cache):
     spec = TrialSpec(name="tiny", model="levi_hassner", epochs=2, batch_size=16, train_limit=48, val_limit=24)
     reports = []
-    run_trial(spec, small_synthetic, reports.append)
+    run_trial(spec, small_cache, reports.append)
     assert [r["epoch"] for r in reports] == [1, 2]
     for report in reports:
         assert tuple(report) == EPOCH_METRIC_KEYS

@@ -1,8 +1,9 @@
-"""Fault injection, for testing only: a trial that raises, diverges or loses its process at epoch K.
+"""Fault injection for the reliability tests: a trial that raises, diverges or loses its process at epoch K.
 
-``TrialSpec.fault`` holds ``"raise@K"``, ``"nan@K"`` or ``"kill@K"`` (K counts from 1).
-The reliability tests use it to check that a bad trial costs nothing but itself; nothing in a
-real campaign should set it.
+A fault is ``"raise@K"``, ``"nan@K"`` or ``"kill@K"`` (K counts from 1). ``faulty_trial``
+is a trial function (what ``bench.runner.run_trials`` and ``bench.trial.run_trial`` take)
+that acts out the faults named per trial, so the tests can check that a bad trial costs
+nothing but itself; the harness itself knows nothing of faults.
 
 - ``raise@K``: the trial raises ``InjectedFault`` as epoch K begins (Ray Tune retries it once).
 - ``nan@K``: every weight becomes NaN as epoch K begins, so the loss is NaN from its first step
@@ -13,12 +14,16 @@ real campaign should set it.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import keras
 import numpy as np
+
+from bench.trial import run_trial
 
 FAULT_KINDS = ("raise", "nan", "kill")
 KILL_EXIT_CODE = 137  # what a SIGKILLed process (the OOM killer's) reports
@@ -61,3 +66,14 @@ class FaultInjector(keras.callbacks.Callback):
             os._exit(KILL_EXIT_CODE)
         for weight in self.model.trainable_weights:
             weight.assign(np.full(weight.shape, np.nan, dtype=weight.dtype))
+
+
+def faulty_trial(faults: Mapping[str, str]):
+    """A picklable trial function: ``run_trial``, with the fault ``faults[spec.name]`` where there is one."""
+    parsed = {name: Fault.parse(text) for name, text in faults.items()}
+    return functools.partial(_run_with_faults, parsed)
+
+
+def _run_with_faults(faults: Mapping[str, Fault], spec, cache, report) -> None:
+    fault = faults.get(spec.name)
+    run_trial(spec, cache, report, callbacks=[FaultInjector(fault)] if fault else ())

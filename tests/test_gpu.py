@@ -1,4 +1,4 @@
-"""bench.profiler: the NVML sampler against a fake pynvml, and each metric's definition."""
+"""bench.gpu: the NVML sampler against a fake pynvml, discovery and the manifest's driver facts."""
 
 import math
 import sys
@@ -6,20 +6,16 @@ import time
 
 import pytest
 
-from bench.profiler import (
+from bench.gpu import (
     GpuReading,
     NvmlSampler,
-    epochs_to_plateau,
-    epochs_to_target,
-    gpu_peak_flops,
-    measure_cpu_matmul_peak,
-    measure_inference,
-    model_flops_utilisation,
-    time_to_target,
-    train_throughput,
-    trial_peak,
+    NvmlUnavailable,
+    driver_facts,
+    nvml_devices,
+    open_nvml,
     visible_gpu_selectors,
 )
+from bench.measure import gpu_report
 from tests.fake_nvml import FakeGpu, FakeNvml, ManualClock
 
 PID = 4242
@@ -163,7 +159,7 @@ def test_without_nvml_or_gpu_every_field_is_null_with_the_reason(make_sampler, r
     for reading in (lap, sampler.record):
         assert reason in reading.reason
         assert null_fields(reading) == [None] * 6
-    report = lap.to_report()
+    report = gpu_report(lap)
     assert math.isnan(report["energy_j"]) and math.isnan(report["power_w"]) and reason in report["nvml_reason"]
 
 
@@ -212,103 +208,25 @@ def test_interval_must_be_positive():
         NvmlSampler(0)
 
 
-# --------------------------------------------------------------------------- throughput
+# --------------------------------------------------------------------------- opening NVML
 
 
-def test_train_throughput_reports_epoch_one_apart():
-    first, steady = train_throughput([100, 100, 100], [10.0, 2.0, 3.0])
-    assert first == pytest.approx(10.0)
-    assert steady == pytest.approx(200 / 5.0)  # images over seconds, not the mean of rates
-    first, steady = train_throughput([100], [4.0])
-    assert first == pytest.approx(25.0) and math.isnan(steady)
-    with pytest.raises(ValueError, match="2 image counts but 1 durations"):
-        train_throughput([1, 2], [1.0])
-
-
-def test_inference_timing_leaves_warm_up_out():
+def test_nvml_is_opened_and_shut_down_once_per_use():
     clock = ManualClock()
-    calls = []
-
-    def run_batch():
-        calls.append(clock.now)
-        clock.advance(5.0 if len(calls) == 1 else 0.25)  # the first call traces the graph
-
-    timing = measure_inference(run_batch, 32, warmup_batches=2, min_batches=3, min_seconds=1.0, clock=clock)
-    assert timing.batches == 4 and len(calls) == 6
-    assert timing.seconds == pytest.approx(1.0)
-    assert timing.images_per_sec == pytest.approx(4 * 32 / 1.0)
-
-
-# --------------------------------------------------------------------------- convergence
-
-CURVE = [0.50, 0.70, 0.81, 0.79, 0.845, 0.848, 0.85]
-ELAPSED = [12.0, 20.0, 28.0, 36.0, 44.0, 52.0, 60.0]
+    nvml = FakeNvml([FakeGpu("NVIDIA L4", constant(1.0), uuid="GPU-a"), FakeGpu("Tesla T4", constant(1.0))], clock)
+    with nvml_devices(nvml, visible="GPU-a") as devices:
+        assert devices.names == ("NVIDIA L4",) and nvml.initialised == 1 and nvml.shutdowns == 0
+    assert nvml.shutdowns == 1
+    with pytest.raises(NvmlUnavailable, match="NVML not available: NVML Shared Library Not Found"):
+        open_nvml(FakeNvml([], clock, fail_init=True), visible=None)
+    broken = FakeNvml([], clock)
+    with pytest.raises(NvmlUnavailable, match="could not open the GPUs 3"):
+        open_nvml(broken, visible="3")
+    assert broken.shutdowns == 1  # initialised, so shut down again before the error
 
 
-def test_epochs_to_target_is_the_first_epoch_at_or_above_it():
-    assert epochs_to_target(CURVE, 0.80) == 3
-    assert epochs_to_target(CURVE, 0.81) == 3  # >=, not >
-    assert epochs_to_target(CURVE, 0.90) is None
-    assert epochs_to_target([math.nan, 0.9], 0.8) == 2
-
-
-def test_epochs_to_plateau_is_the_first_epoch_within_half_a_point_of_the_best():
-    assert epochs_to_plateau(CURVE) == 5  # best 0.85; 0.845 is within 0.005
-    assert epochs_to_plateau([0.6, 0.6, 0.6]) == 1
-    assert epochs_to_plateau([]) is None
-
-
-def test_time_to_target_is_the_wall_time_at_that_epoch():
-    assert time_to_target(CURVE, ELAPSED, 0.80) == 28.0
-    assert time_to_target(CURVE, ELAPSED, 0.99) is None
-
-
-# --------------------------------------------------------------------------- MFU
-
-
-def test_mfu_is_three_forward_passes_over_the_peak():
-    assert model_flops_utilisation(1e9, 100.0, 1e12) == pytest.approx(0.3)
-    assert model_flops_utilisation(None, 100.0, 1e12) is None
-    assert model_flops_utilisation(math.nan, 100.0, 1e12) is None
-    assert model_flops_utilisation(1e9, 100.0, None) is None
-
-
-@pytest.mark.parametrize(
-    ("name", "tflops"),
-    [
-        ("NVIDIA H100 80GB HBM3", 494.7),
-        ("NVIDIA H100 PCIe", 378),
-        ("NVIDIA H100 NVL", 417.5),
-        ("NVIDIA H200", 494.7),
-        ("NVIDIA A100-SXM4-80GB", 156),
-        ("NVIDIA A100 80GB PCIe", 156),
-        ("NVIDIA L4", 60),
-        ("Tesla V100-SXM2-16GB", 15.7),  # no TF32: the FP32 peak
-        ("Tesla V100-PCIE-32GB", 14),
-        ("Tesla T4", 8.1),
-    ],
-)
-def test_gpu_peaks_by_device_name(name, tflops):
-    flops, label = gpu_peak_flops(name)
-    assert flops == pytest.approx(tflops * 1e12)
-    assert "datasheet" in label
-
-
-def test_half_precision_peak_and_unknown_gpus():
-    assert gpu_peak_flops("NVIDIA H100 80GB HBM3", "bfloat16")[0] == pytest.approx(989.4e12)
-    assert gpu_peak_flops("Tesla T4", "float16")[0] == pytest.approx(65e12)
-    assert gpu_peak_flops("NVIDIA L40S") is None  # L40S is not an L4
-
-
-def test_trial_peak_sums_gpus_and_falls_back_to_the_measured_cpu_peak():
-    peak, reason = trial_peak(["NVIDIA A100-SXM4-80GB"] * 2, cpu_peak_flops=1e11)
-    assert peak.flops == pytest.approx(312e12) and "x2" in peak.source and reason is None
-    peak, reason = trial_peak([], cpu_peak_flops=1e11)
-    assert peak.flops == 1e11 and "CPU" in peak.source
-    assert trial_peak(["NVIDIA L40S"], 1e11) == (None, "no datasheet peak for NVIDIA L40S")
-    assert trial_peak([], None) == (None, "no CPU peak measured for this run")
-
-
-def test_cpu_matmul_peak_is_measured():
-    peak = measure_cpu_matmul_peak(size=256, repeats=2)
-    assert math.isfinite(peak) and peak > 1e8  # any CPU of this century does 0.1 GFLOP/s
+def test_driver_facts_come_from_nvml_or_say_why():
+    facts, reason = driver_facts(FakeNvml([FakeGpu("NVIDIA L4", constant(1.0))], ManualClock()))
+    assert facts["nvidia_driver"] == "550.54.15" and facts["cuda_driver"] == "12.4" and reason is None
+    facts, reason = driver_facts(FakeNvml([], ManualClock(), fail_init=True))
+    assert facts == {} and "NVML Shared Library Not Found" in reason

@@ -1,0 +1,51 @@
+"""A run's dataset on the driver: found or made, read once, decoded once, every split checked.
+
+Before any trial starts, the driver reads the fold files, decodes every usable face into
+the uint8 cache and checks that each planned trial's split has faces. Trials receive the
+opened ``FaceCache`` (its folder and face table) and never read a fold file themselves.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.specs import TrialSpec
+from data.adience import load_faces, require_nonempty_split, split_folds
+from data.cache import FaceCache, ensure_cache
+from data.synthetic import ensure_synthetic_dataset
+
+
+@dataclass(frozen=True)
+class RunData:
+    """The dataset a run trains on: its folder, its decoded cache, each trial's split sizes."""
+
+    root: Path
+    synthetic: bool
+    cache: FaceCache
+    split_sizes: list[tuple[int, int]]  # (training, validation) images of each planned trial, in order
+
+    def describe(self) -> str:
+        """The data line of a leaderboard header."""
+        return f"synthetic ({self.root})" if self.synthetic else str(self.root)
+
+
+def prepare_dataset(
+    data_root: str, synthetic: bool, specs: Sequence[TrialSpec], write: Callable[[str], None] = print
+) -> RunData:
+    """Read ``data_root`` (the built-in synthetic data where it is ""), build its cache, check every split."""
+    root = Path(data_root) if data_root else ensure_synthetic_dataset()
+    faces = load_faces(root)
+    write(f"Data: {'synthetic ' if synthetic else ''}{root}: {faces.summary()}")
+    cache = ensure_cache(faces, progress=sys.stdout)
+    for line in faces.warnings() + cache.warnings():
+        write(line)
+    sizes = []
+    for spec in specs:
+        train, val = split_folds(cache.faces, spec.val_fold, spec.train_folds)
+        require_nonempty_split(train, val, spec.val_fold, spec.train_folds)
+        sizes.append((min(len(train), spec.train_limit or len(train)), min(len(val), spec.val_limit or len(val))))
+    write(f"Cache: {len(cache.faces)} faces at {cache.image_size}x{cache.image_size} in {cache.folder}")
+    return RunData(root, synthetic, cache, sizes)

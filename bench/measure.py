@@ -1,0 +1,202 @@
+"""What a trial measures on itself while it trains: per-epoch timings and the flat report,
+the timed inference loop, the process's resident memory.
+
+``EpochReporter`` is the Keras callback that turns each epoch into one flat dict of
+``EPOCH_METRIC_KEYS`` (the row ``bench/runner.py`` hands to Ray Tune and ``bench/results.py``
+tables); the timing definitions are DESIGN.md's measurement rules.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import numpy as np
+
+from bench.gpu import GpuReading, NvmlSampler
+
+# what a trial reports each epoch, in this order (results tables keep it)
+EPOCH_METRIC_KEYS = (
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "val_loss",
+    "val_accuracy",
+    "epoch_seconds",
+    "train_seconds",
+    "train_images_per_sec",
+    "elapsed_seconds",
+    "params",
+    "trainable_params",
+    "train_images",
+    "val_images",
+    "started_at",
+    "flops_per_image",
+    # profiling: GPU figures over the epoch (NaN / "" without a GPU, nvml_reason says why)
+    "energy_j",
+    "power_w",
+    "power_w_max",
+    "gpu_util",
+    "gpu_memory_bytes",
+    "process_gpu_memory_bytes",
+    "energy_source",
+    "gpu_count",
+    "gpu_names",
+    "gpu_shared",
+    "nvml_reason",
+    "infer_images_per_sec",  # epoch 1 only: measured once, outside the epochs' timings
+    "process_rss_bytes",  # the trial process's resident memory at the epoch's end (bounded across trials)
+)
+INFERENCE_BATCH_SIZE = 32
+Reporter = Callable[[dict], None]
+
+
+def resident_memory_bytes(pid: int | str = "self") -> float:
+    """The process's resident memory now (Linux /proc), NaN where that cannot be read."""
+    try:
+        with open(f"/proc/{pid}/statm") as statm:
+            return float(int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
+    except (OSError, ValueError, IndexError):
+        return math.nan
+
+
+@dataclass(frozen=True)
+class InferenceTiming:
+    images_per_sec: float
+    batch_size: int
+    batches: int
+    seconds: float
+    warmup_batches: int
+
+
+def measure_inference(
+    run_batch: Callable[[], Any],
+    batch_size: int,
+    *,
+    warmup_batches: int = 2,
+    min_batches: int = 5,
+    min_seconds: float = 1.0,
+    max_batches: int = 1000,
+    clock: Callable[[], float] = time.perf_counter,
+) -> InferenceTiming:
+    """Images per second of ``run_batch`` (one forward pass of ``batch_size`` images).
+
+    ``run_batch`` must block until its result is ready (e.g. return host values). The
+    warm-up batches (tracing, compilation, allocator) are not timed; then batches run
+    until both ``min_batches`` and ``min_seconds`` are reached.
+    """
+    if batch_size < 1 or min_batches < 1 or warmup_batches < 0:
+        raise ValueError("batch_size and min_batches must be >= 1 and warmup_batches >= 0")
+    for _ in range(warmup_batches):
+        run_batch()
+    batches = 0
+    started = clock()
+    elapsed = 0.0
+    while batches < max_batches and (batches < min_batches or elapsed < min_seconds):
+        run_batch()
+        batches += 1
+        elapsed = clock() - started
+    return InferenceTiming(
+        images_per_sec=batches * batch_size / elapsed if elapsed > 0 else math.nan,
+        batch_size=batch_size,
+        batches=batches,
+        seconds=elapsed,
+        warmup_batches=warmup_batches,
+    )
+
+
+def gpu_report(reading: GpuReading) -> dict[str, Any]:
+    """A GPU reading as flat report scalars: NaN for missing numbers, "" for missing text."""
+
+    def number(value):
+        return math.nan if value is None else float(value)
+
+    return {
+        "energy_j": number(reading.energy_j),
+        "power_w": number(reading.power_w_mean),
+        "power_w_max": number(reading.power_w_max),
+        "gpu_util": number(reading.gpu_util_mean),
+        "gpu_memory_bytes": number(reading.memory_used_bytes_max),
+        "process_gpu_memory_bytes": number(reading.process_memory_bytes_max),
+        "energy_source": reading.energy_source or "",
+        "gpu_count": reading.gpu_count,
+        "gpu_names": ", ".join(reading.gpu_names),
+        "gpu_shared": "" if reading.shared is None else ("yes" if reading.shared else "no"),
+        "nvml_reason": reading.reason or "",
+    }
+
+
+class EpochReporter(keras.callbacks.Callback):
+    """Times each epoch's training part (validation excluded) and reports flat metrics.
+
+    Each epoch closes a lap of the GPU sampler. Inference throughput is measured once, at
+    the end of epoch 1, before its report: a scheduler may stop the trial after any report,
+    so the end of training is no place to wait for. Its time and GPU energy count in no
+    epoch and not in elapsed seconds.
+    """
+
+    def __init__(
+        self,
+        report: Reporter,
+        static: dict,
+        train_images: int,
+        sampler: NvmlSampler,
+        measure_inference: Callable[[], float],
+    ):
+        super().__init__()
+        self.report = report
+        self.static = static
+        self.train_images = train_images
+        self.sampler = sampler
+        self.measure_inference = measure_inference
+        self.run_started = time.perf_counter()
+        self.excluded_seconds = 0.0  # the inference measurement
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_started = time.perf_counter()
+        self.validation_started = None
+
+    def on_test_begin(self, logs=None):
+        if self.validation_started is None:
+            self.validation_started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = time.perf_counter()
+        logs = logs or {}
+        train_seconds = (self.validation_started or now) - self.epoch_started
+        gpu = self.sampler.lap()
+        elapsed = now - self.run_started - self.excluded_seconds
+        inference = math.nan
+        if epoch == 0:
+            inference = self.measure_inference()
+            self.sampler.lap()  # the measurement's GPU energy belongs to no epoch
+            self.excluded_seconds += time.perf_counter() - now
+        self.report(
+            {
+                "epoch": epoch + 1,
+                "train_loss": float(logs.get("loss", float("nan"))),
+                "train_accuracy": float(logs.get("accuracy", float("nan"))),
+                "val_loss": float(logs.get("val_loss", float("nan"))),
+                "val_accuracy": float(logs.get("val_accuracy", float("nan"))),
+                "epoch_seconds": now - self.epoch_started,
+                "train_seconds": train_seconds,
+                "train_images_per_sec": self.train_images / train_seconds if train_seconds > 0 else float("nan"),
+                "elapsed_seconds": elapsed,
+                **self.static,
+                **gpu_report(gpu),
+                "infer_images_per_sec": inference,
+                "process_rss_bytes": resident_memory_bytes(),
+            }
+        )
+
+
+def inference_images_per_sec(model: keras.Model, images: np.ndarray) -> float:
+    """Forward passes of a fixed batch of ``INFERENCE_BATCH_SIZE`` cached images, after warm-up."""
+    batch = images[np.arange(INFERENCE_BATCH_SIZE) % len(images)]
+    timing = measure_inference(lambda: model.predict_on_batch(batch), INFERENCE_BATCH_SIZE, min_batches=3)
+    return timing.images_per_sec

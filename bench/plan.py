@@ -1,0 +1,198 @@
+"""Planning a run, once: the request (saved as run.json) -> the Plan of every trial to run.
+
+A ``RunRequest`` is what the user asked for: suite, preset, data, overrides, the trial
+filter, repeats and folds, scheduling. ``plan_run`` turns it into a ``Plan``: the suite's
+specs after its preset and the overrides, filtered, expanded per seed and per fold, plus
+the random search and the scheduling with the suite's early stopping and any per-trial GPU
+shares. A run plans once; ``--resume`` plans again from run.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from bench.errors import UsageError
+from bench.specs import (
+    Preset,
+    Problem,
+    RandomSearch,
+    SpecError,
+    TrialSpec,
+    check_problems,
+    integer_problem,
+    planned_specs,
+)
+from bench.suites import Suite, get_suite
+from data.adience import FOLD_COUNT
+
+AUTO = "auto"  # --gpus-per-trial auto: each trial's share from its model's training memory
+
+PRESETS = {
+    "smoke": Preset(
+        "smoke",
+        "few epochs and images: checks the whole path in minutes on a CPU",
+        epochs=6,
+        train_limit=1000,
+        val_limit=500,
+    ),
+    "paper": Preset(
+        "paper",
+        "the report's epochs and the whole split: hours on a GPU",
+        epochs=None,
+        train_limit=None,
+        val_limit=None,
+        synthetic_ok=False,
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise SpecError(f"unknown preset {name!r} (valid: {', '.join(PRESETS)})") from None
+
+
+@dataclass(frozen=True)
+class Scheduling:
+    """How a run is scheduled: where, how many at once, GPU shares, which early stopping."""
+
+    max_concurrent: int | None = None
+    gpus_per_trial: float | str | None = None  # a share in (0, 1], AUTO, or None: a whole GPU where there are GPUs
+    gpu_shares: Mapping[str, float] | None = None  # per trial template name (resolved from AUTO by plan_run)
+    address: str | None = None  # an existing Ray cluster; None: start a private local one
+    num_gpus: int | None = None  # logical GPUs for a local Ray (None: what Ray detects)
+    asha: bool = False
+    asha_grace_period: int = 1
+    asha_reduction_factor: int = 3
+    seed: int = 0  # random-search draws
+    dashboard: bool = False  # a local Ray's dashboard, bound to 127.0.0.1 (Ray's dashboard has no login)
+
+    def __post_init__(self):
+        share = self.gpus_per_trial
+        problems = [
+            integer_problem("max_concurrent", self.max_concurrent, 1, optional=True),
+            integer_problem("num_gpus", self.num_gpus, 0, optional=True),
+        ]
+        if share is not None and share != AUTO and not (isinstance(share, (int, float)) and 0 < share <= 1):
+            problems.append(Problem("gpus_per_trial", "in (0, 1]", share))
+        check_problems("scheduling", [problem for problem in problems if problem])
+
+    @property
+    def smallest_share(self) -> float | None:
+        """The smallest GPU share any trial asks for (None: a whole GPU)."""
+        if self.gpu_shares:
+            return min(self.gpu_shares.values())
+        return None if self.gpus_per_trial == AUTO else self.gpus_per_trial
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """Everything needed to plan (or re-plan, on --resume) a run; saved as run.json."""
+
+    suite: str
+    preset: str
+    data_root: str  # the dataset folder; "" until the built-in synthetic data is made
+    synthetic: bool
+    trials: str | None  # shell pattern of trial names; None: all
+    overrides: dict  # TrialSpec field -> value, for every trial
+    asha: bool
+    scheduling: Scheduling = field(default_factory=Scheduling)
+    repeats: int = 1
+    cv: bool = False
+
+    def __post_init__(self):
+        if isinstance(self.scheduling, Mapping):  # as read back from run.json
+            object.__setattr__(self, "scheduling", Scheduling(**self.scheduling))
+        check_problems("request", [problem for problem in [integer_problem("repeats", self.repeats, 1)] if problem])
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)
+
+    @classmethod
+    def from_file(cls, path: Path) -> RunRequest:
+        try:
+            return cls(**json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise UsageError(f"{path.parent} is not a run folder (it has no {path.name})") from None
+        except (json.JSONDecodeError, TypeError) as error:
+            raise UsageError(f"{path} is damaged: {error}") from None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a run runs: grid specs (expanded per seed and fold), the random search, scheduling."""
+
+    suite: Suite
+    specs: tuple[TrialSpec, ...]
+    search: RandomSearch | None
+    scheduling: Scheduling
+
+    @property
+    def all_specs(self) -> list[TrialSpec]:
+        """Every trial: the grid specs and one template per random-search sample."""
+        return planned_specs(self.specs, self.search)
+
+
+def plan_run(request: RunRequest) -> Plan:
+    """The suite's trials after preset, overrides, the --trials filter, repeats and folds."""
+    suite = get_suite(request.suite)
+    general = get_preset(request.preset)
+    specs: list[TrialSpec] = []
+    search = None
+    for section in suite.sections():
+        preset = section.smoke if (section.smoke and general.name == "smoke") else general
+
+        def prepare(spec: TrialSpec, preset=preset) -> TrialSpec:
+            return preset.apply(spec).replace(**request.overrides)
+
+        specs += expand_specs([prepare(spec) for spec in section.specs], request.repeats, request.cv)
+        if section.search is not None:
+            search = replace(section.search, base=prepare(section.search.base))
+    if request.trials:
+        specs = [spec for spec in specs if fnmatch.fnmatchcase(spec.name, request.trials)]
+        if search is not None and not any(fnmatch.fnmatchcase(t.name, request.trials) for t in search.templates()):
+            search = None
+        if not specs and search is None:
+            names = ", ".join(spec.name for spec in suite.all_templates())
+            raise UsageError(f"--trials {request.trials!r} matches no trial of suite {suite.name} ({names})")
+    scheduling = replace(
+        request.scheduling,
+        asha=suite.asha or request.asha,
+        asha_grace_period=suite.asha_grace_period,
+        asha_reduction_factor=suite.asha_reduction_factor,
+    )
+    if scheduling.gpus_per_trial == AUTO:
+        from bench.estimate import auto_gpu_shares  # builds every model once: only when asked
+
+        scheduling = replace(scheduling, gpus_per_trial=None, gpu_shares=auto_gpu_shares(planned_specs(specs, search)))
+    return Plan(suite, tuple(specs), search, scheduling)
+
+
+def expand_specs(specs: list[TrialSpec], repeats: int, cv: bool) -> list[TrialSpec]:
+    """Each spec once per seed (``repeats``) and per validation fold (``cv``), grouped by its name.
+
+    Names stay folder names: ``<name>.fold=<k>.seed=<s>``. Random-search samples are not
+    repeated: each sample is a draw of its own.
+    """
+    if repeats == 1 and not cv:
+        return specs
+    expanded = []
+    for spec in specs:
+        for fold in range(FOLD_COUNT) if cv else (None,):
+            for seed in range(spec.seed, spec.seed + repeats):
+                changes: dict = {"group": spec.group_name, "seed": seed}
+                suffix = []
+                if fold is not None:
+                    changes["val_fold"] = fold
+                    changes["train_folds"] = tuple(f for f in range(FOLD_COUNT) if f != fold)
+                    suffix.append(f"fold={fold}")
+                if repeats > 1:
+                    suffix.append(f"seed={seed}")
+                expanded.append(spec.replace(name=".".join([spec.name, *suffix]), **changes))
+    return expanded

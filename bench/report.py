@@ -1,0 +1,109 @@
+"""A run's folder: made before the first trial, filled after the last one.
+
+``new_run_dir`` names and creates ``runs/<run-id>/`` (after ``check_out_folder`` has refused
+an unusable ``--out`` before any work). ``write_report`` writes what a user reads there:
+the per-epoch and per-trial tables, ``run_info.json``, ``LEADERBOARD.md`` with its plots,
+and the board across runs beside it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+
+from bench.compare import write_cross_run_leaderboard
+from bench.env import collect_manifest, read_manifest, write_manifest
+from bench.errors import UsageError
+from bench.io import atomic_write_text, write_table
+from bench.leaderboard import RunInfo, save_run_info, write_leaderboard
+from bench.mfu import measure_cpu_matmul_peak
+from bench.plan import Plan, RunRequest
+from bench.results import TrialRecord, epochs_table, trials_table
+
+RUN_FILE = "run.json"  # what a run was asked to do; --resume reads it back
+
+
+def check_out_folder(out: Path) -> None:
+    """Refuse an --out that is a file or lies in a folder this user cannot write, before any work."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file, not a folder: name a folder for the runs")
+    existing = next((folder for folder in (out, *out.absolute().parents) if folder.exists()), None)
+    if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise UsageError(f"--out {out}: cannot create folders in {existing}; name a folder you can write")
+
+
+def new_run_dir(out: Path, suite: str) -> tuple[str, Path]:
+    """(run id, folder): ``<date>-<time>-<suite>``, numbered where that folder exists already."""
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    run_id = f"{stamp}-{suite}"
+    suffix = 1
+    while (out / run_id).exists():
+        suffix += 1
+        run_id = f"{stamp}-{suite}-{suffix}"
+    run_dir = out / run_id
+    try:
+        run_dir.mkdir(parents=True)
+    except OSError as error:
+        raise UsageError(f"cannot create the run folder {run_dir}: {error.strerror or error}") from None
+    return run_id, run_dir
+
+
+def start_run(out: Path, request: RunRequest, seeds: Sequence[int], argv: Sequence[str]) -> Path:
+    """A new run folder holding the request (run.json) and the environment manifest."""
+    _, run_dir = new_run_dir(out, request.suite)
+    atomic_write_text(run_dir / RUN_FILE, request.to_json())
+    peak = measure_cpu_matmul_peak()  # once per run: the MFU peak of CPU trials
+    write_manifest(collect_manifest(seeds=seeds, argv=argv, cpu_matmul_peak_flops=peak), run_dir)
+    return run_dir
+
+
+@dataclass(frozen=True)
+class Report:
+    leaderboard: Path
+    cross_run_leaderboard: Path
+    summary: str  # one line: trials by status and the best one
+
+
+def write_report(
+    run_dir: Path, request: RunRequest, plan: Plan, data_description: str, records: Sequence[TrialRecord]
+) -> Report:
+    """Tables, run info, the run's leaderboard (plots included) and the board across runs."""
+    manifest = read_manifest(run_dir)  # written when the run started; a resumed run keeps it
+    trials = trials_table(
+        list(records),
+        target_accuracy=plan.suite.target_accuracy,
+        cpu_peak_flops=manifest.cpu_matmul_peak_flops if manifest else None,
+    )
+    epochs = epochs_table(list(records))
+    write_table(epochs, run_dir / "epochs")
+    write_table(trials, run_dir / "results")
+    info = RunInfo(
+        run_id=run_dir.name,
+        suite=plan.suite.name,
+        suite_description=plan.suite.description,
+        data=data_description,
+        preset=request.preset,
+        goals=plan.suite.goals(request.synthetic),
+        synthetic=request.synthetic,
+        environment=manifest.summary() if manifest else "",
+        device=manifest.device() if manifest else "",
+        command=manifest.command if manifest else "",
+        repeats=request.repeats,
+        cv=request.cv,
+    )
+    save_run_info(info, run_dir)
+    leaderboard = write_leaderboard(info, trials, run_dir / "LEADERBOARD.md", epochs=epochs)
+    return Report(leaderboard, write_cross_run_leaderboard(run_dir.parent), summary_line(trials))
+
+
+def summary_line(trials: pd.DataFrame) -> str:
+    counts = trials["status"].value_counts()
+    parts = [f"{int(counts[status])} {status.replace('_', ' ')}" for status in counts.index]
+    best = trials.dropna(subset=["best_val_accuracy"]).sort_values("best_val_accuracy", ascending=False)
+    best_text = f"; best {best.iloc[0]['trial']} at {best.iloc[0]['best_val_accuracy']:.4f}" if len(best) else ""
+    return f"Done: {len(trials)} trial(s): {', '.join(parts)}{best_text}"

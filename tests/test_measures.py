@@ -1,0 +1,59 @@
+"""Throughput, inference timing and convergence measures: each definition on its own."""
+
+import math
+
+import pytest
+
+from bench.measure import measure_inference
+from bench.results import epochs_to_plateau, epochs_to_target, time_to_target, train_throughput
+from tests.fake_nvml import ManualClock
+
+# --------------------------------------------------------------------------- throughput
+
+
+def test_train_throughput_reports_epoch_one_apart():
+    first, steady = train_throughput([100, 100, 100], [10.0, 2.0, 3.0])
+    assert first == pytest.approx(10.0)
+    assert steady == pytest.approx(200 / 5.0)  # images over seconds, not the mean of rates
+    first, steady = train_throughput([100], [4.0])
+    assert first == pytest.approx(25.0) and math.isnan(steady)
+    with pytest.raises(ValueError, match="2 image counts but 1 durations"):
+        train_throughput([1, 2], [1.0])
+
+
+def test_inference_timing_leaves_warm_up_out():
+    clock = ManualClock()
+    calls = []
+
+    def run_batch():
+        calls.append(clock.now)
+        clock.advance(5.0 if len(calls) == 1 else 0.25)  # the first call traces the graph
+
+    timing = measure_inference(run_batch, 32, warmup_batches=2, min_batches=3, min_seconds=1.0, clock=clock)
+    assert timing.batches == 4 and len(calls) == 6
+    assert timing.seconds == pytest.approx(1.0)
+    assert timing.images_per_sec == pytest.approx(4 * 32 / 1.0)
+
+
+# --------------------------------------------------------------------------- convergence
+
+CURVE = [0.50, 0.70, 0.81, 0.79, 0.845, 0.848, 0.85]
+ELAPSED = [12.0, 20.0, 28.0, 36.0, 44.0, 52.0, 60.0]
+
+
+def test_epochs_to_target_is_the_first_epoch_at_or_above_it():
+    assert epochs_to_target(CURVE, 0.80) == 3
+    assert epochs_to_target(CURVE, 0.81) == 3  # >=, not >
+    assert epochs_to_target(CURVE, 0.90) is None
+    assert epochs_to_target([math.nan, 0.9], 0.8) == 2
+
+
+def test_epochs_to_plateau_is_the_first_epoch_within_half_a_point_of_the_best():
+    assert epochs_to_plateau(CURVE) == 5  # best 0.85; 0.845 is within 0.005
+    assert epochs_to_plateau([0.6, 0.6, 0.6]) == 1
+    assert epochs_to_plateau([]) is None
+
+
+def test_time_to_target_is_the_wall_time_at_that_epoch():
+    assert time_to_target(CURVE, ELAPSED, 0.80) == 28.0
+    assert time_to_target(CURVE, ELAPSED, 0.99) is None
