@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.specs import TrialSpec
-from data.adience import load_faces, require_nonempty_split, split_folds
+from data.adience import load_faces, require_nonempty_split, split_folds, with_duplicates
 from data.cache import FaceCache, ensure_cache
 from data.synthetic import ensure_synthetic_dataset
 
@@ -31,6 +31,13 @@ class RunData:
         """The data line of a leaderboard header."""
         return f"synthetic ({self.root})" if self.synthetic else str(self.root)
 
+    def counting(self, keep_duplicates: bool) -> str:
+        """How faces are counted, and how many there are that way."""
+        if keep_duplicates:
+            listed = int(self.cache.faces["listed"].sum())
+            return f"{listed:,} gender-labelled fold lines, duplicates kept (Levi & Hassner's per-fold lists)"
+        return f"{len(self.cache.faces):,} unique gender-labelled faces, each once"
+
 
 def prepare_dataset(
     data_root: str, synthetic: bool, specs: Sequence[TrialSpec], write: Callable[[str], None] = print
@@ -46,6 +53,8 @@ def prepare_dataset(
     for spec in specs:
         train, val = split_folds(cache.faces, spec.val_fold, spec.train_folds)
         require_nonempty_split(train, val, spec.val_fold, spec.train_folds)
+        if spec.keep_duplicates:
+            train, val = with_duplicates(train), with_duplicates(val)
         sizes.append((min(len(train), spec.train_limit or len(train)), min(len(val), spec.val_limit or len(val))))
     write(f"Cache: {len(cache.faces)} faces at {cache.image_size}x{cache.image_size} in {cache.folder}")
     return RunData(root, synthetic, cache, sizes)

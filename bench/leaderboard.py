@@ -48,6 +48,8 @@ class RunInfo:
     command: str = ""
     repeats: int = 1
     cv: bool = False
+    protocol: str = ""  # bench/protocols.py: the protocol's description
+    counting: str = ""  # how faces were counted (each once, or every listed line)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -115,15 +117,48 @@ def _hyperparameters(row) -> str:
     return text + (f" {row.model_options}" if row.model_options else "")
 
 
-def format_accuracy(row) -> str:
-    if missing(row.best_val_accuracy):
+def format_accuracy(row, column: str = "best_val_accuracy") -> str:
+    """A row's accuracy: one trial's, or the mean ± std [95% interval] n= of its repeats or folds."""
+    value = getattr(row, column)
+    n = row.n_finished if column == "best_val_accuracy" else getattr(row, f"{column}_n")
+    if missing(value):
         return "n/a"
-    if row.n_finished < 2:
-        return f"{row.best_val_accuracy:.4f}"
-    return (
-        f"{row.best_val_accuracy:.4f} ± {row.best_val_accuracy_std:.4f} "
-        f"[{row.best_val_accuracy_ci_low:.4f}, {row.best_val_accuracy_ci_high:.4f}] n={row.n_finished}"
-    )
+    if n < 2:
+        return f"{value:.4f}"
+    low, high = getattr(row, f"{column}_ci_low"), getattr(row, f"{column}_ci_high")
+    return f"{value:.4f} ± {getattr(row, f'{column}_std'):.4f} [{low:.4f}, {high:.4f}] n={n}"
+
+
+def format_published(value, std) -> str:
+    """A published figure, with its spread where one was published."""
+    return "n/a" if missing(value) else f"{value:.4f}" + ("" if missing(std) else f" ± {std:.4f}")
+
+
+PUBLISHED_HEADERS = [
+    "row",
+    "single, last epoch",
+    "published single",
+    "over-sampled, last epoch",
+    "published over-sampled",
+]
+
+
+def published_rows(groups: pd.DataFrame) -> list[list[str]]:
+    """Rows with a published figure: ours at the last epoch, single and over-sampled, beside it."""
+    rows = []
+    for row in groups.itertuples(index=False):
+        if missing(row.reference) and missing(row.reference_oversampled):
+            continue
+        rows.append(
+            [
+                row.group,
+                format_accuracy(row, "final_val_accuracy"),
+                format_published(row.reference, row.reference_std),
+                format_accuracy(row, "final_val_accuracy_oversampled"),
+                format_published(row.reference_oversampled, row.reference_oversampled_std),
+            ]
+        )
+    return rows
 
 
 def _epochs_goal(row, goals: Goals) -> str:
@@ -262,6 +297,11 @@ def _definitions(info: RunInfo, trials: pd.DataFrame) -> list[str]:
         "- train img/s: training images over training seconds of epochs 2.. (validation excluded); epoch-1 img/s "
         "apart: it holds graph building. infer img/s: a timed loop of forward passes at a fixed batch of 32, "
         "after warm-up, once per trial after epoch 1 (outside every epoch's timings and energy).",
+        "- single: the centre crop, Keras's validation pass each epoch; over-sampled: the mean of the softmax "
+        "outputs over ten views of each face (the four corner crops and the centre crop, and their horizontal "
+        "mirrors; without a crop, the face and its mirror), measured at each trial's last epoch (its budget's, or "
+        "the one its patience ends it at; not for trials ASHA stops). Both count a face as often as the protocol "
+        "lists it.",
         "- GFLOPs: forward FLOPs per image (a multiply-add = 2 FLOPs); n/a where the trial reported none.",
         f"- energy J: GPU energy over all epochs (training and validation), summed over the trial's GPUs: "
         f"{energy_note} mJ/img: that energy per training image seen.",
@@ -282,8 +322,10 @@ def render_leaderboard(info: RunInfo, trials: pd.DataFrame, plots: Sequence[tupl
         f"- suite: {info.suite} ({info.suite_description})",
         f"- data: {info.data}",
         f"- preset: {info.preset}; {len(groups)} report row(s) x {info.repeats} seed(s); {split}",
-        f"- environment: {info.environment or 'not recorded'}",
     ]
+    if info.protocol:
+        lines.append(f"- protocol: {info.protocol}; faces: {info.counting}")
+    lines.append(f"- environment: {info.environment or 'not recorded'}")
     if info.command:
         lines.append(f"- command: `{info.command}`")
     lines += ["", f"## Results: {info.suite}", "", table, "", goals_legend(info.goals), ""]
@@ -292,6 +334,17 @@ def render_leaderboard(info: RunInfo, trials: pd.DataFrame, plots: Sequence[tupl
             "### Trials",
             "",
             tabulate(trial_rows(trials), headers=TRIAL_HEADERS, tablefmt="github", disable_numparse=True),
+            "",
+        ]
+    published = published_rows(groups)
+    if published:
+        note = "only the shape, not the level, compares on synthetic data" if info.synthetic else "same protocol"
+        lines += [
+            "## Against the published figures",
+            "",
+            tabulate(published, headers=PUBLISHED_HEADERS, tablefmt="github", disable_numparse=True),
+            "",
+            f"Ours at the last epoch run, beside the figure published for that row ({note}).",
             "",
         ]
     lines += ["## Stopped early, diverged or failed", ""]

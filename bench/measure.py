@@ -27,6 +27,7 @@ EPOCH_METRIC_KEYS = (
     "train_accuracy",
     "val_loss",
     "val_accuracy",
+    "val_accuracy_oversampled",  # at the trial's end only (NaN before): ten views per face, averaged
     "epoch_seconds",
     "train_seconds",
     "train_images_per_sec",
@@ -51,6 +52,7 @@ EPOCH_METRIC_KEYS = (
     "nvml_reason",
     "infer_images_per_sec",  # epoch 1 only: measured once, outside the epochs' timings
     "process_rss_bytes",  # the trial process's resident memory at the epoch's end (bounded across trials)
+    "oversample_seconds",  # what the over-sampled evaluation took (outside every epoch's timings)
 )
 INFERENCE_BATCH_SIZE = 32
 Reporter = Callable[[dict], None]
@@ -131,13 +133,35 @@ def gpu_report(reading: GpuReading) -> dict[str, Any]:
     }
 
 
+class Patience:
+    """The patience rule: a trial ends once ``patience`` epochs pass without a better val accuracy.
+
+    The runner's stopper applies it; the trial applies it too, to know its last epoch.
+    """
+
+    def __init__(self, patience: int | None):
+        self.patience = patience
+        self.best = -math.inf
+        self.best_epoch = 0
+
+    def exhausted(self, epoch: int, accuracy: float) -> bool:
+        """Record epoch ``epoch`` (1-based); True when the trial should stop after it."""
+        if self.patience is None:
+            return False
+        if accuracy > self.best:  # NaN is never better: it counts toward the patience
+            self.best, self.best_epoch = accuracy, epoch
+            return False
+        return epoch - self.best_epoch >= self.patience
+
+
 class EpochReporter(keras.callbacks.Callback):
     """Times each epoch's training part (validation excluded) and reports flat metrics.
 
     Each epoch closes a lap of the GPU sampler. Inference throughput is measured once, at
-    the end of epoch 1, before its report: a scheduler may stop the trial after any report,
-    so the end of training is no place to wait for. Its time and GPU energy count in no
-    epoch and not in elapsed seconds.
+    the end of epoch 1, and the over-sampled accuracy at the trial's last epoch (its budget's,
+    or the one the patience rule ends it at), each before that epoch's report: a scheduler may
+    stop the trial after any report. Their time and GPU energy count in no epoch and not in
+    elapsed seconds.
     """
 
     def __init__(
@@ -147,6 +171,9 @@ class EpochReporter(keras.callbacks.Callback):
         train_images: int,
         sampler: NvmlSampler,
         measure_inference: Callable[[], float],
+        measure_oversampled: Callable[[], float] | None = None,
+        epochs: int | None = None,
+        patience: int | None = None,
     ):
         super().__init__()
         self.report = report
@@ -154,8 +181,11 @@ class EpochReporter(keras.callbacks.Callback):
         self.train_images = train_images
         self.sampler = sampler
         self.measure_inference = measure_inference
+        self.measure_oversampled = measure_oversampled
+        self.epochs = epochs
+        self.patience = Patience(patience)
         self.run_started = time.perf_counter()
-        self.excluded_seconds = 0.0  # the inference measurement
+        self.excluded_seconds = 0.0  # the inference and over-sampled measurements
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_started = time.perf_counter()
@@ -171,10 +201,17 @@ class EpochReporter(keras.callbacks.Callback):
         train_seconds = (self.validation_started or now) - self.epoch_started
         gpu = self.sampler.lap()
         elapsed = now - self.run_started - self.excluded_seconds
-        inference = math.nan
+        inference = oversampled = oversample_seconds = math.nan
         if epoch == 0:
             inference = self.measure_inference()
-            self.sampler.lap()  # the measurement's GPU energy belongs to no epoch
+        accuracy = float(logs.get("val_accuracy", float("nan")))
+        last = self.patience.exhausted(epoch + 1, accuracy) or epoch + 1 == self.epochs
+        if last and self.measure_oversampled is not None:
+            started = time.perf_counter()
+            oversampled = self.measure_oversampled()
+            oversample_seconds = time.perf_counter() - started
+        if epoch == 0 or not math.isnan(oversampled):
+            self.sampler.lap()  # the measurements' GPU energy belongs to no epoch
             self.excluded_seconds += time.perf_counter() - now
         self.report(
             {
@@ -182,7 +219,8 @@ class EpochReporter(keras.callbacks.Callback):
                 "train_loss": float(logs.get("loss", float("nan"))),
                 "train_accuracy": float(logs.get("accuracy", float("nan"))),
                 "val_loss": float(logs.get("val_loss", float("nan"))),
-                "val_accuracy": float(logs.get("val_accuracy", float("nan"))),
+                "val_accuracy": accuracy,
+                "val_accuracy_oversampled": oversampled,
                 "epoch_seconds": now - self.epoch_started,
                 "train_seconds": train_seconds,
                 "train_images_per_sec": self.train_images / train_seconds if train_seconds > 0 else float("nan"),
@@ -191,6 +229,7 @@ class EpochReporter(keras.callbacks.Callback):
                 **gpu_report(gpu),
                 "infer_images_per_sec": inference,
                 "process_rss_bytes": resident_memory_bytes(),
+                "oversample_seconds": oversample_seconds,
             }
         )
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.errors import UsageError
+from bench.protocols import Protocol, get_protocol
 from bench.specs import (
     Preset,
     Problem,
@@ -105,6 +106,7 @@ class RunRequest:
     scheduling: Scheduling = field(default_factory=Scheduling)
     repeats: int = 1
     cv: bool = False
+    protocol: str = "report"  # bench/protocols.py
 
     def __post_init__(self):
         if isinstance(self.scheduling, Mapping):  # as read back from run.json
@@ -132,6 +134,7 @@ class Plan:
     specs: tuple[TrialSpec, ...]
     search: RandomSearch | None
     scheduling: Scheduling
+    protocol: Protocol
 
     @property
     def all_specs(self) -> list[TrialSpec]:
@@ -140,20 +143,26 @@ class Plan:
 
 
 def plan_run(request: RunRequest) -> Plan:
-    """The suite's trials after preset, overrides, the --trials filter, repeats and folds."""
+    """The suite's trials after preset, overrides, protocol, the --trials filter, repeats and folds."""
     suite = get_suite(request.suite)
     general = get_preset(request.preset)
+    protocol = get_protocol(request.protocol)
+    if protocol.cross_validation and "val_fold" in request.overrides:
+        raise UsageError(f"--protocol {protocol.name} holds out every fold in turn: drop --val-fold")
+    cv = request.cv or protocol.cross_validation
     specs: list[TrialSpec] = []
     search = None
     for section in suite.sections():
         preset = section.smoke if (section.smoke and general.name == "smoke") else general
 
         def prepare(spec: TrialSpec, preset=preset) -> TrialSpec:
-            return preset.apply(spec).replace(**request.overrides)
+            return protocol.apply(preset.apply(spec).replace(**request.overrides))
 
-        specs += expand_specs([prepare(spec) for spec in section.specs], request.repeats, request.cv)
+        specs += expand_specs([prepare(spec) for spec in section.specs], request.repeats, cv)
         if section.search is not None:
             search = replace(section.search, base=prepare(section.search.base))
+            if protocol.references is not None:  # the report's figures are for another protocol
+                search = replace(search, references=())
     if request.trials:
         specs = [spec for spec in specs if fnmatch.fnmatchcase(spec.name, request.trials)]
         if search is not None and not any(fnmatch.fnmatchcase(t.name, request.trials) for t in search.templates()):
@@ -171,7 +180,7 @@ def plan_run(request: RunRequest) -> Plan:
         from bench.estimate import auto_gpu_shares  # builds every model once: only when asked
 
         scheduling = replace(scheduling, gpus_per_trial=None, gpu_shares=auto_gpu_shares(planned_specs(specs, search)))
-    return Plan(suite, tuple(specs), search, scheduling)
+    return Plan(suite, tuple(specs), search, scheduling, protocol)
 
 
 def expand_specs(specs: list[TrialSpec], repeats: int, cv: bool) -> list[TrialSpec]:

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.compare import write_cross_run_leaderboard
+from bench.dataset import RunData
 from bench.env import collect_manifest, read_manifest, write_manifest
 from bench.errors import UsageError
 from bench.io import atomic_write_text, write_table
@@ -70,7 +71,7 @@ class Report:
 
 
 def write_report(
-    run_dir: Path, request: RunRequest, plan: Plan, data_description: str, records: Sequence[TrialRecord]
+    run_dir: Path, request: RunRequest, plan: Plan, data: RunData, records: Sequence[TrialRecord]
 ) -> Report:
     """Tables, run info, the run's leaderboard (plots included) and the board across runs."""
     manifest = read_manifest(run_dir)  # written when the run started; a resumed run keeps it
@@ -86,7 +87,7 @@ def write_report(
         run_id=run_dir.name,
         suite=plan.suite.name,
         suite_description=plan.suite.description,
-        data=data_description,
+        data=data.describe(),
         preset=request.preset,
         goals=plan.suite.goals(request.synthetic),
         synthetic=request.synthetic,
@@ -94,7 +95,9 @@ def write_report(
         device=manifest.device() if manifest else "",
         command=manifest.command if manifest else "",
         repeats=request.repeats,
-        cv=request.cv,
+        cv=request.cv or plan.protocol.cross_validation,
+        protocol=plan.protocol.description,
+        counting=data.counting(plan.protocol.keep_duplicates),
     )
     save_run_info(info, run_dir)
     leaderboard = write_leaderboard(info, trials, run_dir / "LEADERBOARD.md", epochs=epochs)

@@ -157,6 +157,12 @@ def _max_or_nan(values: list[float]) -> float:
     return max(finite) if finite else math.nan
 
 
+def _last_number(epochs: list[dict[str, Any]], key: str) -> float:
+    """The last finite value of ``key`` (a figure measured at some epochs only); NaN if none."""
+    finite = [value for value in _values(epochs, key) if math.isfinite(value)]
+    return finite[-1] if finite else math.nan
+
+
 def _last_text(epochs: list[dict[str, Any]], key: str) -> str:
     for epoch in reversed(epochs):
         value = epoch.get(key)
@@ -233,7 +239,12 @@ def trials_table(
                 "best_val_accuracy": best.get("val_accuracy", math.nan),
                 "best_epoch": best.get("epoch", math.nan),
                 "final_val_accuracy": last.get("val_accuracy", math.nan),
+                "final_val_accuracy_oversampled": _last_number(epochs, "val_accuracy_oversampled"),
+                "keep_duplicates": spec.keep_duplicates,
                 "reference": _none_to_nan(spec.reference),
+                "reference_std": _none_to_nan(spec.reference_std),
+                "reference_oversampled": _none_to_nan(spec.reference_oversampled),
+                "reference_oversampled_std": _none_to_nan(spec.reference_oversampled_std),
                 "reference_epochs": _none_to_nan(spec.reference_epochs),
                 "target_accuracy": _none_to_nan(target_accuracy),
                 "epochs_to_target": _none_to_nan(to_target),
@@ -244,6 +255,7 @@ def trials_table(
                 "infer_images_per_sec": _max_or_nan(_values(epochs, "infer_images_per_sec")),
                 "first_epoch_seconds": epochs[0]["epoch_seconds"] if epochs else math.nan,
                 "wall_seconds": last.get("elapsed_seconds", math.nan),
+                "oversample_seconds": _max_or_nan(_values(epochs, "oversample_seconds")),
                 "params": last.get("params", math.nan),
                 "flops_per_image": flops_per_image,
                 "gflops_per_image": flops_per_image / 1e9,
@@ -286,6 +298,7 @@ GROUP_MEAN_COLUMNS = (
     "train_images_per_sec",
     "infer_images_per_sec",
     "wall_seconds",
+    "oversample_seconds",
     "params",
     "flops_per_image",
     "gflops_per_image",
@@ -305,7 +318,11 @@ GROUP_FIRST_COLUMNS = (
     "policy",
     "normalisation",
     "epochs_budget",
+    "keep_duplicates",
     "reference",
+    "reference_std",
+    "reference_oversampled",
+    "reference_oversampled_std",
     "reference_epochs",
     "target_accuracy",
     "energy_source",
@@ -316,13 +333,17 @@ GROUP_FIRST_COLUMNS = (
 )
 
 
+# Accuracies a group reports as mean, sample std and t confidence interval over its trials:
+# the best epoch's (single view), and the last epoch's single and over-sampled.
+SUMMARISED_COLUMNS = ("best_val_accuracy", "final_val_accuracy", "final_val_accuracy_oversampled")
+
+
 def groups_table(trials: pd.DataFrame, confidence: float = CONFIDENCE) -> pd.DataFrame:
-    """One row per report row: best val accuracy as mean, std and a t confidence interval
-    over its finished trials (seeds or folds), other figures as means; failed trials counted."""
+    """One row per report row: its accuracies as mean, std and a t confidence interval over
+    its finished trials (seeds or folds), other figures as means; failed trials counted."""
     rows = []
     for group, members in trials.groupby("group", sort=False):
         finished = members[members["status"] != STATUS_FAILED]
-        accuracy = summarise(finished["best_val_accuracy"].tolist(), confidence)
         statuses = members["status"].value_counts()
         reached = finished["epochs_to_target"].notna().sum()
         row = {
@@ -331,11 +352,11 @@ def groups_table(trials: pd.DataFrame, confidence: float = CONFIDENCE) -> pd.Dat
             "n": len(members),
             "n_finished": len(finished),
             "n_reached_target": int(reached),
-            "best_val_accuracy": accuracy.mean,
-            "best_val_accuracy_std": accuracy.std,
-            "best_val_accuracy_ci_low": accuracy.ci_low,
-            "best_val_accuracy_ci_high": accuracy.ci_high,
         }
+        for column in SUMMARISED_COLUMNS:
+            summary = summarise(finished[column].tolist() if column in finished else [], confidence)
+            row |= {column: summary.mean, f"{column}_std": summary.std, f"{column}_n": summary.n}
+            row |= {f"{column}_ci_low": summary.ci_low, f"{column}_ci_high": summary.ci_high}
         source = finished if not finished.empty else members
         row.update({column: members[column].iloc[0] for column in GROUP_FIRST_COLUMNS})
         row.update({column: source[column].mean() for column in GROUP_MEAN_COLUMNS})

@@ -59,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--val-fold", type=int, metavar="K", help="validate on fold K (0-4), train on the others (default: 4)")
     add("--repeats", type=int, default=1, metavar="N", help="run each trial with N seeds: seed, seed+1, ...")
     add("--cv", action="store_true", help=f"{FOLD_COUNT}-fold cross-validation: each fold held out once")
+    add("--protocol", default="report", metavar="NAME", help="report (fold 4 held out) or levi (Levi & Hassner's)")
     add("--max-concurrent", type=int, metavar="N", help="trials at once (default: one per GPU, else one)")
     add(
         "--gpus-per-trial",
@@ -81,28 +82,24 @@ def main(argv: list[str] | None = None) -> int:
 
     def body() -> int:
         args = build_parser().parse_args(argv)
-        given.update({field: flag for field, flag in FLAGS.items() if getattr(args, _dest(flag)) is not None})
+        given.update({f: flag for f, flag in FLAGS.items() if getattr(args, flag[2:].replace("-", "_")) is not None})
         return _main(args, argv)
 
     known = (suites.UnknownSuiteError, DatasetError, SpecError)
     return one_line_errors(body, known, describe, interrupted="interrupted: finish it later with --resume RUN_DIR")
 
 
-def _dest(flag: str) -> str:
-    return flag.removeprefix("--").replace("-", "_")
-
-
 def _request(args: argparse.Namespace) -> plan.RunRequest:
-    overrides = {f: getattr(args, _dest(FLAGS[f])) for f in ("epochs", "batch_size", "learning_rate", "seed")}
+    overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.lr, "seed": args.seed}
     overrides = {field: value for field, value in overrides.items() if value is not None}
     if args.val_fold is not None:
         overrides |= {"val_fold": args.val_fold, "train_folds": [f for f in range(FOLD_COUNT) if f != args.val_fold]}
     scheduling = {"max_concurrent": args.max_concurrent, "gpus_per_trial": args.gpus_per_trial, "num_gpus": args.gpus}
     scheduling |= {"address": args.address, "dashboard": args.dashboard, "seed": args.seed or 0}
     data_root = "" if args.data is None else str(args.data.expanduser().resolve())
-    fields = {"suite": args.suite, "preset": args.preset, "trials": args.trials, "asha": args.asha, "cv": args.cv}
-    fields |= {"data_root": data_root, "synthetic": args.data is None, "repeats": args.repeats}
-    return plan.RunRequest(**fields, overrides=overrides, scheduling=scheduling)
+    fields = {name: getattr(args, name) for name in ("suite", "preset", "trials", "asha", "cv", "protocol", "repeats")}
+    fields |= {"data_root": data_root, "synthetic": args.data is None, "overrides": overrides}
+    return plan.RunRequest(**fields, scheduling=scheduling)
 
 
 def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
@@ -140,7 +137,7 @@ def _run(request: plan.RunRequest, planned: plan.Plan, data: dataset.RunData, ru
         print(estimate.format_gpu_shares(planned.scheduling.gpu_shares))
     print(f"Run {run_dir.name}: suite {planned.suite.name}, {len(planned.all_specs)} trial(s), preset {request.preset}")
     records = run_plan(planned, data.cache, run_dir, resume=resume)
-    written = report.write_report(run_dir, request, planned, data.describe(), records)
+    written = report.write_report(run_dir, request, planned, data, records)
     print(f"Across runs: {written.cross_run_leaderboard}\n{written.summary}\nLeaderboard: {written.leaderboard}")
     return 0
 

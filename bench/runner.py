@@ -26,7 +26,7 @@ from pathlib import Path
 from bench.errors import RunnerError
 from bench.gpu import local_gpu_count
 from bench.io import atomic_write_text
-from bench.measure import EPOCH_METRIC_KEYS
+from bench.measure import EPOCH_METRIC_KEYS, Patience
 from bench.plan import Plan, Scheduling
 from bench.progress import Progress
 from bench.resources import Resources, check_address, plan_resources
@@ -95,7 +95,7 @@ class PatienceStopper(tune.Stopper):
 
     def __init__(self, reasons_path: Path):
         self.reasons_path = reasons_path
-        self.best: dict[str, tuple[float, int]] = {}
+        self.rules: dict[str, Patience] = {}
         self.reasons: dict[str, str] = read_stop_reasons(reasons_path)
 
     def __call__(self, trial_id: str, result: dict) -> bool:
@@ -104,17 +104,14 @@ class PatienceStopper(tune.Stopper):
         epoch = result.get("epoch")
         if patience is None or accuracy is None or epoch is None or math.isnan(patience):
             return False
-        best, best_epoch = self.best.get(trial_id, (-math.inf, 0))
-        if accuracy > best:
-            self.best[trial_id] = (accuracy, epoch)
+        rule = self.rules.setdefault(trial_id, Patience(int(patience)))
+        if not rule.exhausted(int(epoch), accuracy):
             return False
-        if epoch - best_epoch >= patience:
-            self.reasons[trial_id] = (
-                f"no val accuracy gain in {int(patience)} epochs (best {best:.4f} at epoch {best_epoch})"
-            )
-            atomic_write_text(self.reasons_path, json.dumps(self.reasons, indent=1))
-            return True
-        return False
+        self.reasons[trial_id] = (
+            f"no val accuracy gain in {int(patience)} epochs (best {rule.best:.4f} at epoch {rule.best_epoch})"
+        )
+        atomic_write_text(self.reasons_path, json.dumps(self.reasons, indent=1))
+        return True
 
     def stop_all(self) -> bool:
         return False

@@ -107,8 +107,12 @@ class TrialSpec:
     train_limit: int | None = None  # at most this many training images (class-balanced); None: all
     val_limit: int | None = None
     seed: int = 0
-    reference: float | None = None  # the report's validation accuracy for this row
+    keep_duplicates: bool = False  # faces as often as the fold files list them (Levi & Hassner's lists)
+    reference: float | None = None  # the published validation accuracy for this row (single centre crop)
     reference_epochs: int | None = None  # the epochs the report trained for that figure
+    reference_std: float | None = None  # its spread where published (std over folds)
+    reference_oversampled: float | None = None  # the published over-sampled (ten-view) accuracy
+    reference_oversampled_std: float | None = None
     search_sample: int | None = None  # a random-search sample: learning rate / latent size drawn by Ray Tune
     run_eagerly: bool = False  # no graph tracing: faster for runs of a few steps on a CPU, slower otherwise
     group: str | None = None  # the report row this trial repeats (seeds, folds); None: its own name
@@ -158,8 +162,10 @@ class TrialSpec:
             yield Problem(
                 "train_folds", message=f"fold {self.val_fold} cannot be both a training and the validation fold"
             )
-        if self.reference is not None and not 0 <= self.reference <= 1:
-            yield Problem("reference", "an accuracy in [0, 1]", self.reference)
+        for name in ("reference", "reference_std", "reference_oversampled", "reference_oversampled_std"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 1:
+                yield Problem(name, "an accuracy in [0, 1]", value)
 
     @property
     def group_name(self) -> str:

@@ -19,11 +19,12 @@ import numpy as np
 import pandas as pd
 
 import models
+from bench.evaluation import build_oversampled_model, oversampled_accuracy
 from bench.flops import forward_flops
 from bench.gpu import NvmlSampler
 from bench.measure import INFERENCE_BATCH_SIZE, EpochReporter, Reporter, inference_images_per_sec
 from bench.specs import TrialSpec
-from data.adience import require_nonempty_split, split_folds
+from data.adience import require_nonempty_split, split_folds, with_duplicates
 from data.cache import DEFAULT_IMAGE_SIZE, FaceCache, channel_statistics
 from data.loader import FaceBatches
 from data.transforms import NORMALISATIONS, POLICIES, Preprocessing
@@ -114,6 +115,8 @@ def load_trial_data(spec: TrialSpec, cache: FaceCache) -> TrialData:
     """The trial's split of the cache the driver built (bench/dataset.py)."""
     train, val = split_folds(cache.faces, spec.val_fold, spec.train_folds)
     require_nonempty_split(train, val, spec.val_fold, spec.train_folds)
+    if spec.keep_duplicates:  # Levi & Hassner's lists: a face listed twice counts twice
+        train, val = with_duplicates(train), with_duplicates(val)
     train = balanced_subset(train, spec.train_limit, spec.seed)
     val = balanced_subset(val, spec.val_limit, spec.seed)
     stats = None
@@ -200,6 +203,10 @@ def run_trial(
     }
     sampler = NvmlSampler()
     infer = functools.partial(inference_images_per_sec, model, data.cache.read(data.val_slots[:INFERENCE_BATCH_SIZE]))
+    oversampled_model = build_oversampled_model(model, network, spec.policy)
+    oversampled = functools.partial(
+        oversampled_accuracy, oversampled_model, data.cache, data.val_slots, data.val_labels
+    )
     train_batches, val_batches = data.batches(spec)
     # validation batches keep one order, so their epoch (and FitInput's callback) does not matter
     train_input, val_input = FitInput(train_batches), FitInput(val_batches)
@@ -219,10 +226,12 @@ def run_trial(
                     # TerminateOnNaN ends a diverged trial within a step; its NaN epoch is still
                     # reported (results.py calls a trial with a non-finite train loss diverged)
                     keras.callbacks.TerminateOnNaN(),
-                    EpochReporter(report, static, len(data.train_labels), sampler, infer),
+                    EpochReporter(
+                        report, static, len(data.train_labels), sampler, infer, oversampled, spec.epochs, spec.patience
+                    ),
                 ],
                 verbose=0,
             )
     finally:
-        del model, network
+        del model, network, oversampled_model, oversampled
         keras.backend.clear_session()

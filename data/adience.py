@@ -82,7 +82,8 @@ class FaceTable:
     """Gender-labelled faces of a dataset, and what was skipped on the way.
 
     ``faces`` has columns user_id, face_id, original_image, path, gender (0 male,
-    1 female), fold and copies (lines listing that face); one row per face, or one row
+    1 female), fold, copies (lines listing that face) and listed (lines listing it with
+    its gender: its rows in Levi & Hassner's per-fold lists); one row per face, or one row
     per m/f line when ``keep_duplicates``.
     """
 
@@ -273,7 +274,8 @@ def load_faces(root: Path | str, keep_duplicates: bool = False) -> FaceTable:
                 kept = 1
                 if copies > 1:
                     skip("duplicate", face.first_line, copies - 1)
-            records.extend([(*key, GENDER_LABELS[label], face.fold, copies)] * kept)
+            listed = face.genders.count(label)
+            records.extend([(*key, GENDER_LABELS[label], face.fold, copies, listed)] * kept)
             continue
         if len(labels) == 2:
             reason = "conflicting_gender"
@@ -289,11 +291,12 @@ def load_faces(root: Path | str, keep_duplicates: bool = False) -> FaceTable:
                 skip("duplicate", face.first_line, copies - 1)
 
     table = pd.DataFrame.from_records(
-        records, columns=["user_id", "face_id", "original_image", "gender", "fold", "copies"]
+        records, columns=["user_id", "face_id", "original_image", "gender", "fold", "copies", "listed"]
     )
     table["gender"] = table["gender"].astype("int8")
     table["fold"] = table["fold"].astype("int8")
     table["copies"] = table["copies"].astype("int32")
+    table["listed"] = table["listed"].astype("int32")
     base = str(root / image_folder)
     table.insert(
         3,
@@ -350,6 +353,11 @@ def split_folds(
     val = faces[faces["fold"] == val_fold]
     train = faces[faces["fold"].isin(train_folds) & ~faces["user_id"].isin(set(val["user_id"]))]
     return train.reset_index(drop=True), val.reset_index(drop=True)
+
+
+def with_duplicates(faces: pd.DataFrame) -> pd.DataFrame:
+    """Each face as many times as its gender-labelled lines list it (Levi & Hassner's per-fold lists)."""
+    return faces.loc[faces.index.repeat(faces["listed"])].reset_index(drop=True)
 
 
 def require_nonempty_split(

@@ -6,7 +6,7 @@ never touches a JPEG. A cache folder holds
 
 - ``images.u8``: raw uint8, shape (slots, size, size, 3), opened with ``np.memmap``;
 - ``faces.parquet``: one row per usable face: user_id, face_id, original_image, path,
-  gender, fold, copies, slot (its index in ``images.u8``);
+  gender, fold, copies, listed, slot (its index in ``images.u8``);
 - ``manifest.json``: format, size, slot count, the fingerprint of the sources, and the
   faces skipped (missing, empty, truncated, corrupt) or converted (grayscale, CMYK,
   alpha, palette, PNG under a .jpg name), by reason.
@@ -42,7 +42,7 @@ from data.adience import FACE_KEY, DatasetError, FaceTable, load_faces, skip_war
 from data.decode import CONVERSIONS, DEFAULT_IMAGE_SIZE, ProgressBar, read_face
 from data.synthetic import default_cache_root
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: faces.parquet has ``listed`` (labelled lines per face)
 IMAGES_FILE = "images.u8"
 FACES_FILE = "faces.parquet"
 MANIFEST_FILE = "manifest.json"

@@ -31,6 +31,21 @@ class DatasetSummary:
     converted: dict[str, int]
     examples: dict[str, str]
     users_in_several_folds: int
+    keep_duplicates: bool = False
+    listed_rows: int = 0  # gender-labelled fold lines of usable faces, duplicates included
+    unique_faces: int = 0
+
+    def counting(self) -> str:
+        """Which counting is in force, and what each gives."""
+        if self.keep_duplicates:
+            return (
+                f"duplicates kept: {self.listed_rows:,} gender-labelled rows, as in Levi & Hassner's per-fold lists "
+                f"({self.unique_faces:,} unique faces)"
+            )
+        return (
+            f"each face once: {self.unique_faces:,} unique gender-labelled faces "
+            f"(--keep-duplicates counts every listed line: {self.listed_rows:,} rows)"
+        )
 
     def totals(self) -> dict[str, int]:
         totals = {name: sum(fold[name] for fold in self.folds.values()) for name in FOLD_FIELDS}
@@ -42,6 +57,11 @@ class DatasetSummary:
             "skipped": self.skipped,
             "users_in_several_folds": self.users_in_several_folds,
             "converted": self.converted,
+            "counting": {
+                "keep_duplicates": self.keep_duplicates,
+                "listed_rows": self.listed_rows,
+                "unique_faces": self.unique_faces,
+            },
         }
 
     def to_text(self) -> str:
@@ -52,6 +72,8 @@ class DatasetSummary:
             f"Dataset {self.root} (images: {self.image_layout})",
             "",
             tabulate(rows, headers=headers, tablefmt="github", intfmt=","),
+            "",
+            f"Counting: {self.counting()}",
             "",
         ]
         if self.skipped:
@@ -110,6 +132,9 @@ def summarize(
         converted={reason: converted[reason] for reason in CONVERSIONS if converted[reason]},
         examples=examples,
         users_in_several_folds=table.users_in_several_folds,
+        keep_duplicates=keep_duplicates,
+        listed_rows=int(unique["listed"].sum()),
+        unique_faces=len(unique),
     )
 
 

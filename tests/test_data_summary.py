@@ -50,7 +50,8 @@ def test_summarize_prints_the_official_counts(official_with_stand_ins):
     result = run_summarize(str(official_with_stand_ins), "--json")
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert set(summary) == {"folds", "skipped", "users_in_several_folds", "converted"}
+    assert set(summary) == {"folds", "skipped", "users_in_several_folds", "converted", "counting"}
+    assert summary["counting"] == {"keep_duplicates": False, "listed_rows": 17_603, "unique_faces": 17_492}
     folds = summary["folds"]
     assert list(folds) == ["0", "1", "2", "3", "4"]
     assert all(set(counts) == FOLD_FIELDS for counts in folds.values())
@@ -75,9 +76,13 @@ def test_summarize_table_and_keep_duplicates(official_with_stand_ins, capsys):
     for figure in ("4,007", "3,624", "3,191", "3,318", "3,463", "3,995", "3,609", "3,137", "3,306", "3,445"):
         assert figure in text
     assert "duplicate: 117" in text and "no_gender: 1,878" in text
+    assert "Counting: each face once: 17,492 unique gender-labelled faces" in text
     assert main(["summarize", str(official_with_stand_ins), "--json", "--keep-duplicates"]) == 0
     kept = json.loads(capsys.readouterr().out)
     assert "duplicate" not in kept["skipped"]
+    assert kept["counting"] == {"keep_duplicates": True, "listed_rows": 17_603, "unique_faces": 17_492}
+    assert main(["summarize", str(official_with_stand_ins), "--keep-duplicates"]) == 0
+    assert "Counting: duplicates kept: 17,603 gender-labelled rows" in capsys.readouterr().out
 
 
 def test_summarize_synthetic(small_synthetic, capsys):

@@ -105,3 +105,26 @@ def test_a_run_is_planned_once_and_its_leaderboard_written(tmp_path, small_synth
     calls.clear()
     assert main(["--resume", str(run_dir)]) == 0  # planned again from run.json, once
     assert len(calls) == 1
+
+
+def test_the_levi_protocol_runs_five_folds_and_writes_the_published_comparison(tmp_path, small_synthetic, monkeypatch):
+    """``--protocol levi`` through the whole command, the runner replaced: folds, counting and figures."""
+    import bench.runner
+
+    planned_trials = []
+
+    def fake_run_plan(planned, cache, run_dir, *, resume=False):
+        planned_trials.extend(planned.all_specs)
+        last = epoch(2, 0.8, val_accuracy_oversampled=0.81)
+        return [TrialRecord(spec=spec, epochs=[epoch(1, 0.7), last]) for spec in planned.all_specs]
+
+    monkeypatch.setattr(bench.runner, "run_plan", fake_run_plan)
+    args = ["--suite", "baseline", "--protocol", "levi", "--trials", "levi_hassner_caffe*", "--epochs", "1"]
+    assert main([*args, "--data", str(small_synthetic), "--out", str(tmp_path)]) == 0
+    assert [spec.val_fold for spec in planned_trials] == [0, 1, 2, 3, 4]
+    assert all(spec.keep_duplicates for spec in planned_trials)
+    board = next(tmp_path.glob("*/LEADERBOARD.md")).read_text()
+    assert "- protocol: Levi & Hassner's: 5-fold cross-validation" in board
+    assert "gender-labelled fold lines, duplicates kept" in board
+    assert "## Against the published figures" in board and "| 0.8590 ± 0.0140" in board and "0.8680 ± 0.0140" in board
+    assert "0.8100 ± 0.0000 [0.8100, 0.8100] n=5" in board  # ours over-sampled, over the five folds

@@ -85,6 +85,12 @@ CLI_CASES = {
     "concurrency zero": (["--suite", "selftest", "--max-concurrent", "0"], None, "--max-concurrent must be >= 1"),
     "unknown suite": (["--suite", "nope"], None, "unknown suite 'nope'"),
     "unknown preset": (["--suite", "selftest", "--preset", "fast"], None, "unknown preset 'fast'"),
+    "unknown protocol": (["--suite", "baseline", "--protocol", "levy"], None, "unknown protocol 'levy' (did you mean"),
+    "cross-validated protocol with a fold": (
+        ["--suite", "baseline", "--protocol", "levi", "--val-fold", "2"],
+        None,
+        "--protocol levi holds out every fold in turn: drop --val-fold",
+    ),
     "paper preset on synthetic data": (["--suite", "baseline", "--preset", "paper"], None, "add --force"),
     "trial filter matching nothing": (["--suite", "selftest", "--trials", "zzz*"], None, "matches no trial"),
     "no suite": (["--epochs", "2"], None, "--suite is required"),

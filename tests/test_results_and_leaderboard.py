@@ -250,9 +250,17 @@ def test_leaderboard_markdown_matches_the_golden_file():
     assert text == GOLDEN.read_text(), "rerun with UPDATE_GOLDEN=1 after a deliberate change, and review the diff"
 
 
+def first_table(text: str) -> list[str]:
+    """The rows (header first) of the first markdown table in ``text``."""
+    lines = text.splitlines()
+    start = next(index for index, line in enumerate(lines) if line.startswith("| "))
+    end = next((index for index in range(start, len(lines)) if not lines[index].startswith("|")), len(lines))
+    return [line for line in lines[start:end] if line.startswith("| ")]
+
+
 def test_leaderboard_ranks_checks_goals_and_lists_unfinished_trials(records):
     text = render_leaderboard(run_info(), trials_table(records, target_accuracy=0.8))
-    lines = [line for line in text.splitlines() if line.startswith("| ")]
+    lines = first_table(text)
     header = [cell.strip() for cell in lines[0].split("|")[1:-1]]
     rows = [dict(zip(header, (cell.strip() for cell in line.split("|")[1:-1]), strict=True)) for line in lines[1:]]
     assert [row["trial"] for row in rows] == ["good", "patient", "stopped", "exploded", "broken"]
