@@ -58,6 +58,7 @@ SKIP_REASONS = {
     "empty_image": "image file is empty (0 bytes)",
     "truncated_image": "image file is truncated",
     "corrupt_image": "image file cannot be decoded",
+    "not_in_a_class": "subjects.csv names a file that is not an image in a class folder",
 }
 
 
@@ -75,6 +76,7 @@ class FoldCounts:
     male: int
     female: int
     users: int  # distinct user_ids among well-formed lines
+    classes: dict[str, int] = field(default_factory=dict)  # unique faces per class name
 
 
 @dataclass(frozen=True)
@@ -82,9 +84,10 @@ class FaceTable:
     """Gender-labelled faces of a dataset, and what was skipped on the way.
 
     ``faces`` has columns user_id, face_id, original_image, path, gender (0 male,
-    1 female), fold, copies (lines listing that face) and listed (lines listing it with
-    its gender: its rows in Levi & Hassner's per-fold lists); one row per face, or one row
-    per m/f line when ``keep_duplicates``.
+    1 female), label (the class index the models learn: the gender here), fold, copies
+    (lines listing that face) and listed (lines listing it with its gender: its rows in Levi
+    & Hassner's per-fold lists); one row per face, or one row per m/f line when
+    ``keep_duplicates``. An image-folder dataset (data/folders.py) fills the same columns.
     """
 
     root: Path
@@ -97,6 +100,12 @@ class FaceTable:
     image_prefix: str
     keep_duplicates: bool = False
     fold_files: dict[int, Path] = field(default_factory=dict)
+    class_names: tuple[str, ...] = ("male", "female")  # label index -> name
+    layout: str = "adience"  # or "image-folder"
+
+    def source_files(self) -> list[Path]:
+        """The files besides the images that define the dataset (fold files, subjects.csv)."""
+        return [path for _, path in sorted(self.fold_files.items())]
 
     @property
     def rows_read(self) -> int:
@@ -109,13 +118,11 @@ class FaceTable:
 
     def summary(self) -> str:
         per_fold = " / ".join(str(n) for n in self.fold_counts().values())
-        genders = self.faces["gender"].value_counts()
+        labels = self.faces["label"].value_counts()
+        per_class = ", ".join(f"{int(labels.get(i, 0))} {name}" for i, name in enumerate(self.class_names))
         skipped = sum(self.skipped.values())
-        return (
-            f"{self.rows_read} rows, {len(self.faces)} gender-labelled faces "
-            f"({int(genders.get(0, 0))} male, {int(genders.get(1, 0))} female; per fold {per_fold}), "
-            f"{skipped} rows skipped"
-        )
+        kind = "gender-labelled faces" if self.layout == "adience" else "labelled images"
+        return f"{self.rows_read} rows, {len(self.faces)} {kind} ({per_class}; per fold {per_fold}), {skipped} rows skipped"
 
     def warnings(self) -> list[str]:
         """One line per skip reason, for the log of a run."""
@@ -146,7 +153,10 @@ def find_fold_files(root: Path | str) -> dict[int, Path]:
     files = {fold: root / FOLD_FILE_PATTERN.format(fold=fold) for fold in range(FOLD_COUNT)}
     missing = [path.name for path in files.values() if not path.is_file()]
     if len(missing) == FOLD_COUNT:
-        raise DatasetError(f"{root} holds no Adience fold files (expected fold_0_data.txt ... fold_4_data.txt)")
+        raise DatasetError(
+            f"{root} holds no Adience fold files (expected fold_0_data.txt ... fold_4_data.txt) "
+            "and no image folder (one subfolder of images per class)"
+        )
     if missing:
         raise DatasetError(f"{root} lacks fold files {', '.join(missing)}")
     return files
@@ -294,6 +304,7 @@ def load_faces(root: Path | str, keep_duplicates: bool = False) -> FaceTable:
         records, columns=["user_id", "face_id", "original_image", "gender", "fold", "copies", "listed"]
     )
     table["gender"] = table["gender"].astype("int8")
+    table["label"] = table["gender"].astype("int32")
     table["fold"] = table["fold"].astype("int8")
     table["copies"] = table["copies"].astype("int32")
     table["listed"] = table["listed"].astype("int32")
@@ -308,13 +319,15 @@ def load_faces(root: Path | str, keep_duplicates: bool = False) -> FaceTable:
     folds = {}
     for fold in range(FOLD_COUNT):
         in_fold = unique[unique["fold"] == fold]
+        male, female = int((in_fold["gender"] == 0).sum()), int((in_fold["gender"] == 1).sum())
         folds[fold] = FoldCounts(
             rows=rows_per_fold[fold],
             labelled=labelled_per_fold[fold],
             unique_labelled=len(in_fold),
-            male=int((in_fold["gender"] == 0).sum()),
-            female=int((in_fold["gender"] == 1).sum()),
+            male=male,
+            female=female,
             users=len(users_per_fold[fold]),
+            classes={"male": male, "female": female},
         )
     user_folds = Counter(user for users in users_per_fold.values() for user in users)
     return FaceTable(

@@ -6,7 +6,7 @@ never touches a JPEG. A cache folder holds
 
 - ``images.u8``: raw uint8, shape (slots, size, size, 3), opened with ``np.memmap``;
 - ``faces.parquet``: one row per usable face: user_id, face_id, original_image, path,
-  gender, fold, copies, listed, slot (its index in ``images.u8``);
+  gender, label, fold, copies, listed, slot (its index in ``images.u8``);
 - ``manifest.json``: format, size, slot count, the fingerprint of the sources, and the
   faces skipped (missing, empty, truncated, corrupt) or converted (grayscale, CMYK,
   alpha, palette, PNG under a .jpg name), by reason.
@@ -38,11 +38,12 @@ from typing import TextIO
 import numpy as np
 import pandas as pd
 
-from data.adience import FACE_KEY, DatasetError, FaceTable, load_faces, skip_warnings
+from data.adience import FACE_KEY, DatasetError, FaceTable, skip_warnings
+from data.datasets import load_dataset
 from data.decode import CONVERSIONS, DEFAULT_IMAGE_SIZE, ProgressBar, read_face
 from data.synthetic import default_cache_root
 
-CACHE_FORMAT = 2  # 2: faces.parquet has ``listed`` (labelled lines per face)
+CACHE_FORMAT = 2  # 2: faces.parquet has ``label`` and ``listed`` (labelled lines per face); class names
 IMAGES_FILE = "images.u8"
 FACES_FILE = "faces.parquet"
 MANIFEST_FILE = "manifest.json"
@@ -51,8 +52,8 @@ MANIFEST_FILE = "manifest.json"
 def source_fingerprint(table: FaceTable, size: int) -> str:
     """sha256 of what the cache is made from: fold files' bytes, each image's name, size and mtime."""
     digest = hashlib.sha256(f"adience-bench-cache v{CACHE_FORMAT} size {size}\n".encode())
-    for fold, path in sorted(table.fold_files.items()):
-        digest.update(f"fold {fold} {path.name}\n".encode())
+    for path in table.source_files():
+        digest.update(f"source {path.name}\n".encode())
         digest.update(path.read_bytes())
     for path in table.faces["path"].drop_duplicates():
         try:
@@ -75,6 +76,7 @@ class FaceCache:
     skipped: dict[str, int] = field(default_factory=dict)  # image problems, by reason
     converted: dict[str, int] = field(default_factory=dict)
     examples: dict[str, str] = field(default_factory=dict)
+    class_names: tuple[str, ...] = ("male", "female")  # label index -> name
     _fd: int | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -185,6 +187,7 @@ def open_cache(folder: Path | str) -> FaceCache:
         skipped=manifest.get("skipped", {}),
         converted=manifest.get("converted", {}),
         examples=manifest.get("examples", {}),
+        class_names=tuple(manifest.get("class_names", ("male", "female"))),
     )
 
 
@@ -208,7 +211,7 @@ def ensure_cache(
 
     Raises DatasetError when no face of the dataset is usable.
     """
-    table = data if isinstance(data, FaceTable) else load_faces(data)
+    table = data if isinstance(data, FaceTable) else load_dataset(data)
     folder, fingerprint = cache_folder(table, size, cache_root)
     if not (folder / MANIFEST_FILE).is_file():
         build_cache(table, folder, fingerprint, size, workers, progress)
@@ -247,6 +250,7 @@ def build_cache(
             "fingerprint": fingerprint,
             "dataset": str(table.root),
             "image_prefix": table.image_prefix,
+            "class_names": list(table.class_names),
             "skipped": skipped,
             "converted": converted,
             "examples": examples,

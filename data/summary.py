@@ -16,17 +16,16 @@ from typing import TextIO
 
 from tabulate import tabulate
 
-from data.adience import FACE_KEY, FOLD_COUNT, SKIP_REASONS, load_faces
+from data.adience import FACE_KEY, FOLD_COUNT, SKIP_REASONS
+from data.datasets import load_dataset
 from data.decode import CONVERSIONS, check_images
-
-FOLD_FIELDS = ("rows", "labelled", "unique_labelled", "male", "female", "users", "images_found")
 
 
 @dataclass(frozen=True)
 class DatasetSummary:
     root: Path
     image_layout: str  # e.g. "faces/landmark_aligned_face.*"
-    folds: dict[int, dict[str, int]]  # fold -> FOLD_FIELDS
+    folds: dict[int, dict[str, int]]  # fold -> rows, labelled, unique_labelled, <class>..., users, images_found
     skipped: dict[str, int]
     converted: dict[str, int]
     examples: dict[str, str]
@@ -47,9 +46,12 @@ class DatasetSummary:
             f"(--keep-duplicates counts every listed line: {self.listed_rows:,} rows)"
         )
 
+    def fields(self) -> list[str]:
+        """The per-fold counts: rows, labelled, unique labelled, one column per class, users, images found."""
+        return list(next(iter(self.folds.values())))
+
     def totals(self) -> dict[str, int]:
-        totals = {name: sum(fold[name] for fold in self.folds.values()) for name in FOLD_FIELDS}
-        return totals
+        return {name: sum(fold[name] for fold in self.folds.values()) for name in self.fields()}
 
     def to_json(self) -> dict:
         return {
@@ -65,8 +67,8 @@ class DatasetSummary:
         }
 
     def to_text(self) -> str:
-        headers = ["fold", "rows", "labelled", "unique labelled", "male", "female", "users", "images found"]
-        rows = [[fold, *(counts[name] for name in FOLD_FIELDS)] for fold, counts in self.folds.items()]
+        headers = ["fold", *(name.replace("_", " ") for name in self.fields())]
+        rows = [[fold, *counts.values()] for fold, counts in self.folds.items()]
         rows.append(["all", *self.totals().values()])
         lines = [
             f"Dataset {self.root} (images: {self.image_layout})",
@@ -98,7 +100,7 @@ def summarize(
     root: Path | str, keep_duplicates: bool = False, workers: int | None = None, progress: TextIO | None = None
 ) -> DatasetSummary:
     """Read the fold files and check every labelled face's image (decoded, not kept)."""
-    table = load_faces(root, keep_duplicates=keep_duplicates)
+    table = load_dataset(root, keep_duplicates=keep_duplicates)
     unique = table.faces.drop_duplicates(list(FACE_KEY)).reset_index(drop=True)
     checks = check_images(unique["path"].tolist(), workers=workers, progress=progress)
     found: Counter[int] = Counter()
@@ -119,14 +121,17 @@ def summarize(
             "rows": counts.rows,
             "labelled": counts.labelled,
             "unique_labelled": counts.unique_labelled,
-            "male": counts.male,
-            "female": counts.female,
+            **counts.classes,
             "users": counts.users,
             "images_found": found[fold],
         }
     return DatasetSummary(
         root=table.root,
-        image_layout=f"{table.image_folder}/<user_id>/{table.image_prefix}.*",
+        image_layout=(
+            f"{table.image_folder}/<user_id>/{table.image_prefix}.*"
+            if table.layout == "adience"
+            else f"<class>/<image>, classes {', '.join(table.class_names)}"
+        ),
         folds=folds,
         skipped={reason: skipped[reason] for reason in SKIP_REASONS if skipped[reason]},
         converted={reason: converted[reason] for reason in CONVERSIONS if converted[reason]},

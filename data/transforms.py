@@ -11,18 +11,13 @@ Three Keras behaviours do not match the report, and this module works around the
 rotates by 180 degrees (here: two independent flips); ``RandomContrast(0.8)`` draws
 factors from [1, 1.8] only (here: the pair (0.8, 0.8), which gives [0.2, 1.8]).
 
-Normalisation happens exactly once, and where depends on the network
-(``BACKBONE_NORMALISATION``):
-
-| network | normalisation | why |
-|---|---|---|
-| Levi & Hassner CNN (``levi_hassner``) | ``per_image`` | the report's baseline (tf.image.per_image_standardization) |
-| ResNet50V2 | ``minus_one_to_one`` | ``keras.applications.resnet_v2.preprocess_input`` is x/127.5 - 1 and the model does not rescale |
-| MobileNetV3Large | ``none`` | the model rescales inside (``include_preprocessing=True``); its preprocess_input is a pass-through |
-| EfficientNetV2M | ``none`` | as MobileNetV3Large |
-
-The ablations of the report's table 4 also use ``minus_one_to_one`` and ``per_channel``
-with the Levi & Hassner CNN.
+Normalisation happens exactly once; which one a network expects is its model registry
+entry's (``models.get_model_entry(name).normalisation``): ``per_image`` for the Levi &
+Hassner CNN (the report's tf.image.per_image_standardization), ``minus_one_to_one`` for
+ResNet50V2 (its preprocess_input, x/127.5 - 1), ``none`` for MobileNetV3Large and
+EfficientNetV2M (they rescale inside), ``caffe`` and ``torch`` for the keras.applications
+families whose preprocess_input uses those modes. The ablations of the report's table 4
+also use ``minus_one_to_one`` and ``per_channel`` with the Levi & Hassner CNN.
 """
 
 from __future__ import annotations
@@ -34,52 +29,18 @@ import keras
 from keras import layers, ops
 
 from data.cache import DEFAULT_IMAGE_SIZE
-
-SERIALIZATION_PACKAGE = "adience_bench"
-
-
-@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
-class PerImageStandardization(keras.layers.Layer):
-    """Zero mean, unit variance per image; same values as tf.image.per_image_standardization."""
-
-    def call(self, inputs):
-        inputs = ops.cast(inputs, "float32")
-        axes = tuple(range(1, len(inputs.shape)))
-        mean = ops.mean(inputs, axis=axes, keepdims=True)
-        variance = ops.mean(ops.square(inputs - mean), axis=axes, keepdims=True)
-        element_count = 1
-        for dim in inputs.shape[1:]:
-            element_count *= dim
-        min_stddev = 1.0 / float(element_count) ** 0.5
-        return (inputs - mean) / ops.maximum(ops.sqrt(variance), min_stddev)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-
-@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
-class ChannelStandardization(keras.layers.Layer):
-    """(x - mean) / std per colour channel, with mean and std fixed (from the training split)."""
-
-    def __init__(self, mean: Sequence[float], std: Sequence[float], **kwargs):
-        super().__init__(**kwargs)
-        if len(mean) != 3 or len(std) != 3:
-            raise ValueError(f"per-channel mean and std need 3 values each, got {list(mean)} and {list(std)}")
-        if min(std) <= 0:
-            raise ValueError(f"per-channel std must be > 0, got {list(std)}")
-        self.mean = [float(v) for v in mean]
-        self.std = [float(v) for v in std]
-
-    def call(self, inputs):
-        mean = ops.convert_to_tensor(self.mean, "float32")
-        std = ops.convert_to_tensor(self.std, "float32")
-        return (ops.cast(inputs, "float32") - mean) / std
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "mean": self.mean, "std": self.std}
+from data.layers import (
+    DTYPE_PRESERVING,
+    SERIALIZATION_PACKAGE,
+    TORCH_MEAN,
+    TORCH_STD,
+    CaffeNormalization,
+    ChannelStandardization,
+    GaussianPixelNoise,
+    PerImageStandardization,
+    RandomCropPerImage,
+    RandomFlipPerImage,
+)
 
 
 @dataclass(frozen=True)
@@ -111,17 +72,19 @@ NORMALISATIONS = {
     ),
     "none": Normalisation(
         "none",
-        "raw [0, 255] floats, for networks that rescale inside (MobileNetV3Large, EfficientNetV2M)",
+        "raw [0, 255] floats, for networks that rescale inside (MobileNetV3, EfficientNet, ConvNeXt)",
         lambda mean, std: layers.Identity(name="no_normalisation"),
     ),
-}
-
-# keras.applications name -> the normalisation that makes it normalise exactly once
-BACKBONE_NORMALISATION = {
-    "levi_hassner": "per_image",
-    "ResNet50V2": "minus_one_to_one",
-    "MobileNetV3Large": "none",
-    "EfficientNetV2M": "none",
+    "caffe": Normalisation(
+        "caffe",
+        "RGB to BGR and the ImageNet channel means subtracted (resnet / vgg preprocess_input)",
+        lambda mean, std: CaffeNormalization(name="caffe_normalisation"),
+    ),
+    "torch": Normalisation(
+        "torch",
+        "x / 255, then (x - ImageNet mean) / ImageNet std per channel (densenet preprocess_input)",
+        lambda mean, std: ChannelStandardization(TORCH_MEAN, TORCH_STD, name="torch_normalisation"),
+    ),
 }
 
 
@@ -189,101 +152,6 @@ class Policy:
         if self.noise_stddev:
             built.append(GaussianPixelNoise(self.noise_stddev, seed=next_seed(), name="gaussian_noise"))
         return built
-
-
-@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
-class RandomCropPerImage(keras.layers.Layer):
-    """A random ``size`` x ``size`` crop with its own offset for every image of the batch.
-
-    At inference it takes the centre crop, as the report validates.
-    """
-
-    def __init__(self, size: int, seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
-        self.size = size
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
-    def call(self, images, training=False):
-        height, width, channels = images.shape[1], images.shape[2], images.shape[3]
-        if height < self.size or width < self.size:
-            raise ValueError(f"cannot crop {self.size} x {self.size} from {height} x {width} images")
-        if not training:
-            top, left = (height - self.size) // 2, (width - self.size) // 2
-            return images[:, top : top + self.size, left : left + self.size, :]
-        batch = ops.shape(images)[0]
-        tops = keras.random.randint((batch,), 0, height - self.size + 1, seed=self.seed_generator)
-        lefts = keras.random.randint((batch,), 0, width - self.size + 1, seed=self.seed_generator)
-        steps = ops.arange(self.size, dtype="int32")
-        rows = ops.cast(tops, "int32")[:, None] + steps[None, :]  # (batch, size)
-        cols = ops.cast(lefts, "int32")[:, None] + steps[None, :]
-        base = ops.arange(batch, dtype="int32")[:, None, None] * (height * width)
-        flat_index = base + rows[:, :, None] * width + cols[:, None, :]  # (batch, size, size)
-        pixels = ops.reshape(images, (-1, channels))
-        return ops.take(pixels, flat_index, axis=0)
-
-    def compute_output_shape(self, input_shape):
-        return (input_shape[0], self.size, self.size, input_shape[3])
-
-    def get_config(self):
-        return {**super().get_config(), "size": self.size, "seed": self.seed}
-
-
-@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
-class RandomFlipPerImage(keras.layers.Layer):
-    """Flips each image of the batch along one axis with probability 1/2, in its own dtype.
-
-    Keras's RandomFlip casts to float32 first; flipping the uint8 crop is a quarter of the
-    memory traffic, which is most of the cost on a CPU.
-    """
-
-    def __init__(self, mode: str, seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
-        if mode not in ("horizontal", "vertical"):
-            raise ValueError(f"flip mode must be horizontal or vertical, got {mode!r}")
-        self.mode = mode
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
-    def call(self, images, training=False):
-        if not training:
-            return images
-        coins = keras.random.uniform((ops.shape(images)[0], 1, 1, 1), seed=self.seed_generator) < 0.5
-        return ops.where(coins, ops.flip(images, axis=2 if self.mode == "horizontal" else 1), images)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "mode": self.mode, "seed": self.seed}
-
-
-# layers that move pixels without changing them: they run on the uint8 input, before the cast
-_DTYPE_PRESERVING = (RandomCropPerImage, RandomFlipPerImage)
-
-
-@keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
-class GaussianPixelNoise(keras.layers.Layer):
-    """Additive Gaussian noise in pixel units, training only (Keras's GaussianNoise caps stddev at 1)."""
-
-    def __init__(self, stddev: float, seed: int | None = None, **kwargs):
-        super().__init__(**kwargs)
-        if stddev < 0:
-            raise ValueError(f"noise stddev must be >= 0, got {stddev}")
-        self.stddev = float(stddev)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
-    def call(self, images, training=False):
-        if not training or not self.stddev:
-            return images
-        return images + keras.random.normal(ops.shape(images), stddev=self.stddev, seed=self.seed_generator)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape
-
-    def get_config(self):
-        return {**super().get_config(), "stddev": self.stddev, "seed": self.seed}
 
 
 POLICIES = {
@@ -377,7 +245,7 @@ class Preprocessing(keras.layers.Layer):
     def call(self, images, training=False):
         if training:
             for layer in self.augment:
-                if not isinstance(layer, _DTYPE_PRESERVING):
+                if not isinstance(layer, DTYPE_PRESERVING):
                     images = ops.cast(images, "float32")
                 images = layer(images, training=True)
         elif self.eval_crop is not None:

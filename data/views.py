@@ -13,7 +13,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from data.transforms import SERIALIZATION_PACKAGE
+from data.layers import SERIALIZATION_PACKAGE
 
 
 def view_offsets(side: int, crop: int | None) -> list[tuple[int, int]]:

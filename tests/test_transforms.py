@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import models
 from data.transforms import (
-    BACKBONE_NORMALISATION,
     NORMALISATIONS,
     POLICIES,
     PerImageStandardization,
@@ -158,9 +158,10 @@ def test_none_passes_raw_pixels_as_mobilenet_and_efficientnet_expect():
     # these networks rescale inside: their preprocess_input is a pass-through
     for module in (keras.applications.mobilenet_v3, keras.applications.efficientnet_v2):
         np.testing.assert_array_equal(module.preprocess_input(images.copy()), images)
-    assert BACKBONE_NORMALISATION["MobileNetV3Large"] == BACKBONE_NORMALISATION["EfficientNetV2M"] == "none"
-    assert BACKBONE_NORMALISATION["ResNet50V2"] == "minus_one_to_one"
-    assert set(BACKBONE_NORMALISATION.values()) <= set(NORMALISATIONS)
+    entries = {name: models.get_model_entry(name).normalisation for name in models.list_models()}
+    assert entries["mobilenet_v3_large"] == entries["efficientnet_v2_m"] == "none"
+    assert entries["resnet50_v2"] == "minus_one_to_one" and entries["levi_hassner"] == "per_image"
+    assert set(entries.values()) <= set(NORMALISATIONS)
 
 
 def test_per_channel_uses_the_given_statistics():
