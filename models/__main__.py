@@ -1,9 +1,11 @@
-"""``python -m models [--json] [PATTERN]``: every registered model with its size and compute.
+"""``python -m models [--json] [--all] [PATTERN]``: every model by name, with its size and compute.
 
-Builds each model at its default options (random weights, nothing downloaded) and prints its
-parameters, trainable parameters, default input size and forward GFLOPs per image, as a
-table or, with ``--json``, as a list of objects with keys name, params, trainable_params,
-input_size, gflops.
+Builds each registered model at its default options (random weights, nothing downloaded) and
+prints its parameters, trainable parameters, default input size and forward GFLOPs per image,
+as a table or, with ``--json``, as a list of objects with keys name, params,
+trainable_params, input_size, gflops. ``--all`` lists, without building them, every model a
+suite can name: the registered ones and every keras.applications model as ``keras:<Name>``,
+with the normalisation each expects.
 """
 
 from __future__ import annotations
@@ -50,19 +52,27 @@ def summarise(name: str) -> ModelSummary:
         keras.backend.clear_session()
 
 
+def describe(name: str) -> dict:
+    """What the registry says of ``name``, without building it."""
+    entry = models.get_model_entry(name)
+    return {"name": name, "description": entry.description, "input_size": entry.default_input_size,
+            "normalisation": entry.normalisation}  # fmt: skip
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m models", description=__doc__.splitlines()[0])
     parser.add_argument("pattern", nargs="?", default="*", help="shell-style name pattern (default: every model)")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
+    parser.add_argument("--all", action="store_true", help="every model a suite can name (keras:<Name> too), unbuilt")
     args = parser.parse_args(argv)
-    names = models.list_models(args.pattern)
+    names = models.list_models(args.pattern, resolvable=args.all)
     if not names:
         print(
             f"error: no registered model matches {args.pattern!r} (known: {', '.join(models.list_models())})",
             file=sys.stderr,
         )
         return 2
-    rows = [asdict(summarise(name)) for name in names]
+    rows = [describe(name) if args.all else asdict(summarise(name)) for name in names]
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

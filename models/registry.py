@@ -9,9 +9,10 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import functools
+import importlib
 import inspect
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import keras
@@ -45,6 +46,16 @@ class RegisteredModel:
 
 
 _REGISTRY: dict[str, RegisteredModel] = {}
+# name prefix -> (resolver: full name -> entry or None, lister: every name it resolves)
+_RESOLVERS: dict[str, tuple[Callable[[str], RegisteredModel | None], Callable[[], list[str]]]] = {}
+_RESOLVED: dict[str, RegisteredModel] = {}
+
+
+def register_resolver(
+    prefix: str, resolve: Callable[[str], RegisteredModel | None], names: Callable[[], list[str]]
+) -> None:
+    """Models named ``<prefix><anything>`` made on demand (``keras:ConvNeXtTiny``), rather than registered one by one."""
+    _RESOLVERS[prefix] = (resolve, names)
 
 
 def register_model(name: str, *, default_input_size: int, description: str = "", normalisation: str = "per_image"):
@@ -57,7 +68,7 @@ def register_model(name: str, *, default_input_size: int, description: str = "",
             name=name,
             builder=builder,
             default_input_size=default_input_size,
-            description=description or (builder.__doc__ or "").strip().splitlines()[0],
+            description=description or next(iter((builder.__doc__ or "").strip().splitlines()), name),
             normalisation=normalisation,
         )
         return builder
@@ -66,6 +77,19 @@ def register_model(name: str, *, default_input_size: int, description: str = "",
 
 
 def get_model_entry(name: str) -> RegisteredModel:
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if name in _RESOLVED:
+        return _RESOLVED[name]
+    for prefix, (resolve, names) in _RESOLVERS.items():
+        if name.startswith(prefix):
+            entry = resolve(name)
+            if entry is not None:
+                _RESOLVED[name] = entry
+                return entry
+            close = difflib.get_close_matches(name, names(), n=3, cutoff=0.6)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise UnknownModelError(f"unknown model {name!r}{hint} (python -m models --all lists them)")
     try:
         return _REGISTRY[name]
     except KeyError:
@@ -76,7 +100,14 @@ def get_model_entry(name: str) -> RegisteredModel:
 
 
 def is_registered(name: str) -> bool:
-    return name in _REGISTRY
+    """Registered, or made on demand by a resolver (``keras:<Name>``)."""
+    if name in _REGISTRY or name in _RESOLVED:
+        return True
+    try:
+        get_model_entry(name)
+    except UnknownModelError:
+        return False
+    return True
 
 
 def create_model(name: str, **options) -> keras.Model:
@@ -120,6 +151,24 @@ def builder_variant(build: ModelBuilder, *, fixed: dict, defaults: dict | None =
     return variant
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered model names matching the shell-style ``pattern``, sorted."""
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern))
+def import_model_modules(names: Sequence[str]) -> None:
+    """Import each user module whose ``register_model`` calls add models (``--model-module``).
+
+    Importing twice is harmless: Python runs a module once per process.
+    """
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as error:  # a missing module, or one that fails on import
+            raise ModelOptionError(
+                f"--model-module {name}: cannot import it ({type(error).__name__}: {error})"
+            ) from None
+
+
+def list_models(pattern: str = "*", *, resolvable: bool = False) -> list[str]:
+    """Registered model names matching the shell-style ``pattern``, sorted; with ``resolvable``,
+    also every name a resolver makes on demand (every ``keras:<Name>``)."""
+    names = set(_REGISTRY)
+    if resolvable:
+        names |= {name for _, lister in _RESOLVERS.values() for name in lister()}
+    return sorted(n for n in names if fnmatch.fnmatchcase(n, pattern))

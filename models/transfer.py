@@ -16,6 +16,7 @@ default) nothing. Frozen BatchNormalization layers run in inference mode (Keras 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +24,14 @@ from typing import Any
 import keras
 from keras import layers
 
-from models.registry import ModelOptionError, builder_variant, is_integer, register_model
+from models.registry import (
+    ModelOptionError,
+    RegisteredModel,
+    builder_variant,
+    is_integer,
+    register_model,
+    register_resolver,
+)
 from models.weights import (
     IMAGENET,
     check_weights_option,
@@ -46,8 +54,8 @@ class Backbone:
     """A keras.applications backbone and the facts needed before building it."""
 
     application: Callable[..., keras.Model]
-    layer_count: int  # len(backbone.layers) with include_top=False; pinned by a test
-    imagenet_file: str  # the no-top weights file keras.applications downloads
+    layer_count: int | None  # len(backbone.layers) with include_top=False (None: known once built)
+    imagenet_file: str | None  # the no-top weights file keras.applications downloads (None: not named here)
     normalisation: str  # what the data layer must feed it
     application_options: dict[str, Any] = field(default_factory=dict)
 
@@ -106,11 +114,15 @@ def build_transfer_model(
     dropout: float = 0.2,
     num_classes: int = 2,
 ) -> keras.Model:
-    """Backbone ``model_name`` (a key of ``BACKBONES``) + pooling + [latent] + dropout + head."""
-    backbone_spec = BACKBONES[model_name]
+    """Backbone ``model_name`` (a key of ``BACKBONES``, or ``keras:<Application>``) + pooling + [latent]
+    + dropout + head."""
+    backbone_spec = backbone_for(model_name)
     if not is_integer(input_size) or input_size < MIN_INPUT_SIZE:
         raise ModelOptionError(f"{model_name}: input_size must be an integer >= {MIN_INPUT_SIZE}, got {input_size!r}")
-    check_frozen(model_name, frozen, backbone_spec.layer_count)
+    if backbone_spec.layer_count is not None:
+        check_frozen(model_name, frozen, backbone_spec.layer_count)
+    elif frozen != FROZEN_ALL and (not is_integer(frozen) or frozen < 0):
+        check_frozen(model_name, frozen, 0)
     if latent_size is not None and (not is_integer(latent_size) or latent_size <= 0):
         raise ModelOptionError(f"{model_name}: latent_size must be None or an integer > 0, got {latent_size!r}")
     if not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
@@ -128,7 +140,8 @@ def build_transfer_model(
         x = layers.Dense(latent_size, activation="relu", name="latent")(x)
     x = layers.Dropout(dropout, name="head_dropout")(x)
     outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
-    return load_whole_model_weights(keras.Model(image, outputs, name=model_name), weights)
+    # a Keras name must be a scope name: keras:ConvNeXtTiny -> keras_ConvNeXtTiny
+    return load_whole_model_weights(keras.Model(image, outputs, name=model_name.replace(":", "_")), weights)
 
 
 def _build_backbone(model_name: str, spec: Backbone, input_size: int, weights) -> keras.Model:
@@ -148,8 +161,12 @@ def _build_backbone(model_name: str, spec: Backbone, input_size: int, weights) -
     except Exception as error:
         # keras.utils.get_file raises a bare Exception on a failed download; a cached
         # file means the failure was something else and is passed on unchanged.
-        if weights == IMAGENET and not (keras_cache_folder() / spec.imagenet_file).is_file():
-            raise imagenet_unavailable(model_name, spec.imagenet_file, error) from None
+        cached = spec.imagenet_file is not None and (keras_cache_folder() / spec.imagenet_file).is_file()
+        if weights == IMAGENET and not cached:
+            file_name = spec.imagenet_file or f"{spec.application.__name__}'s no-top weights file"
+            raise imagenet_unavailable(model_name, file_name, error) from None
+        if isinstance(error, ValueError) and "input" in str(error).lower():  # e.g. an input too small for it
+            raise ModelOptionError(f"{model_name}: {one_line(error)}") from None
         if is_backbone_file(weights):
             raise ModelOptionError(f"{model_name}: backbone weights file {str(weights)!r}: {one_line(error)}") from None
         raise
@@ -173,3 +190,72 @@ def _register(model_name: str, description: str, latent_size: int | None):
 mobilenet_v3_large = _register("mobilenet_v3_large", "MobileNetV3Large transfer model", latent_size=None)
 resnet50_v2 = _register("resnet50_v2", "ResNet50V2 transfer model", latent_size=None)
 efficientnet_v2_m = _register("efficientnet_v2_m", "EfficientNetV2M transfer model, latent 128", latent_size=128)
+
+
+# keras.applications module -> what its preprocess_input does, as a data-layer normalisation.
+# Families with an ``include_preprocessing`` argument rescale inside the model when it is True.
+FAMILY_NORMALISATION = {
+    "convnext": "none",
+    "efficientnet": "none",
+    "efficientnet_v2": "none",
+    "mobilenet_v3": "none",
+    "densenet": "torch",
+    "resnet": "caffe",
+    "vgg16": "caffe",
+    "vgg19": "caffe",
+    "resnet_v2": "minus_one_to_one",
+    "mobilenet": "minus_one_to_one",
+    "mobilenet_v2": "minus_one_to_one",
+    "inception_v3": "minus_one_to_one",
+    "inception_resnet_v2": "minus_one_to_one",
+    "xception": "minus_one_to_one",
+    "nasnet": "minus_one_to_one",
+}
+KERAS_PREFIX = "keras:"
+
+
+def keras_applications() -> list[str]:
+    """Every keras.applications model this harness can wrap, by its ``keras:<Name>`` model name."""
+    return sorted(
+        KERAS_PREFIX + name
+        for name in dir(keras.applications)
+        if name[:1].isupper() and _family(getattr(keras.applications, name)) in FAMILY_NORMALISATION
+    )
+
+
+def _family(application) -> str:
+    return getattr(application, "__module__", "").rsplit(".", 1)[-1]
+
+
+def backbone_for(model_name: str) -> Backbone:
+    """The report's backbones by name, or any keras.applications model as ``keras:<Name>``."""
+    if model_name in BACKBONES:
+        return BACKBONES[model_name]
+    application = getattr(keras.applications, model_name.removeprefix(KERAS_PREFIX), None)
+    family = _family(application)
+    if not model_name.startswith(KERAS_PREFIX) or family not in FAMILY_NORMALISATION:
+        raise ModelOptionError(f"{model_name}: not a keras.applications model (see python -m models --all)")
+    options = (
+        {"include_preprocessing": True} if "include_preprocessing" in inspect.signature(application).parameters else {}
+    )
+    return Backbone(application, None, None, FAMILY_NORMALISATION[family], options)
+
+
+def resolve_keras_application(model_name: str):
+    """The registry entry of ``keras:<Name>``, or None when keras.applications has no such model."""
+    try:
+        backbone = backbone_for(model_name)
+    except ModelOptionError:
+        return None
+    name = backbone.application.__name__
+    builder = builder_variant(
+        build_transfer_model,
+        fixed={"model_name": model_name},
+        doc=f"{name} from keras.applications with a latent head; feed it {backbone.normalisation!r}-normalised images.",
+    )
+    return RegisteredModel(
+        model_name, builder, REPORT_INPUT_SIZE, f"{name} (keras.applications)", backbone.normalisation
+    )
+
+
+register_resolver(KERAS_PREFIX, resolve_keras_application, keras_applications)

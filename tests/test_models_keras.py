@@ -1,0 +1,113 @@
+"""Every keras.applications model by name (``keras:<Name>``), and a user's own models (--model-module)."""
+
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import models
+from bench.plan import RunRequest, plan_run
+from bench.progress import Progress
+from data.transforms import NORMALISATIONS
+from models.__main__ import main as models_main
+from models.transfer import FAMILY_NORMALISATION, keras_applications
+
+
+def test_every_keras_application_is_a_model_name_with_its_familys_normalisation():
+    names = keras_applications()
+    assert "keras:ConvNeXtTiny" in names and "keras:EfficientNetB0" in names and len(names) >= 35
+    assert models.list_models("keras:*", resolvable=True) == names
+    assert not models.list_models("keras:*")  # resolvable, not registered one by one
+    expected = {
+        "keras:ConvNeXtTiny": "none",
+        "keras:EfficientNetB0": "none",
+        "keras:MobileNetV3Small": "none",
+        "keras:DenseNet121": "torch",
+        "keras:ResNet50": "caffe",
+        "keras:VGG16": "caffe",
+        "keras:ResNet50V2": "minus_one_to_one",
+        "keras:Xception": "minus_one_to_one",
+    }
+    for name, normalisation in expected.items():
+        assert models.get_model_entry(name).normalisation == normalisation, name
+    assert set(FAMILY_NORMALISATION.values()) <= set(NORMALISATIONS)
+
+
+@pytest.mark.parametrize(
+    ("family", "normalisation"), [(keras.applications.resnet, "caffe"), (keras.applications.densenet, "torch")]
+)
+def test_caffe_and_torch_normalisations_are_keras_preprocess_input(family, normalisation):
+    images = np.random.default_rng(3).uniform(0, 255, size=(2, 8, 8, 3)).astype("float32")
+    layer = NORMALISATIONS[normalisation].build(None, None)
+    np.testing.assert_allclose(np.asarray(layer(images)), family.preprocess_input(images.copy()), rtol=1e-5, atol=1e-4)
+
+
+def test_a_keras_model_is_built_through_the_generic_transfer_builder():
+    model = models.create_model("keras:MobileNetV3Small", input_size=32, latent_size=8, frozen="all")
+    assert model.output.shape[-1] == 2 and model.get_layer("latent").units == 8
+    assert not model.get_layer("backbone").trainable
+    with pytest.raises(models.ModelOptionError, match="Input size must be at least 75x75"):
+        models.create_model("keras:InceptionV3", input_size=40)
+    with pytest.raises(models.ModelOptionError, match="frozen=9999 is more than"):
+        models.create_model("keras:MobileNetV3Small", input_size=32, frozen=9999)
+    with pytest.raises(models.UnknownModelError, match="did you mean keras:ConvNeXtTiny"):
+        models.get_model_entry("keras:ConvNextTiny")
+
+
+def test_models_all_lists_the_keras_names_without_building_them(capsys):
+    assert models_main(["--all", "keras:Eff*"]) == 0
+    out = capsys.readouterr().out
+    assert "keras:EfficientNetB0" in out and "keras:EfficientNetV2S" in out and "| none" in out
+
+
+def test_a_users_model_module_registers_on_import(tmp_path, monkeypatch):
+    (tmp_path / "my_models.py").write_text(
+        "import keras\n"
+        "from models import register_model\n"
+        "@register_model('my_net', default_input_size=32, normalisation='minus_one_to_one')\n"
+        "def my_net(input_size=32, num_classes=2):\n"
+        "    inputs = keras.Input((input_size, input_size, 3))\n"
+        "    x = keras.layers.GlobalAveragePooling2D()(inputs)\n"
+        "    return keras.Model(inputs, keras.layers.Dense(num_classes, activation='softmax')(x))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "my_models", raising=False)
+    monkeypatch.setattr(models.registry, "_REGISTRY", dict(models.registry._REGISTRY))  # my_net leaves with the test
+    request = RunRequest("selftest", "smoke", "", True, None, {}, False, model_modules=("my_models",))
+    plan_run(request)
+    assert models.get_model_entry("my_net").normalisation == "minus_one_to_one"
+    with pytest.raises(models.ModelOptionError, match="--model-module no_such_module: cannot import it"):
+        models.import_model_modules(["no_such_module"])
+
+
+def test_time_left_weighs_each_trial_by_its_cost_per_epoch():
+    lines = []
+    budgets = {"tiny": 2, **{f"effnet{i}": 2 for i in range(5)}}
+    estimates = {"tiny": 1.0, **{f"effnet{i}": 60.0 for i in range(5)}}
+    progress = Progress(lines.append, budgets, estimates)
+    for epoch in (1, 2):
+        progress.epoch("tiny", "tiny", {"epoch": epoch, "epoch_seconds": 1.2, "val_accuracy": 0.5,
+                                        "train_accuracy": 0.5, "train_images_per_sec": 1.0})  # fmt: skip
+    progress.completed("tiny", "tiny", 2, 0.5, "")
+    # five EfficientNet trials of 2 epochs each at 60 s x the 1.2 the measured trial ran over its estimate
+    assert progress.seconds_left() == pytest.approx(5 * 2 * 60 * 1.2)
+    assert Progress(lines.append, budgets, estimates, concurrency=2).seconds_left() is None  # nothing measured yet
+    unestimated = Progress(lines.append, {"a": 3, "b": 3})
+    unestimated.epoch("a", "a", {"epoch": 1, "epoch_seconds": 10.0, "val_accuracy": 0.5, "train_accuracy": 0.5,
+                                 "train_images_per_sec": 1.0})  # fmt: skip
+    assert unestimated.seconds_left() == pytest.approx(2 * 10 + 3 * 10)  # the mean measured epoch for b
+
+
+def test_trials_not_yet_started_also_pay_what_finished_ones_spent_outside_their_epochs():
+    from tests.fake_nvml import ManualClock
+
+    clock = ManualClock()
+    progress = Progress(lambda line: None, {"a": 2, "b": 2}, {"a": 10.0, "b": 10.0}, clock=clock)
+    progress.started("a", "a")
+    clock.advance(30.0)  # 10 s building the model, then two 10 s epochs
+    for epoch in (1, 2):
+        progress.epoch("a", "a", {"epoch": epoch, "epoch_seconds": 10.0, "val_accuracy": 0.5, "train_accuracy": 0.5,
+                                  "train_images_per_sec": 1.0})  # fmt: skip
+    progress.completed("a", "a", 2, 0.5, "")
+    assert progress.seconds_left() == pytest.approx(2 * 10 + 10)  # b: two epochs and its own 10 s outside them
