@@ -14,18 +14,10 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from bench.cells import format_accuracy, format_count, format_energy, format_number, missing
 from bench.errors import OneLineArgumentParser, UsageError, one_line_errors
 from bench.io import atomic_write_text, read_table
-from bench.leaderboard import (
-    LEADERBOARD_NAME,
-    RUN_INFO_NAME,
-    format_accuracy,
-    format_count,
-    format_energy,
-    format_number,
-    load_run_info,
-    missing,
-)
+from bench.leaderboard import LEADERBOARD_NAME, RUN_INFO_NAME, load_run_info
 from bench.results import STATUS_COMPLETED, groups_table
 
 

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.specs import TrialSpec
-from data.adience import load_faces, require_nonempty_split, split_folds, with_duplicates
+from data.adience import require_nonempty_split, split_folds, with_duplicates
 from data.cache import FaceCache, ensure_cache
+from data.datasets import load_dataset
 from data.synthetic import ensure_synthetic_dataset
 
 
@@ -35,8 +36,8 @@ class RunData:
         """How faces are counted, and how many there are that way."""
         if keep_duplicates:
             listed = int(self.cache.faces["listed"].sum())
-            return f"{listed:,} gender-labelled fold lines, duplicates kept (Levi & Hassner's per-fold lists)"
-        return f"{len(self.cache.faces):,} unique gender-labelled faces, each once"
+            return f"{listed:,} labelled fold lines, duplicates kept (Levi & Hassner's per-fold lists)"
+        return f"{len(self.cache.faces):,} unique labelled images, each once ({', '.join(self.cache.class_names)})"
 
 
 def prepare_dataset(
@@ -44,7 +45,7 @@ def prepare_dataset(
 ) -> RunData:
     """Read ``data_root`` (the built-in synthetic data where it is ""), build its cache, check every split."""
     root = Path(data_root) if data_root else ensure_synthetic_dataset()
-    faces = load_faces(root)
+    faces = load_dataset(root)
     write(f"Data: {'synthetic ' if synthetic else ''}{root}: {faces.summary()}")
     cache = ensure_cache(faces, progress=sys.stdout)
     for line in faces.warnings() + cache.warnings():

@@ -8,6 +8,7 @@ it is given, Ctrl-C and anything unforeseen to one line on stderr and an exit co
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 import tempfile
 import traceback
@@ -16,6 +17,12 @@ from collections.abc import Callable
 EXIT_USAGE = 2
 EXIT_UNEXPECTED = 1
 EXIT_INTERRUPTED = 130
+
+
+def did_you_mean(name: str, known) -> str:
+    """`` (did you mean X?)`` for the closest of ``known`` to ``name``, or "" when none is close."""
+    close = difflib.get_close_matches(name, list(known), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 class UsageError(Exception):

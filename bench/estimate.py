@@ -56,13 +56,17 @@ def model_cost(spec: TrialSpec, cache: dict) -> ModelCost:
     return cache[key]
 
 
-def trial_seconds(spec: TrialSpec, cost: ModelCost, train_images: int, val_images: int) -> float:
+def epoch_seconds(spec: TrialSpec, cost: ModelCost, train_images: int, val_images: int) -> float:
+    """One epoch of ``spec`` on this CPU: training and validation steps."""
     train_steps = math.ceil(train_images / spec.batch_size)
     val_steps = math.ceil(val_images / EVAL_BATCH_SIZE)
     work = (TRAINING_TO_FORWARD * train_images + val_images) * cost.forward_flops / EFFECTIVE_CPU_FLOPS
-    per_epoch = (train_steps + val_steps) * cost.layers * SECONDS_PER_LAYER_STEP + work
+    return (train_steps + val_steps) * cost.layers * SECONDS_PER_LAYER_STEP + work
+
+
+def trial_seconds(spec: TrialSpec, cost: ModelCost, train_images: int, val_images: int) -> float:
     tracing = 0.0 if spec.run_eagerly else cost.layers * TRACE_SECONDS_PER_LAYER
-    return TRIAL_START_SECONDS + tracing + spec.epochs * per_epoch
+    return TRIAL_START_SECONDS + tracing + spec.epochs * epoch_seconds(spec, cost, train_images, val_images)
 
 
 def estimate_run_seconds(
@@ -77,12 +81,30 @@ def estimate_run_seconds(
     return RUN_START_SECONDS + total / max(concurrency, 1)
 
 
-def estimate_line(specs: Sequence[TrialSpec], split_sizes: Sequence[tuple[int, int]], scheduling) -> str:
-    """What a run should take, said up front: on this CPU, or why there is no estimate."""
+@dataclass(frozen=True)
+class RunEstimate:
+    """The up-front estimate: a line to print, and each trial's estimated seconds per epoch (by
+    template name), which the progress lines weigh what remains by."""
+
+    line: str
+    epoch_seconds: dict[str, float]
+
+
+def estimate_run(specs: Sequence[TrialSpec], split_sizes: Sequence[tuple[int, int]], scheduling) -> RunEstimate:
+    """What a run should take, said up front: on this CPU, or why there is no estimate (and the
+    GPU shares of ``--gpus-per-trial auto``)."""
     if scheduling.address or scheduling.num_gpus or local_gpu_count():
-        return "Estimate: none up front on GPUs or clusters; the progress lines estimate from the first epochs"
+        shares = f"\n{format_gpu_shares(scheduling.gpu_shares)}" if scheduling.gpu_shares else ""
+        line = f"Estimate: none up front on GPUs or clusters; the progress lines estimate from the first epochs{shares}"
+        return RunEstimate(line, {})
+    costs: dict = {}
+    per_epoch = {
+        spec.name: epoch_seconds(spec, model_cost(spec, costs), train, val)
+        for spec, (train, val) in zip(specs, split_sizes, strict=True)
+    }
     seconds = estimate_run_seconds(specs, split_sizes, scheduling.max_concurrent or 1)
-    return f"Estimate: about {format_duration(seconds)} on this CPU (from FLOPs and layer counts; within ~2x)"
+    line = f"Estimate: about {format_duration(seconds)} on this CPU (from FLOPs and layer counts; within ~2x)"
+    return RunEstimate(line, per_epoch)
 
 
 def format_duration(seconds: float) -> str:

@@ -1,16 +1,15 @@
-"""A run's LEADERBOARD.md: every report row ranked, its budgets checked, its plots linked.
+"""A run's LEADERBOARD.md: the answer first (the rows that meet every budget, ranked; the
+others with the budgets each one misses), then an accuracy table and a cost table keyed by
+the same row numbers as the plots, the published figures, the trials and the definitions.
 
-``runs/<run-id>/LEADERBOARD.md`` sets accuracy (with a confidence interval where a row was
-repeated) beside the report's figure, convergence, throughput, size, energy and MFU, with
-the suite's goals checked. The header comes from ``RunInfo``, saved beside the board as
-``run_info.json`` for ``bench/compare.py`` (the board across runs, two runs compared).
+The header comes from ``RunInfo``, saved beside the board as ``run_info.json`` for
+``bench/compare.py`` (the board across runs, two runs compared).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,16 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
+from bench.answer import SMOKE_SENTENCE, answer_lines, ranked_rows, verdict_cell
+from bench.cells import (
+    format_accuracy,
+    format_count,
+    format_energy,
+    format_number,
+    format_published,
+    hyperparameters,
+    missing,
+)
 from bench.goals import Goals
 from bench.io import atomic_write_text
 from bench.results import CONFIDENCE, STATUS_COMPLETED, groups_table
@@ -26,7 +35,7 @@ from bench.results import CONFIDENCE, STATUS_COMPLETED, groups_table
 RUN_INFO_NAME = "run_info.json"
 LEADERBOARD_NAME = "LEADERBOARD.md"
 PLOTS_DIR = "plots"
-CHECK, CROSS, NO_GOAL = "✓", "✗", "–"
+NO_GOAL = "–"
 
 
 # --------------------------------------------------------------------------- the run
@@ -74,66 +83,6 @@ def load_run_info(run_dir: Path) -> RunInfo:
 # --------------------------------------------------------------------------- formatting
 
 
-def goals_legend(goals: Goals) -> str:
-    accuracy = (
-        f"best val accuracy >= {goals.accuracy:.4f}"
-        if goals.accuracy is not None
-        else "best val accuracy >= the report's figure for that row"
-    )
-    params = f"params <= {goals.params:,}" if goals.params is not None else "no size goal for this suite"
-    epochs = (
-        f"epochs-to-target <= {goals.epochs_to_target}"
-        if goals.epochs_to_target is not None
-        else "the target reached within the trial's epoch budget"
-    )
-    return (
-        f"**Goals** (target val accuracy {goals.target_accuracy:.2f}): acc goal: {accuracy}; size goal: {params}; "
-        f"epochs goal: {epochs}. {CHECK} met, {CROSS} missed, {NO_GOAL} no goal or no figure."
-    )
-
-
-def missing(value) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA
-
-
-def format_number(value, fmt: str) -> str:
-    return "n/a" if missing(value) else format(value, fmt)
-
-
-def format_count(value) -> str:
-    """An epoch count: whole, or a mean over repeats to one decimal."""
-    return "n/a" if missing(value) else (f"{value:g}" if float(value).is_integer() else f"{value:.1f}")
-
-
-def _check(value, goal, *, at_most: bool) -> str:
-    if goal is None or missing(goal) or missing(value):
-        return NO_GOAL
-    return CHECK if (value <= goal if at_most else value >= goal) else CROSS
-
-
-def _hyperparameters(row) -> str:
-    text = f"{row.optimizer} lr={row.learning_rate:g}" + (f" m={row.momentum:g}" if row.optimizer == "sgd" else "")
-    text += f" bs={row.batch_size}"
-    return text + (f" {row.model_options}" if row.model_options else "")
-
-
-def format_accuracy(row, column: str = "best_val_accuracy") -> str:
-    """A row's accuracy: one trial's, or the mean ± std [95% interval] n= of its repeats or folds."""
-    value = getattr(row, column)
-    n = row.n_finished if column == "best_val_accuracy" else getattr(row, f"{column}_n")
-    if missing(value):
-        return "n/a"
-    if n < 2:
-        return f"{value:.4f}"
-    low, high = getattr(row, f"{column}_ci_low"), getattr(row, f"{column}_ci_high")
-    return f"{value:.4f} ± {getattr(row, f'{column}_std'):.4f} [{low:.4f}, {high:.4f}] n={n}"
-
-
-def format_published(value, std) -> str:
-    """A published figure, with its spread where one was published."""
-    return "n/a" if missing(value) else f"{value:.4f}" + ("" if missing(std) else f" ± {std:.4f}")
-
-
 PUBLISHED_HEADERS = [
     "row",
     "single, last epoch",
@@ -161,82 +110,58 @@ def published_rows(groups: pd.DataFrame) -> list[list[str]]:
     return rows
 
 
-def _epochs_goal(row, goals: Goals) -> str:
-    budget = goals.epochs_to_target if goals.epochs_to_target is not None else row.epochs_budget
-    if row.n_finished == 0:
-        return NO_GOAL
-    # a repeated row meets the goal only if every finished trial reached the target in time
-    if row.n_reached_target < row.n_finished:
-        return CROSS
-    return _check(row.epochs_to_target, budget, at_most=True)
+ACCURACY_HEADERS = ["#", "row", "model", "hyperparameters", "best val acc", "report", "diff"]
+ACCURACY_HEADERS += ["epochs→target", "time→target s", "over-sampled (last)", "accuracy budget", "status"]
+COST_HEADERS = ["#", "row", "train img/s", "epoch-1 img/s", "infer img/s", "params", "weights MB", "GFLOPs"]
+COST_HEADERS += ["train s", "energy J", "mJ/img", "MFU"]
 
 
-def format_energy(row) -> tuple[str, str]:
-    """(J, mJ/img); marked where the trial shared its GPU: the figure then holds others' work too."""
-    shared = " (shared GPU)" if row.gpu_shared == "yes" and not missing(row.energy_j) else ""
-    return format_number(row.energy_j, ",.1f") + shared, format_number(row.energy_mj_per_image, ",.2f") + shared
-
-
-HEADERS = [
-    "#",
-    "trial",
-    "model",
-    "hyperparameters",
-    "best val acc",
-    "report",
-    "diff",
-    "epochs→target",
-    "time→target s",
-    "train img/s",
-    "epoch-1 img/s",
-    "infer img/s",
-    "params",
-    "GFLOPs",
-    "energy J",
-    "mJ/img",
-    "MFU",
-    "acc goal",
-    "size goal",
-    "epochs goal",
-    "status",
-]
-
-
-def leaderboard_rows(groups: pd.DataFrame, goals: Goals) -> list[list[str]]:
-    """One row per report row (its repeats summarised), best accuracy first."""
-    ordered = groups.sort_values("best_val_accuracy", ascending=False, na_position="last", kind="stable")
+def accuracy_rows(ranked) -> list[list[str]]:
     rows = []
-    for rank, row in enumerate(ordered.itertuples(index=False), start=1):
-        difference = row.best_val_accuracy - row.reference
+    for number, row, verdicts in ranked:
         reached = (
             f" ({row.n_reached_target}/{row.n_finished})"
             if row.n_finished > 1 and not missing(row.epochs_to_target)
             else ""
         )
+        accuracy_verdict = next((v for v in verdicts if v.budget.name == "accuracy"), None)
+        rows.append(
+            [
+                str(number),
+                row.group,
+                row.model,
+                hyperparameters(row),
+                format_accuracy(row),
+                format_number(row.reference, ".4f"),
+                format_number(row.best_val_accuracy - row.reference, "+.4f"),
+                format_count(row.epochs_to_target) + reached,
+                format_number(row.time_to_target_seconds, ",.1f"),
+                format_accuracy(row, "final_val_accuracy_oversampled"),
+                NO_GOAL if accuracy_verdict is None or row.n_finished == 0 else verdict_cell(accuracy_verdict),
+                row.status,
+            ]
+        )
+    return rows
+
+
+def cost_rows(ranked) -> list[list[str]]:
+    rows = []
+    for number, row, _verdicts in ranked:
         energy, energy_per_image = format_energy(row)
         rows.append(
             [
-                str(rank),
+                str(number),
                 row.group,
-                row.model,
-                _hyperparameters(row),
-                format_accuracy(row),
-                format_number(row.reference, ".4f"),
-                format_number(difference, "+.4f"),
-                format_count(row.epochs_to_target) + reached,
-                format_number(row.time_to_target_seconds, ",.1f"),
                 format_number(row.train_images_per_sec, ",.1f"),
                 format_number(row.first_epoch_images_per_sec, ",.1f"),
                 format_number(row.infer_images_per_sec, ",.1f"),
                 format_number(row.params, ",.0f"),
+                format_number(row.model_bytes / 1e6, ",.1f"),
                 format_number(row.gflops_per_image, ".3f"),
+                format_number(row.wall_seconds, ",.1f"),
                 energy,
                 energy_per_image,
                 "n/a" if missing(row.mfu) else f"{100 * row.mfu:.1f}%",
-                _check(row.best_val_accuracy, goals.accuracy_goal(row.reference), at_most=False),
-                _check(row.params, goals.params, at_most=True),
-                _epochs_goal(row, goals),
-                row.status,
             ]
         )
     return rows
@@ -287,6 +212,9 @@ def _definitions(info: RunInfo, trials: pd.DataFrame) -> list[str]:
     return [
         "## Definitions",
         "",
+        "- #: the row's number in every table and plot here; the rows that meet every budget come first, each part "
+        "ranked by best val acc (ties: the shorter time to target). A budget is met, missed (✗), not measured "
+        "(counts as not met) or n/a in a smoke run (accuracy, time to target, epochs to target).",
         f"- best val acc: highest validation accuracy over the epochs run; with repeats or folds, the mean "
         f"± sample std and a {100 * CONFIDENCE:.0f}% confidence interval (t distribution) over the finished trials.",
         "- report: the report's figure for that row, after its own epoch budget (fold 4 held out); on synthetic data "
@@ -302,6 +230,9 @@ def _definitions(info: RunInfo, trials: pd.DataFrame) -> list[str]:
         "mirrors; without a crop, the face and its mirror), measured at each trial's last epoch (its budget's, or "
         "the one its patience ends it at; not for trials ASHA stops). Both count a face as often as the protocol "
         "lists it.",
+        "- weights MB: the bytes of the network's weights as stored (its .keras file adds a few kB of "
+        "configuration); train s: the trial's wall seconds, validation included, the inference and over-sampled "
+        "measurements not.",
         "- GFLOPs: forward FLOPs per image (a multiply-add = 2 FLOPs); n/a where the trial reported none.",
         f"- energy J: GPU energy over all epochs (training and validation), summed over the trial's GPUs: "
         f"{energy_note} mJ/img: that energy per training image seen.",
@@ -313,7 +244,8 @@ def _definitions(info: RunInfo, trials: pd.DataFrame) -> list[str]:
 def render_leaderboard(info: RunInfo, trials: pd.DataFrame, plots: Sequence[tuple[str, str | None, str]] = ()) -> str:
     """The markdown of ``runs/<run-id>/LEADERBOARD.md``; ``plots``: (title, relative path or None, note)."""
     groups = groups_table(trials)
-    table = tabulate(leaderboard_rows(groups, info.goals), headers=HEADERS, tablefmt="github", disable_numparse=True)
+    smoke = info.preset == "smoke"
+    ranked = ranked_rows(groups, info.goals, smoke)
     split = "5-fold cross-validation" if info.cv else "validation on fold 4, training on folds 0-3"
     lines = [
         f"# Leaderboard: {info.suite}",
@@ -328,7 +260,18 @@ def render_leaderboard(info: RunInfo, trials: pd.DataFrame, plots: Sequence[tupl
     lines.append(f"- environment: {info.environment or 'not recorded'}")
     if info.command:
         lines.append(f"- command: `{info.command}`")
-    lines += ["", f"## Results: {info.suite}", "", table, "", goals_legend(info.goals), ""]
+    lines += ["", SMOKE_SENTENCE, ""] if smoke else [""]
+    lines += answer_lines(ranked, info.goals, smoke)
+    lines += [
+        "## Accuracy",
+        "",
+        tabulate(accuracy_rows(ranked), headers=ACCURACY_HEADERS, tablefmt="github", disable_numparse=True),
+        "",
+        "## Cost",
+        "",
+        tabulate(cost_rows(ranked), headers=COST_HEADERS, tablefmt="github", disable_numparse=True),
+        "",
+    ]
     if (groups["n"] > 1).any():
         lines += [
             "### Trials",
@@ -354,7 +297,7 @@ def render_leaderboard(info: RunInfo, trials: pd.DataFrame, plots: Sequence[tupl
     lines += [f"- `{row.trial}`: {row.status}: {row.reason}" for row in unfinished.itertuples(index=False)]
     lines.append("")
     if plots:
-        lines += ["## Plots", ""]
+        lines += ["## Plots", "", "Points are numbered as the rows of the tables above.", ""]
         for title, path, note in plots:
             if path is None:
                 lines += [f"{title}: not drawn: {note}.", ""]
@@ -370,7 +313,9 @@ def write_leaderboard(info: RunInfo, trials: pd.DataFrame, path: Path, epochs: p
     if epochs is not None:
         from bench import plots as plotting  # matplotlib: only where plots are drawn
 
-        plots = plotting.write_plots(trials, epochs, info.goals.target_accuracy, path.parent / PLOTS_DIR)
+        ranked = ranked_rows(groups_table(trials), info.goals, info.preset == "smoke")
+        numbers = {row.group: number for number, row, _ in ranked}
+        plots = plotting.write_plots(trials, epochs, info.goals, numbers, path.parent / PLOTS_DIR)
         plots = [(title, None if p is None else f"{PLOTS_DIR}/{p.name}", note) for title, p, note in plots]
     atomic_write_text(path, render_leaderboard(info, trials, plots))
     return path

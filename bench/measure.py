@@ -34,6 +34,7 @@ EPOCH_METRIC_KEYS = (
     "elapsed_seconds",
     "params",
     "trainable_params",
+    "model_bytes",  # the network's weights, as stored (a .keras file adds a few kB of configuration)
     "train_images",
     "val_images",
     "started_at",

@@ -16,7 +16,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import models
 from bench.errors import UsageError
+from bench.goals import Goals
 from bench.protocols import Protocol, get_protocol
 from bench.specs import (
     Preset,
@@ -107,10 +109,15 @@ class RunRequest:
     repeats: int = 1
     cv: bool = False
     protocol: str = "report"  # bench/protocols.py
+    model_modules: tuple[str, ...] = ()  # user modules whose register_model calls add models
+    goals: dict = field(default_factory=dict)  # budget name -> value, over the suite's (--goal)
 
     def __post_init__(self):
         if isinstance(self.scheduling, Mapping):  # as read back from run.json
             object.__setattr__(self, "scheduling", Scheduling(**self.scheduling))
+        object.__setattr__(self, "model_modules", tuple(self.model_modules))
+        if self.suite.endswith(".toml"):  # a suite file, named absolutely so that --resume finds it again
+            object.__setattr__(self, "suite", str(Path(self.suite).expanduser().resolve()))
         check_problems("request", [problem for problem in [integer_problem("repeats", self.repeats, 1)] if problem])
 
     def to_json(self) -> str:
@@ -135,6 +142,11 @@ class Plan:
     search: RandomSearch | None
     scheduling: Scheduling
     protocol: Protocol
+    model_modules: tuple[str, ...] = ()
+    goals: Goals | None = None  # the suite's budgets with the request's over them
+
+    def goals_for(self, synthetic: bool) -> Goals:
+        return self.goals or self.suite.goals(synthetic)
 
     @property
     def all_specs(self) -> list[TrialSpec]:
@@ -144,6 +156,7 @@ class Plan:
 
 def plan_run(request: RunRequest) -> Plan:
     """The suite's trials after preset, overrides, protocol, the --trials filter, repeats and folds."""
+    models.import_model_modules(request.model_modules)  # before a spec names one of their models
     suite = get_suite(request.suite)
     general = get_preset(request.preset)
     protocol = get_protocol(request.protocol)
@@ -180,7 +193,8 @@ def plan_run(request: RunRequest) -> Plan:
         from bench.estimate import auto_gpu_shares  # builds every model once: only when asked
 
         scheduling = replace(scheduling, gpus_per_trial=None, gpu_shares=auto_gpu_shares(planned_specs(specs, search)))
-    return Plan(suite, tuple(specs), search, scheduling, protocol)
+    goals = suite.goals(request.synthetic).with_budgets(request.goals)
+    return Plan(suite, tuple(specs), search, scheduling, protocol, tuple(request.model_modules), goals)
 
 
 def expand_specs(specs: list[TrialSpec], repeats: int, cv: bool) -> list[TrialSpec]:

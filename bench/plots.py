@@ -1,26 +1,56 @@
-"""The leaderboard's figures: learning curves, and accuracy against params, GFLOPs and
-time-to-target with the Pareto front marked. PNGs through matplotlib's Agg canvas.
+"""The leaderboard's figures: learning curves per row, and accuracy against time to target,
+parameters and GFLOPs with the Pareto front and the budgets drawn. PNGs through Agg.
 
-Figures are drawn on ``matplotlib.figure.Figure`` objects, never through pyplot, so the
-harness neither needs a display nor changes the backend of a process that imports it.
+Every point carries its row's number from the leaderboard's tables, placed where it hides no
+other number or point, and a legend outside the axes keys the numbers to the rows. Figures
+are drawn on ``matplotlib.figure.Figure`` objects, never through pyplot, so the harness
+neither needs a display nor changes the backend of a process that imports it. Each plot
+function returns what it drew (``Drawn``), so tests can read the figure back.
 """
 
 from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
+from bench.goals import Goals
 from bench.io import atomic_write_bytes
 from bench.results import groups_table
 
 DPI = 110
 PlotEntry = tuple[str, Path | None, str]  # (title, PNG path or None when not drawn, note)
+# where a number may sit around its point, in points: nearest first, then further out
+LABEL_OFFSETS = [(dx * r, dy * r) for r in (1, 2, 3) for dx, dy in ((5, 4), (5, -11), (-12, 4), (-12, -11), (7, -4))]
+
+
+@dataclass(frozen=True)
+class DrawnPoint:
+    number: int  # the row's number in the leaderboard's tables
+    group: str
+    x: float
+    y: float
+
+
+@dataclass
+class Drawn:
+    """What a plot drew: its points, where their numbers landed (display boxes), whether any overlap."""
+
+    path: Path
+    points: list[DrawnPoint] = field(default_factory=list)
+    label_boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
+    overlapping_labels: int = 0
+    points_inside_axes: bool = True
+    lines: list[str] = field(default_factory=list)  # budget and target lines drawn, by legend label
+    legend_outside_axes: bool = False
+    loss_scale: str = ""  # the learning curves' loss axis
 
 
 def pareto_front(xs: Sequence[float], ys: Sequence[float]) -> list[int]:
@@ -55,106 +85,183 @@ def _colours(names: Sequence[str]) -> dict[str, tuple]:
     return {name: palette(i % palette.N) for i, name in enumerate(names)}
 
 
-def plot_learning_curves(epochs: pd.DataFrame, target: float, path: Path, title: str) -> Path:
-    """Accuracy and loss per epoch: validation solid, training dashed; one colour per report row."""
-    figure = Figure(figsize=(12, 4.8), layout="constrained")
-    accuracy_axes, loss_axes = figure.subplots(1, 2)
-    groups = list(dict.fromkeys(epochs["group"]))
-    colours = _colours(groups)
-    labelled = set()
-    for _, curve in epochs.groupby("trial", sort=True):
-        curve = curve.sort_values("epoch")
-        group = curve["group"].iloc[0]
-        label = None if group in labelled else group
-        labelled.add(group)
-        colour = colours[group]
-        accuracy_axes.plot(curve["epoch"], curve["val_accuracy"], "-o", color=colour, markersize=3, label=label)
-        accuracy_axes.plot(curve["epoch"], curve["train_accuracy"], "--", color=colour, alpha=0.6)
-        loss_axes.plot(curve["epoch"], curve["val_loss"], "-o", color=colour, markersize=3, label=label)
-        loss_axes.plot(curve["epoch"], curve["train_loss"], "--", color=colour, alpha=0.6)
-    accuracy_axes.axhline(target, color="grey", linestyle=":", label=f"target {target:.2f}")
-    accuracy_axes.plot([], [], "k-", label="validation")
-    accuracy_axes.plot([], [], "k--", alpha=0.6, label="training")
-    accuracy_axes.set(xlabel="epoch", ylabel="accuracy", title="Accuracy per epoch")
-    loss_axes.set(xlabel="epoch", ylabel="cross-entropy loss", title="Loss per epoch")
-    for axes in (accuracy_axes, loss_axes):
-        axes.grid(alpha=0.3)
-        axes.xaxis.get_major_locator().set_params(integer=True)
-    accuracy_axes.legend(fontsize="small", loc="lower right")
-    figure.suptitle(title)
-    return _save(figure, path)
+def _overlaps(box, others) -> bool:
+    x0, y0, x1, y1 = box
+    return any(x0 < b[2] and b[0] < x1 and y0 < b[3] and b[1] < y1 for b in others)
 
 
-def plot_tradeoff(groups: pd.DataFrame, column: str, scale: float, xlabel: str, path: Path, title: str) -> Path | None:
-    """Best val accuracy (mean, CI bars where repeated) against ``column``; None if no row has both."""
+def _place_numbers(figure: Figure, axes, points: Sequence[DrawnPoint], drawn: Drawn) -> None:
+    """Each point's number beside it, at the first offset that overlaps no other number or point."""
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    to_display = axes.transData.transform
+    frame = axes.get_window_extent(renderer)
+    markers = [(x - 4, y - 4, x + 4, y + 4) for x, y in (to_display((p.x, p.y)) for p in points)]
+    for point in points:
+        label = None
+        for dx, dy in LABEL_OFFSETS:
+            if label is not None:
+                label.remove()
+            label = axes.annotate(
+                str(point.number), (point.x, point.y), textcoords="offset points", xytext=(dx, dy), fontsize=8
+            )
+            extent = label.get_window_extent(renderer)
+            box = (extent.x0, extent.y0, extent.x1, extent.y1)
+            inside = frame.x0 <= box[0] and box[2] <= frame.x1 and frame.y0 <= box[1] and box[3] <= frame.y1
+            if inside and not _overlaps(box, drawn.label_boxes) and not _overlaps(box, markers):
+                break
+        else:
+            drawn.overlapping_labels += 1
+        drawn.label_boxes.append(box)
+
+
+def plot_tradeoff(
+    groups: pd.DataFrame,
+    numbers: Mapping[str, int],
+    column: str,
+    scale: float,
+    xlabel: str,
+    path: Path,
+    title: str,
+    accuracy_budget: float | None = None,
+    x_budget: float | None = None,
+) -> Drawn | None:
+    """Best val accuracy (mean, CI bars where repeated) against ``column``: numbered points, the
+    Pareto front, the budgets as lines; None if no row has both figures."""
     data = groups[groups[column].apply(_finite) & groups["best_val_accuracy"].apply(_finite)]
     if data.empty:
         return None
-    xs = (data[column] / scale).tolist()
-    ys = data["best_val_accuracy"].tolist()
-    errors = [
-        (row.best_val_accuracy_ci_high - row.best_val_accuracy_ci_low) / 2
+    points = sorted(
+        (DrawnPoint(numbers[row.group], row.group, getattr(row, column) / scale, row.best_val_accuracy)
+         for row in data.itertuples(index=False)),
+        key=lambda p: p.number,
+    )  # fmt: skip
+    drawn = Drawn(path, points)
+    errors = {
+        row.group: (row.best_val_accuracy_ci_high - row.best_val_accuracy_ci_low) / 2
         if _finite(row.best_val_accuracy_ci_low)
         else 0
         for row in data.itertuples(index=False)
-    ]
-    front = pareto_front(xs, ys)
-    figure = Figure(figsize=(7.5, 5.2), layout="constrained")
+    }
+    figure = Figure(figsize=(9, 5.4), layout="constrained")
     axes = figure.subplots()
-    axes.errorbar(xs, ys, yerr=errors, fmt="o", color="tab:blue", ecolor="tab:blue", capsize=3, label="report row")
-    for x, y, name in zip(xs, ys, data["group"], strict=True):
-        axes.annotate(name, (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
-    front_points = sorted((xs[i], ys[i]) for i in front)
-    axes.step(
-        [p[0] for p in front_points],
-        [p[1] for p in front_points],
-        where="post",
-        color="tab:red",
-        linewidth=1.2,
-        label="Pareto front",
-    )
-    axes.scatter(
-        [p[0] for p in front_points],
-        [p[1] for p in front_points],
-        s=120,
-        facecolors="none",
-        edgecolors="tab:red",
-        linewidths=1.5,
-        label="on the Pareto front",
-    )
+    xs, ys = [p.x for p in points], [p.y for p in points]
+    axes.errorbar(xs, ys, yerr=[errors[p.group] for p in points], fmt="o", color="tab:blue", capsize=3, zorder=3)
+    front = sorted((xs[i], ys[i]) for i in pareto_front(xs, ys))
+    axes.step([x for x, _ in front], [y for _, y in front], where="post", color="tab:red", linewidth=1.2)
+    axes.scatter([x for x, _ in front], [y for _, y in front], s=120, facecolors="none", edgecolors="tab:red")
+    handles = [Line2D([], [], color="tab:red", marker="o", markerfacecolor="none", label="Pareto front")]
+    if accuracy_budget is not None:
+        axes.axhline(accuracy_budget, color="tab:green", linestyle="--", linewidth=1)
+        handles.append(Line2D([], [], color="tab:green", linestyle="--", label=f"accuracy budget {accuracy_budget:g}"))
+    if x_budget is not None:
+        axes.axvline(x_budget / scale, color="tab:orange", linestyle="--", linewidth=1)
+        handles.append(Line2D([], [], color="tab:orange", linestyle="--", label=f"budget {x_budget / scale:g}"))
+    drawn.lines = [handle.get_label() for handle in handles[1:]]
     positive = [x for x in xs if x > 0]
     if positive and len(positive) == len(xs) and max(xs) / min(xs) > 20:
         axes.set_xscale("log")
+    axes.margins(x=0.12, y=0.12)
     axes.set(xlabel=xlabel, ylabel="best validation accuracy", title=title)
     axes.grid(alpha=0.3)
-    axes.legend(fontsize="small", loc="lower right")
-    return _save(figure, path)
+    rows = [Line2D([], [], linestyle="none", label=f"{p.number}  {p.group}") for p in points]
+    legend = figure.legend(handles=handles + rows, loc="outside right upper", fontsize="small", handlelength=1.2)
+    _place_numbers(figure, axes, points, drawn)
+    drawn.legend_outside_axes = _outside(legend, [axes])
+    (x0, x1), (y0, y1) = axes.get_xlim(), axes.get_ylim()
+    drawn.points_inside_axes = all(x0 <= p.x <= x1 and y0 <= p.y <= y1 for p in points)
+    _save(figure, path)
+    return drawn
 
 
-def write_plots(trials: pd.DataFrame, epochs: pd.DataFrame, target: float, out_dir: Path) -> list[PlotEntry]:
-    """Every leaderboard figure into ``out_dir``; a figure without data is listed with the reason."""
+def plot_learning_curves(epochs: pd.DataFrame, numbers: Mapping[str, int], target: float, path: Path) -> Drawn:
+    """Accuracy and loss per epoch, one colour per row (validation solid, training dashed), losses
+    on a log scale; the legend, keyed by row number, outside the axes."""
+    figure = Figure(figsize=(13, 5), layout="constrained")
+    accuracy_axes, loss_axes = figure.subplots(1, 2)
+    groups = sorted(dict.fromkeys(epochs["group"]), key=lambda group: numbers.get(group, math.inf))
+    colours = _colours(groups)
+    for _, curve in epochs.groupby("trial", sort=True):
+        curve = curve.sort_values("epoch")
+        colour = colours[curve["group"].iloc[0]]
+        accuracy_axes.plot(curve["epoch"], curve["val_accuracy"], "-o", color=colour, markersize=3)
+        accuracy_axes.plot(curve["epoch"], curve["train_accuracy"], "--", color=colour, alpha=0.6)
+        for column, style in (("val_loss", "-o"), ("train_loss", "--")):
+            loss = curve[column].where(curve[column].gt(0) & curve[column].lt(math.inf))  # a log scale shows > 0
+            loss_axes.plot(curve["epoch"], loss, style, color=colour, markersize=3, alpha=1 if style == "-o" else 0.6)
+    beyond = _clip_losses(loss_axes, epochs, numbers)
+    accuracy_axes.axhline(target, color="grey", linestyle=":")
+    accuracy_axes.set(xlabel="epoch", ylabel="accuracy", title="Accuracy per epoch")
+    loss_axes.set(xlabel="epoch", ylabel="cross-entropy loss (log scale)", title="Loss per epoch", yscale="log")
+    for axes in (accuracy_axes, loss_axes):
+        axes.grid(alpha=0.3)
+        axes.xaxis.get_major_locator().set_params(integer=True)
+    handles = [
+        Line2D([], [], color="grey", linestyle=":", label=f"target {target:.2f}"),
+        Line2D([], [], color="black", linestyle="-", label="validation"),
+        Line2D([], [], color="black", linestyle="--", alpha=0.6, label="training"),
+    ]
+    handles += [Line2D([], [], color=colours[g], label=f"{numbers.get(g, '?')}  {g}") for g in groups]
+    if beyond:
+        handles.append(Line2D([], [], linestyle="none", label=f"loss above the axis: {beyond}"))
+    legend = figure.legend(handles=handles, loc="outside right upper", fontsize="small")
+    figure.suptitle("Learning curves")
+    FigureCanvasAgg(figure).draw()
+    drawn = Drawn(path, lines=[h.get_label() for h in handles], loss_scale=loss_axes.get_yscale())
+    drawn.legend_outside_axes = _outside(legend, [accuracy_axes, loss_axes])
+    _save(figure, path)
+    return drawn
+
+
+def _clip_losses(axes, epochs: pd.DataFrame, numbers: Mapping[str, int]) -> str:
+    """Keep the loss axis to where most curves are: a diverging trial's 1e18 would flatten the
+    rest even on a log scale. Returns which rows went above it (by number), "" when none."""
+    values = pd.concat([epochs["val_loss"], epochs["train_loss"]])
+    values = values[values.gt(0) & values.lt(math.inf)]
+    if values.empty:
+        return ""
+    top = min(float(values.max()), float(values.quantile(0.9)) * 100)
+    axes.set_ylim(float(values.min()) / 2, top * 2)
+    above = epochs[epochs["val_loss"].gt(top * 2) | epochs["train_loss"].gt(top * 2)]["group"]
+    return ", ".join(f"#{numbers.get(group, '?')}" for group in dict.fromkeys(above))
+
+
+def _outside(legend, axes_list) -> bool:
+    """Whether the (drawn) legend lies right of every axes: it covers no point."""
+    right = max(axes.get_window_extent().x1 for axes in axes_list)
+    return legend.get_window_extent().x0 >= right
+
+
+# (column, scale, title, x label, file name, the Goals field drawn as its budget, note)
+TRADEOFFS = (
+    ("time_to_target_seconds", 1.0, "Accuracy vs time to target", "wall seconds to val accuracy {target:.2f}",
+     "accuracy_vs_time_to_target", "time", "Rows that never reached the target are left out."),
+    ("params", 1e6, "Accuracy vs parameters", "parameters (millions)", "accuracy_vs_params", "params", ""),
+    ("gflops_per_image", 1.0, "Accuracy vs GFLOPs", "forward GFLOPs per image", "accuracy_vs_gflops", None, ""),
+)  # fmt: skip
+
+
+def write_plots(
+    trials: pd.DataFrame, epochs: pd.DataFrame, goals: Goals, numbers: Mapping[str, int], out_dir: Path
+) -> list[PlotEntry]:
+    """Every leaderboard figure into ``out_dir``, points numbered by ``numbers`` (row -> number);
+    a figure without data is listed with the reason."""
     entries: list[PlotEntry] = []
     if epochs.empty:
         entries.append(("Learning curves", None, "no trial reported an epoch"))
     else:
-        path = plot_learning_curves(epochs, target, out_dir / "learning_curves.png", "Learning curves")
-        entries.append(("Learning curves", path, ""))
+        drawn = plot_learning_curves(epochs, numbers, goals.target_accuracy, out_dir / "learning_curves.png")
+        entries.append(("Learning curves", drawn.path, ""))
     groups = groups_table(trials)
-    for column, scale, title, xlabel, name, note in (
-        ("params", 1e6, "Accuracy vs parameters", "parameters (millions)", "accuracy_vs_params", ""),
-        ("gflops_per_image", 1.0, "Accuracy vs GFLOPs", "forward GFLOPs per image", "accuracy_vs_gflops", ""),
-        (
-            "time_to_target_seconds",
-            1.0,
-            "Accuracy vs time to target",
-            f"wall seconds to val accuracy {target:.2f}",
-            "accuracy_vs_time_to_target",
-            "Rows that never reached the target are left out.",
-        ),
-    ):
-        path = plot_tradeoff(groups, column, scale, xlabel, out_dir / f"{name}.png", title)
-        if path is None:
+    for column, scale, title, xlabel, name, budget, note in TRADEOFFS:
+        xlabel = xlabel.format(target=goals.target_accuracy)
+        x_budget = getattr(goals, budget) if budget else None
+        drawn = plot_tradeoff(
+            groups, numbers, column, scale, xlabel, out_dir / f"{name}.png", title, goals.accuracy, x_budget
+        )
+        if drawn is None:
             entries.append((title, None, f"no report row has both {xlabel} and an accuracy"))
         else:
-            entries.append((title, path, note))
+            entries.append((title, drawn.path, note))
     return entries

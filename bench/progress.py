@@ -1,49 +1,93 @@
 """The progress lines a run prints: one per trial event, with an estimate of the time left.
 
-No ray here: ``bench/runner.py`` forwards Ray Tune's trial events to ``Progress``. The
-estimate is the wall time per epoch so far times the epochs still in the plan (every
-planned trial's budget, less what ran and what early stopping cut).
+No ray here: ``bench/runner.py`` forwards Ray Tune's trial events to ``Progress``. The time
+left weighs each trial's remaining epochs (its budget, less what ran; nothing for a trial
+that ended) by what one of its epochs costs: measured once it has run one, else its
+up-front estimate (bench/estimate.py) scaled by how the measured trials compared with
+theirs, else the mean measured epoch; a trial not yet started also pays the time finished
+trials spent outside their epochs (building the model, the inference and over-sampled
+measurements), in proportion to its epoch cost; all of it divided among the trials that
+run at once.
 """
 
 from __future__ import annotations
 
+import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from bench.estimate import format_duration
+from bench.records import one_line_error
 
 
 class Progress:
-    """Writes the progress lines of one run; ``budgets`` maps each trial template to its epochs."""
+    """Writes the progress lines of one run; ``budgets`` maps each trial template to its epochs,
+    ``estimates`` to its estimated seconds per epoch (where there is an up-front estimate)."""
 
     def __init__(
-        self, write: Callable[[str], None], budgets: dict[str, int], clock: Callable[[], float] = time.monotonic
+        self,
+        write: Callable[[str], None],
+        budgets: dict[str, int],
+        estimates: Mapping[str, float] | None = None,
+        concurrency: int = 1,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.write = write
         self.budgets = dict(budgets)
+        self.estimates = dict(estimates or {})
+        self.concurrency = max(concurrency, 1)
         self.clock = clock
+        self.started_at: dict[str, float] = {}
+        self.overheads: list[float] = []  # finished trials: seconds outside epochs / seconds of one epoch
         self.done: dict[str, int] = {}
+        self.measured: dict[str, list[float]] = {}  # seconds of each epoch reported
         self.ended: set[str] = set()
-        self.first_start: float | None = None
+
+    def epoch_cost(self, name: str) -> float | None:
+        """Seconds one epoch of ``name`` takes: measured (steady epochs where there are), else estimated."""
+        seconds = self.measured.get(name)
+        if seconds:
+            return statistics.fmean(seconds[1:] or seconds)  # epoch 1 holds graph building
+        ratios = [
+            self.epoch_cost(other) / self.estimates[other]
+            for other in self.measured
+            if self.measured[other] and self.estimates.get(other)
+        ]
+        if name in self.estimates and ratios:
+            return self.estimates[name] * statistics.median(ratios)
+        if self.measured:
+            return statistics.fmean(self.epoch_cost(other) for other in self.measured if self.measured[other])
+        return None
+
+    def seconds_left(self) -> float | None:
+        if not self.measured:
+            return None
+        total = 0.0
+        overhead = statistics.median(self.overheads) if self.overheads else 0.0
+        for name, budget in self.budgets.items():
+            if name in self.ended:
+                continue
+            cost = self.epoch_cost(name) or 0.0
+            total += max(budget - self.done.get(name, 0), 0) * cost + (
+                0.0 if name in self.started_at else overhead * cost
+            )
+        return total / self.concurrency
 
     def time_left(self) -> str:
-        epochs_done = sum(self.done.values())
-        if not epochs_done or self.first_start is None:
-            return ""
-        remaining = sum(
-            max(budget - self.done.get(name, 0), 0) for name, budget in self.budgets.items() if name not in self.ended
-        )
-        seconds = remaining * (self.clock() - self.first_start) / epochs_done
-        return f"  (about {format_duration(seconds)} left)"
+        seconds = self.seconds_left()
+        return "" if seconds is None else f"  (about {format_duration(seconds)} left)"
 
-    def started(self, label: str) -> None:
-        if self.first_start is None:
-            self.first_start = self.clock()
+    def started(self, label: str, name: str | None = None) -> None:
+        self.started_at.setdefault(name or label, self.clock())
         self.write(f"[{label}] started")
 
     def epoch(self, name: str, label: str, result: dict) -> None:
-        self.done[name] = int(result["epoch"])
+        epoch = int(result["epoch"])
+        if epoch <= self.done.get(name, 0):  # a retried trial starts over
+            self.measured[name] = []
+        self.done[name] = epoch
+        self.measured.setdefault(name, []).append(float(result["epoch_seconds"]))
         self.write(
             f"[{label}] epoch {result['epoch']}/{self.budgets.get(name, '?')}  "
             f"val_acc {result['val_accuracy']:.4f}  train_acc {result['train_accuracy']:.4f}  "
@@ -60,6 +104,9 @@ class Progress:
     def completed(self, name: str, label: str, epochs: int, best: float, stop_reason: str) -> None:
         """A trial ended without error: its whole budget run, or stopped early for ``stop_reason``."""
         self.ended.add(name)
+        epochs_seconds, cost = sum(self.measured.get(name, [])), self.epoch_cost(name)
+        if name in self.started_at and cost:
+            self.overheads.append(max(self.clock() - self.started_at[name] - epochs_seconds, 0.0) / cost)
         budget = self.budgets.get(name, epochs)
         if epochs and epochs < budget:
             self.write(f"[{label}] stopped early at epoch {epochs}/{budget}: {stop_reason}")
@@ -68,8 +115,7 @@ class Progress:
 
 
 def last_line(error_file: str | None) -> str:
-    """The last line of a failed trial's error.txt: the error itself, without its traceback."""
+    """What a failed trial's error.txt says went wrong, in one line, without its traceback."""
     if not error_file or not Path(error_file).is_file():
         return "see the trial's error.txt"
-    lines = [line for line in Path(error_file).read_text(errors="replace").splitlines() if line.strip()]
-    return lines[-1].strip() if lines else "see the trial's error.txt"
+    return one_line_error(Path(error_file).read_text(errors="replace")) or "see the trial's error.txt"

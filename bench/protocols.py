@@ -12,10 +12,10 @@ published figures it is compared with.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from bench.errors import did_you_mean
 from bench.specs import SpecError, TrialSpec
 from bench.suites import LEVI_HASSNER_CAFFE
 
@@ -81,6 +81,5 @@ def get_protocol(name: str) -> Protocol:
     try:
         return PROTOCOLS[name]
     except KeyError:
-        close = difflib.get_close_matches(name, PROTOCOLS, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
+        hint = did_you_mean(name, PROTOCOLS)
         raise SpecError(f"unknown protocol {name!r}{hint}; valid: {', '.join(PROTOCOLS)}") from None

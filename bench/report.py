@@ -54,9 +54,10 @@ def new_run_dir(out: Path, suite: str) -> tuple[str, Path]:
     return run_id, run_dir
 
 
-def start_run(out: Path, request: RunRequest, seeds: Sequence[int], argv: Sequence[str]) -> Path:
+def start_run(out: Path, request: RunRequest, plan: Plan, argv: Sequence[str]) -> Path:
     """A new run folder holding the request (run.json) and the environment manifest."""
-    _, run_dir = new_run_dir(out, request.suite)
+    _, run_dir = new_run_dir(out, plan.suite.name)
+    seeds = sorted({spec.seed for spec in plan.all_specs})
     atomic_write_text(run_dir / RUN_FILE, request.to_json())
     peak = measure_cpu_matmul_peak()  # once per run: the MFU peak of CPU trials
     write_manifest(collect_manifest(seeds=seeds, argv=argv, cpu_matmul_peak_flops=peak), run_dir)
@@ -89,7 +90,7 @@ def write_report(
         suite_description=plan.suite.description,
         data=data.describe(),
         preset=request.preset,
-        goals=plan.suite.goals(request.synthetic),
+        goals=plan.goals_for(request.synthetic),
         synthetic=request.synthetic,
         environment=manifest.summary() if manifest else "",
         device=manifest.device() if manifest else "",

@@ -16,14 +16,15 @@ from bench.quiet import import_tensorflow_quietly
 
 import_tensorflow_quietly()  # before anything below imports keras
 
+import models  # noqa: E402
 from bench import dataset, estimate, plan, report, suites  # noqa: E402
+from bench.goals import GoalError, parse_goal  # noqa: E402
 from bench.specs import SpecError  # noqa: E402
 from data.adience import FOLD_COUNT, DatasetError  # noqa: E402
 
 # TrialSpec / RunRequest / Scheduling field -> the flag that sets it, for one-line errors
-FLAGS = {"epochs": "--epochs", "batch_size": "--batch-size", "learning_rate": "--lr", "seed": "--seed"}
-FLAGS |= {"val_fold": "--val-fold", "repeats": "--repeats", "max_concurrent": "--max-concurrent"}
-FLAGS |= {"num_gpus": "--gpus", "gpus_per_trial": "--gpus-per-trial"}
+SAME_NAME = ("epochs", "batch_size", "seed", "val_fold", "repeats", "max_concurrent", "gpus_per_trial")
+FLAGS = {field: "--" + field.replace("_", "-") for field in SAME_NAME} | {"learning_rate": "--lr", "num_gpus": "--gpus"}
 ABOUT = """Train and profile every trial of a suite (the gender-classification report's experiments, by
 name) under Ray Tune, on this machine or a Ray cluster, and write runs/<run-id>/LEADERBOARD.md:
 accuracy beside training time, throughput, size and energy, next to the report's figures."""
@@ -60,6 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--repeats", type=int, default=1, metavar="N", help="run each trial with N seeds: seed, seed+1, ...")
     add("--cv", action="store_true", help=f"{FOLD_COUNT}-fold cross-validation: each fold held out once")
     add("--protocol", default="report", metavar="NAME", help="report (fold 4 held out) or levi (Levi & Hassner's)")
+    add("--model-module", action="append", default=[], metavar="MODULE", help="import it first: its models register")
+    add("--goal", action="append", default=[], metavar="NAME=VALUE", help="a budget: accuracy, time, params, ...")
     add("--max-concurrent", type=int, metavar="N", help="trials at once (default: one per GPU, else one)")
     add(
         "--gpus-per-trial",
@@ -85,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         given.update({f: flag for f, flag in FLAGS.items() if getattr(args, flag[2:].replace("-", "_")) is not None})
         return _main(args, argv)
 
-    known = (suites.UnknownSuiteError, DatasetError, SpecError)
+    known = (suites.UnknownSuiteError, DatasetError, SpecError, models.ModelOptionError, GoalError)
     return one_line_errors(body, known, describe, interrupted="interrupted: finish it later with --resume RUN_DIR")
 
 
@@ -98,13 +101,14 @@ def _request(args: argparse.Namespace) -> plan.RunRequest:
     scheduling |= {"address": args.address, "dashboard": args.dashboard, "seed": args.seed or 0}
     data_root = "" if args.data is None else str(args.data.expanduser().resolve())
     fields = {name: getattr(args, name) for name in ("suite", "preset", "trials", "asha", "cv", "protocol", "repeats")}
+    fields |= {"model_modules": tuple(args.model_module), "goals": dict(map(parse_goal, args.goal))}
     fields |= {"data_root": data_root, "synthetic": args.data is None, "overrides": overrides}
     return plan.RunRequest(**fields, scheduling=scheduling)
 
 
 def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
     if args.list:
-        print(suites.describe_suites())
+        print(suites.describe_suites([args.suite] if args.suite else None))
         return 0
     if args.resume:
         run_dir = args.resume.expanduser()
@@ -114,8 +118,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
         print(f"Resuming {run_dir.name}: suite {request.suite}")
         return _run(request, planned, data, run_dir, resume=True)
     if not args.suite:
-        known = ", ".join(suites.list_suites())
-        raise UsageError(f"--suite is required (one of {known}), or --list, or --resume RUN_DIR")
+        raise UsageError(f"--suite is required ({', '.join(suites.list_suites())}), or --list, or --resume RUN_DIR")
     suites.get_suite(args.suite)  # an unknown suite fails before anything else
     request = _request(args)
     report.check_out_folder(args.out)
@@ -123,20 +126,19 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
         raise UsageError(f"preset {request.preset} on synthetic data takes hours and means little; add --force")
     planned = plan.plan_run(request)  # bad --trials or overrides: fail before data and Ray
     data = dataset.prepare_dataset(request.data_root, request.synthetic, planned.all_specs)
-    print(estimate.estimate_line(planned.all_specs, data.split_sizes, planned.scheduling))
+    estimated = estimate.estimate_run(planned.all_specs, data.split_sizes, planned.scheduling)
+    print(estimated.line)
     request = replace(request, data_root=str(data.root))
     command = ["-m", "bench.run", *(sys.argv[1:] if argv is None else argv)]
-    run_dir = report.start_run(args.out, request, sorted({spec.seed for spec in planned.all_specs}), command)
-    return _run(request, planned, data, run_dir, resume=False)
+    run_dir = report.start_run(args.out, request, planned, command)
+    return _run(request, planned, data, run_dir, resume=False, epoch_seconds=estimated.epoch_seconds)
 
 
-def _run(request: plan.RunRequest, planned: plan.Plan, data: dataset.RunData, run_dir: Path, *, resume: bool) -> int:
+def _run(request, planned: plan.Plan, data: dataset.RunData, run_dir: Path, *, resume: bool, epoch_seconds=None) -> int:
     from bench.runner import run_plan  # imports ray: keep argument errors fast
 
-    if planned.scheduling.gpu_shares:
-        print(estimate.format_gpu_shares(planned.scheduling.gpu_shares))
     print(f"Run {run_dir.name}: suite {planned.suite.name}, {len(planned.all_specs)} trial(s), preset {request.preset}")
-    records = run_plan(planned, data.cache, run_dir, resume=resume)
+    records = run_plan(planned, data.cache, run_dir, resume=resume, epoch_seconds=epoch_seconds or {})
     written = report.write_report(run_dir, request, planned, data, records)
     print(f"Across runs: {written.cross_run_leaderboard}\n{written.summary}\nLeaderboard: {written.leaderboard}")
     return 0

@@ -23,15 +23,17 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import models
 from bench.errors import RunnerError
 from bench.gpu import local_gpu_count
 from bench.io import atomic_write_text
-from bench.measure import EPOCH_METRIC_KEYS, Patience
+from bench.measure import Patience
 from bench.plan import Plan, Scheduling
 from bench.progress import Progress
+from bench.records import ASHA_REASON, STOP_REASONS_FILE, read_stop_reasons, records_from, resolve_spec
 from bench.resources import Resources, check_address, plan_resources
 from bench.results import TrialRecord
-from bench.specs import RandomSearch, TrialSpec, apply_sample, planned_specs
+from bench.specs import RandomSearch, TrialSpec, planned_specs
 from bench.trial import run_trial
 from data.cache import FaceCache
 
@@ -69,8 +71,6 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
 
 _REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 EXPERIMENT_NAME = "tune"
-STOP_REASONS_FILE = "stop_reasons.json"
-ASHA_REASON = "ASHA: below its rung's cutoff"
 LOOPBACK = "127.0.0.1"
 
 
@@ -125,7 +125,7 @@ class ProgressPrinter(tune.Callback):
         self.stopper = stopper
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.progress.started(trial_label(trial))
+        self.progress.started(trial_label(trial), trial.config["spec"]["name"])
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         self.progress.epoch(trial.config["spec"]["name"], trial_label(trial), result)
@@ -149,20 +149,6 @@ def _best(trial) -> float:
         return float("nan")
 
 
-def read_stop_reasons(path: Path) -> dict[str, str]:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return {}
-
-
-def resolve_spec(config: dict) -> TrialSpec:
-    """The concrete spec of a trial: its template plus Ray Tune's random-search draws."""
-    spec = TrialSpec.from_dict(config["spec"])
-    sampled = config.get("search") or {}
-    return apply_sample(spec, sampled.get("learning_rate"), sampled.get("latent_size"))
-
-
 def trial_label(trial) -> str:
     return resolve_spec(trial.config).name
 
@@ -170,7 +156,10 @@ def trial_label(trial) -> str:
 TrialFunction = Callable[[TrialSpec, FaceCache, Callable[[dict], None]], None]
 
 
-def _trainable(config: dict, cache: FaceCache, trial_function: TrialFunction = run_trial) -> None:
+def _trainable(
+    config: dict, cache: FaceCache, trial_function: TrialFunction = run_trial, model_modules: tuple[str, ...] = ()
+) -> None:
+    models.import_model_modules(model_modules)  # a user's models, registered in this worker too
     spec = resolve_spec(config)
     node_id = ray.get_runtime_context().get_node_id()
 
@@ -178,52 +167,6 @@ def _trainable(config: dict, cache: FaceCache, trial_function: TrialFunction = r
         tune.report({**metrics, "node_id": node_id, "patience": spec.patience or math.nan})
 
     trial_function(spec, cache, report)
-
-
-def _error_message(error: BaseException | None) -> str | None:
-    if error is None:
-        return None
-    cause = getattr(error, "cause", None) or error
-    text = [line for line in str(cause).strip().splitlines() if line.strip()]
-    return f"{type(cause).__name__}: {text[-1].strip() if text else ''}".strip()
-
-
-def last_attempt(rows: list[dict]) -> list[dict]:
-    """The epochs of a trial's last attempt: a restarted trial reports from epoch 1 again."""
-    attempt: list[dict] = []
-    for row in rows:
-        if attempt and row["epoch"] <= attempt[-1]["epoch"]:
-            attempt = []
-        attempt.append(row)
-    return attempt
-
-
-def _records_from(grid, planned: Sequence[TrialSpec], stop_reasons: dict[str, str], asha: bool) -> list[TrialRecord]:
-    records: list[TrialRecord] = []
-    seen: set[str] = set()
-    for result in grid:
-        spec = resolve_spec(result.config)
-        frame = result.metrics_dataframe
-        rows: list[dict] = []
-        if frame is not None and not frame.empty and "epoch" in frame.columns:
-            columns = [key for key in (*EPOCH_METRIC_KEYS, "node_id") if key in frame.columns]
-            frame = frame.dropna(subset=["epoch"])
-            rows = [{**row, "epoch": int(row["epoch"])} for row in frame[columns].to_dict("records")]
-        trial_id = (result.metrics or {}).get("trial_id")
-        epochs = last_attempt(rows)
-        stop_reason = stop_reasons.get(trial_id)
-        if stop_reason is None and asha and epochs and len(epochs) < spec.epochs and result.error is None:
-            stop_reason = ASHA_REASON
-        records.append(
-            TrialRecord(spec=spec, epochs=epochs, error=_error_message(result.error), stop_reason=stop_reason)
-        )
-        seen.add(spec.name)
-    for spec in planned:
-        if spec.search_sample is None and spec.name not in seen:
-            records.append(TrialRecord(spec=spec, error="trial did not run"))
-    order = {spec.name: index for index, spec in enumerate(planned)}
-    records.sort(key=lambda record: order.get(record.spec.name, len(order)))
-    return records
 
 
 @dataclass
@@ -238,7 +181,9 @@ def start_ray(scheduling: Scheduling) -> RayInstance:
     """Join ``scheduling.address``, or start a private local Ray; a Ray already running is used as it is."""
     if ray.is_initialized():  # a caller (a test, a notebook) already joined a cluster
         return RayInstance()
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [_REPO_ROOT, os.environ.get("PYTHONPATH")]))
+    # the harness, and the working folder a user's --model-module is imported from
+    paths = [_REPO_ROOT, os.getcwd(), os.environ.get("PYTHONPATH")]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(filter(None, paths)))
     if scheduling.address:
         check_address(scheduling.address)
         try:
@@ -313,6 +258,8 @@ def run_trials(
     resume: bool = False,
     write: Callable[[str], None] = print,
     trial_function: TrialFunction = run_trial,
+    model_modules: Sequence[str] = (),
+    epoch_seconds: dict[str, float] | None = None,
 ) -> list[TrialRecord]:
     """Run ``specs`` (and ``search``'s samples) on ``cache`` as one Ray Tune experiment under ``run_dir``.
 
@@ -345,8 +292,10 @@ def run_trials(
             f"each, at most {resources.max_concurrent} at once"
         )
         stopper = PatienceStopper(run_dir.resolve() / STOP_REASONS_FILE)
+        budgets = {spec.name: spec.epochs for spec in planned}
+        progress = Progress(write, budgets, epoch_seconds or {}, concurrency=resources.max_concurrent)
         trainable = tune.with_resources(
-            tune.with_parameters(_trainable, cache=cache, trial_function=trial_function),
+            tune.with_parameters(_trainable, cache=cache, trial_function=trial_function, model_modules=model_modules),
             trial_resources(resources, scheduling.gpu_shares),
         )
         run_config = tune.RunConfig(
@@ -354,7 +303,7 @@ def run_trials(
             storage_path=str(run_dir.resolve()),
             verbose=0,
             stop=stopper,
-            callbacks=[ProgressPrinter(Progress(write, {spec.name: spec.epochs for spec in planned}), stopper)],
+            callbacks=[ProgressPrinter(progress, stopper)],
             failure_config=tune.FailureConfig(max_failures=1),
         )
         if resume:
@@ -384,13 +333,22 @@ def run_trials(
                 run_config=run_config,
             )
         grid = tuner.fit()
-        return _records_from(grid, planned, read_stop_reasons(run_dir.resolve() / STOP_REASONS_FILE), scheduling.asha)
+        return records_from(grid, planned, read_stop_reasons(run_dir.resolve() / STOP_REASONS_FILE), scheduling.asha)
     finally:
         stop_ray(instance)
 
 
-def run_plan(plan: Plan, cache: FaceCache, run_dir: Path, *, resume: bool = False) -> list[TrialRecord]:
+def run_plan(
+    plan: Plan, cache: FaceCache, run_dir: Path, *, resume: bool = False, epoch_seconds: dict | None = None
+) -> list[TrialRecord]:
     """``run_trials`` for a planned run: its grid specs, random search and scheduling."""
     return run_trials(
-        plan.specs, cache=cache, run_dir=run_dir, scheduling=plan.scheduling, search=plan.search, resume=resume
+        plan.specs,
+        cache=cache,
+        run_dir=run_dir,
+        scheduling=plan.scheduling,
+        search=plan.search,
+        resume=resume,
+        model_modules=plan.model_modules,
+        epoch_seconds=epoch_seconds,
     )

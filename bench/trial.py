@@ -100,13 +100,13 @@ def _tensorflow_pipeline(batches: FaceBatches):
 
 
 def balanced_subset(rows: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
-    """At most ``limit`` rows, drawn per gender in proportion, deterministic from ``seed``."""
+    """At most ``limit`` rows, drawn per class in proportion, deterministic from ``seed``."""
     if limit is None or len(rows) <= limit:
         return rows
     share = limit / len(rows)
     picked = [
         group.sample(n=max(1, math.floor(len(group) * share)), random_state=seed)
-        for _, group in rows.groupby("gender", sort=True)
+        for _, group in rows.groupby("label", sort=True)
     ]
     return pd.concat(picked).sort_index().reset_index(drop=True)
 
@@ -125,9 +125,9 @@ def load_trial_data(spec: TrialSpec, cache: FaceCache) -> TrialData:
     return TrialData(
         cache=cache,
         train_slots=train["slot"].to_numpy(np.int64),
-        train_labels=train["gender"].to_numpy(np.int32),
+        train_labels=train["label"].to_numpy(np.int32),
         val_slots=val["slot"].to_numpy(np.int64),
-        val_labels=val["gender"].to_numpy(np.int32),
+        val_labels=val["label"].to_numpy(np.int32),
         channel_stats=stats,
     )
 
@@ -150,14 +150,16 @@ def build_optimizer(spec: TrialSpec) -> keras.optimizers.Optimizer:
 
 
 def build_trial_model(
-    spec: TrialSpec, channel_stats: tuple[list[float], list[float]] | None = None
+    spec: TrialSpec, channel_stats: tuple[list[float], list[float]] | None = None, num_classes: int = 2
 ) -> tuple[keras.Model, keras.Model]:
     """(training model taking 256x256 uint8-valued images, the bare network inside it).
 
     ``channel_stats`` is the training split's per-channel (mean, std), needed by the
-    ``per_channel`` normalisation (TrialData.channel_stats).
+    ``per_channel`` normalisation (TrialData.channel_stats). ``num_classes`` other than two
+    (an image folder's classes) goes to the builder's ``num_classes`` option.
     """
-    network = models.create_model(spec.model, **spec.model_options)
+    classes = {"num_classes": num_classes} if num_classes != 2 else {}
+    network = models.create_model(spec.model, **{**spec.model_options, **classes})
     mean, std = channel_stats or (None, None)
     preprocessing = Preprocessing(
         spec.policy, spec.normalisation, seed=spec.seed, channel_mean=mean, channel_std=std, name="preprocessing"
@@ -169,7 +171,7 @@ def build_trial_model(
         # a model of another input size (a small smoke-run backbone, the autoencoder's
         # multiple of 64) sees the policy's crop resized to its own input
         prepared = keras.layers.Resizing(model_side, model_side, name="resize_to_model")(prepared)
-    model = keras.Model(images, network(prepared), name=f"{spec.model}_trainer")
+    model = keras.Model(images, network(prepared), name=f"{network.name}_trainer")
     model.compile(
         run_eagerly=spec.run_eagerly,
         optimizer=build_optimizer(spec),
@@ -192,10 +194,11 @@ def run_trial(
     keras.backend.clear_session()
     keras.utils.set_random_seed(spec.seed)
     data = load_trial_data(spec, cache)
-    model, network = build_trial_model(spec, data.channel_stats)
+    model, network = build_trial_model(spec, data.channel_stats, len(cache.class_names))
     static = {
         "params": int(network.count_params()),
         "trainable_params": int(sum(np.prod(w.shape) for w in network.trainable_weights)),
+        "model_bytes": int(sum(np.prod(w.shape) * np.dtype(w.dtype).itemsize for w in network.weights)),
         "train_images": len(data.train_labels),
         "val_images": len(data.val_labels),
         "started_at": started_at,

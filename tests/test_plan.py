@@ -88,7 +88,7 @@ def test_a_run_is_planned_once_and_its_leaderboard_written(tmp_path, small_synth
         calls.append(asked)
         return real_plan_run(asked)
 
-    def fake_run_plan(planned, cache, run_dir, *, resume=False):
+    def fake_run_plan(planned, cache, run_dir, *, resume=False, epoch_seconds=None):
         assert len(cache.faces) > 0  # the trials get the decoded cache, not a path
         return [TrialRecord(spec=spec, epochs=[epoch(1, 0.7), epoch(2, 0.8)]) for spec in planned.all_specs]
 
@@ -113,7 +113,7 @@ def test_the_levi_protocol_runs_five_folds_and_writes_the_published_comparison(t
 
     planned_trials = []
 
-    def fake_run_plan(planned, cache, run_dir, *, resume=False):
+    def fake_run_plan(planned, cache, run_dir, *, resume=False, epoch_seconds=None):
         planned_trials.extend(planned.all_specs)
         last = epoch(2, 0.8, val_accuracy_oversampled=0.81)
         return [TrialRecord(spec=spec, epochs=[epoch(1, 0.7), last]) for spec in planned.all_specs]
@@ -125,6 +125,6 @@ def test_the_levi_protocol_runs_five_folds_and_writes_the_published_comparison(t
     assert all(spec.keep_duplicates for spec in planned_trials)
     board = next(tmp_path.glob("*/LEADERBOARD.md")).read_text()
     assert "- protocol: Levi & Hassner's: 5-fold cross-validation" in board
-    assert "gender-labelled fold lines, duplicates kept" in board
+    assert "labelled fold lines, duplicates kept" in board
     assert "## Against the published figures" in board and "| 0.8590 ± 0.0140" in board and "0.8680 ± 0.0140" in board
     assert "0.8100 ± 0.0000 [0.8100, 0.8100] n=5" in board  # ours over-sampled, over the five folds

@@ -49,7 +49,7 @@ def test_cv_with_repeats_and_flat_dict_round_trip():
 def test_goals_come_from_the_suite():
     suite = get_suite("baseline")
     synthetic = suite.goals(synthetic=True)
-    assert synthetic.accuracy == suite.target_accuracy and synthetic.params == suite.params_budget
+    assert synthetic.accuracy == suite.target_accuracy and synthetic.params == suite.budgets.get("params")
     real = suite.goals(synthetic=False)
     assert real.accuracy is None  # each row's report figure
     assert real.accuracy_goal(0.9498) == 0.9498

@@ -1,16 +1,18 @@
 import math
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from PIL import Image
 
+from bench.answer import SMOKE_SENTENCE, ranked_rows
 from bench.compare import compare_runs, main, render_cross_run_leaderboard
-from bench.goals import Goals
+from bench.goals import MET, MISSED, SMOKE, UNMEASURED, GoalError, Goals, check_row, meets_every_budget, parse_goal
 from bench.io import atomic_write_text, read_table, write_table
 from bench.leaderboard import RunInfo, load_run_info, render_leaderboard, save_run_info, write_leaderboard
-from bench.plots import pareto_front, write_plots
+from bench.plots import pareto_front, plot_learning_curves, plot_tradeoff, write_plots
 from bench.results import TrialRecord, epochs_table, groups_table, summarise, trials_table
 from bench.specs import TrialSpec
 
@@ -244,7 +246,8 @@ def test_leaderboard_markdown_matches_the_golden_file():
         ("Learning curves", "plots/learning_curves.png", ""),
         ("Accuracy vs GFLOPs", None, "no report row has both forward GFLOPs per image and an accuracy"),
     ]
-    text = render_leaderboard(run_info(repeats=3), golden_trials(), plots)
+    goals = Goals(target_accuracy=0.8, accuracy=0.8, params=1000, time=4.0, inference=500.0)
+    text = render_leaderboard(run_info(repeats=3, preset="paper", goals=goals), golden_trials(), plots)
     if os.environ.get("UPDATE_GOLDEN"):
         GOLDEN.write_text(text)
     assert text == GOLDEN.read_text(), "rerun with UPDATE_GOLDEN=1 after a deliberate change, and review the diff"
@@ -258,21 +261,33 @@ def first_table(text: str) -> list[str]:
     return [line for line in lines[start:end] if line.startswith("| ")]
 
 
-def test_leaderboard_ranks_checks_goals_and_lists_unfinished_trials(records):
-    text = render_leaderboard(run_info(), trials_table(records, target_accuracy=0.8))
-    lines = first_table(text)
+def table_after(text: str, heading: str) -> list[dict[str, str]]:
+    """The rows of the first table after ``heading``, as dicts by column header."""
+    lines = first_table(text.split(heading, 1)[1])
     header = [cell.strip() for cell in lines[0].split("|")[1:-1]]
-    rows = [dict(zip(header, (cell.strip() for cell in line.split("|")[1:-1]), strict=True)) for line in lines[1:]]
-    assert [row["trial"] for row in rows] == ["good", "patient", "stopped", "exploded", "broken"]
+    return [dict(zip(header, (cell.strip() for cell in line.split("|")[1:-1]), strict=True)) for line in lines[1:]]
+
+
+def test_leaderboard_ranks_checks_goals_and_lists_unfinished_trials(records):
+    text = render_leaderboard(run_info(preset="paper"), trials_table(records, target_accuracy=0.8))
+    rows = table_after(text, "## Accuracy")
+    assert [row["row"] for row in rows] == ["good", "patient", "stopped", "exploded", "broken"]
+    assert [row["#"] for row in rows] == ["1", "2", "3", "4", "5"]
     good = rows[0]
     assert good["best val acc"] == "0.8500" and good["report"] == "0.9000" and good["diff"] == "-0.0500"
-    assert good["acc goal"] == "✓" and good["size goal"] == "✓" and good["epochs goal"] == "✓"
-    assert rows[2]["acc goal"] == "✗" and rows[2]["epochs goal"] == "✗"  # 0.70 < 0.80; never reached it
-    assert rows[4]["acc goal"] == "–" and rows[4]["status"] == "failed"
+    assert good["accuracy budget"] == "0.8500 ✓"
+    assert rows[2]["accuracy budget"] == "0.7000 ✗"  # 0.70 < 0.80
+    assert rows[4]["accuracy budget"] == "–" and rows[4]["status"] == "failed"
+    answer = table_after(text, "## The answer")
+    assert [row["row"] for row in answer] == ["good"]  # the one row meeting every budget
+    assert answer[0]["parameters"] == "1,000 ✓"
+    assert "- #3 `stopped`: best val accuracy 0.7000 < 0.8000" in text
+    assert "- #5 `broken`: no trial finished (failed)" in text
     assert "- `broken`: failed: ValueError: boom" in text
     assert "- `exploded`: diverged: train loss not finite from epoch 2" in text
     assert "- `stopped`: early_stopped: stopped after epoch 2 of 5" in text
-    assert "acc goal: best val accuracy >= 0.8000; size goal: params <= 1,000" in text
+    assert "**Budgets** (target accuracy 0.80): best val accuracy >= 0.8000; parameters <= 1,000." in text
+    assert [row["#"] for row in table_after(text, "## Cost")] == ["1", "2", "3", "4", "5"]  # one numbering
 
 
 def test_energy_of_a_shared_gpu_is_marked():
@@ -286,11 +301,93 @@ def test_energy_of_a_shared_gpu_is_marked():
 
 def test_real_data_goal_is_the_report_figure(records):
     goals = Goals(target_accuracy=0.8, accuracy=None, params=None, epochs_to_target=1)
-    text = render_leaderboard(run_info(goals=goals), trials_table(records, target_accuracy=0.8))
-    good = next(line for line in text.splitlines() if line.startswith("| 1 "))
-    cells = [cell.strip() for cell in good.split("|")[1:-1]]
-    assert cells[-4:-1] == ["✗", "–", "✗"]  # 0.85 < report 0.90; no size goal; target at epoch 2 > 1
-    assert "the report's figure for that row" in text
+    text = render_leaderboard(run_info(goals=goals, preset="paper"), trials_table(records, target_accuracy=0.8))
+    good = table_after(text, "## Accuracy")[0]
+    assert good["row"] == "good" and good["accuracy budget"] == "0.8500 ✗"  # 0.85 < report 0.90
+    assert "- #1 `good`: best val accuracy 0.8500 < 0.9000; epochs to the target 2 > 1" in text
+    assert "best val accuracy >= the published figure for its row" in text
+    assert "No row meets every budget." in text
+
+
+def test_every_budget_met_missed_or_not_measured():
+    trials = trials_table(repeated_records(), target_accuracy=0.8)  # three seeds on a recorded A100
+    cpu = trials_table(
+        [TrialRecord(TrialSpec(name="cpu", model="levi_hassner", epochs=2), [epoch(1, 0.82), epoch(2, 0.9)])],
+        target_accuracy=0.8,
+    )
+    groups = groups_table(pd.concat([trials, cpu], ignore_index=True)).set_index("group")
+    gpu_row, cpu_row = groups.loc[["lh"]].itertuples(), groups.loc[["cpu"]].itertuples()
+    gpu_row, cpu_row = next(gpu_row), next(cpu_row)
+    cases = {  # budget -> (goal that lh meets, goal that lh misses)
+        "accuracy": (0.84, 0.86),
+        "time": (4.0, 3.0),  # lh: 10/3 s to the target on average
+        "train_time": (4.0, 3.0),  # 4 s of wall time
+        "params": (1000, 999),
+        "size": (1e9, 1.0),
+        "inference": (900.0, 950.0),  # 901 img/s
+        "energy": (5000.0, 4999.0),  # 5,000 mJ per image
+        "epochs": (2, 1),  # 5/3 epochs on average, every seed reached the target
+    }
+    for name, (meets, misses) in cases.items():
+        if name == "size":  # the records hold no weight sizes: measured ones come from the trials
+            gpu_row = gpu_row._replace(model_bytes=4000.0)
+        base = Goals(target_accuracy=0.8)
+        (verdict,) = [v for v in check_row(gpu_row, base.with_budgets({name: meets}), False) if v.budget.name == name]
+        assert verdict.status == MET, (name, verdict)
+        (verdict,) = [v for v in check_row(gpu_row, base.with_budgets({name: misses}), False) if v.budget.name == name]
+        assert verdict.status == MISSED, (name, verdict)
+    (energy,) = [v for v in check_row(cpu_row, Goals(0.8, energy=10.0), False) if v.budget.name == "energy"]
+    assert energy.status == UNMEASURED and energy.missed_text() == "GPU energy per training image not measured"
+    assert not meets_every_budget([energy])
+    smoke = check_row(gpu_row, Goals(0.8, accuracy=0.99, time=1.0, params=10), smoke=True)
+    assert [(v.budget.name, v.status) for v in smoke] == [("accuracy", SMOKE), ("time", SMOKE), ("params", MISSED)]
+
+
+def test_a_repeated_row_meets_a_time_budget_only_if_every_seed_reached_the_target():
+    records = repeated_records()
+    records[0].epochs[1]["val_accuracy"] = 0.79  # seed 0 never reaches 0.80
+    records[0].epochs[0]["val_accuracy"] = 0.70
+    (row,) = groups_table(trials_table(records, target_accuracy=0.8)).itertuples()
+    (verdict,) = [v for v in check_row(row, Goals(0.8, time=100.0), False) if v.budget.name == "time"]
+    assert row.n_reached_target == 2 and verdict.status == MISSED
+
+
+def test_ties_in_accuracy_rank_by_time_to_target():
+    fast = TrialRecord(TrialSpec(name="fast", model="levi_hassner", epochs=1), [epoch(1, 0.9)])
+    slow_epoch = epoch(1, 0.9)
+    slow_epoch["elapsed_seconds"] = 9.0
+    slow = TrialRecord(TrialSpec(name="slow", model="levi_hassner", epochs=1), [slow_epoch])
+    groups = groups_table(trials_table([slow, fast], target_accuracy=0.8))
+    assert [row.group for _, row, _ in ranked_rows(groups, Goals(0.8, accuracy=0.8), smoke=False)] == ["fast", "slow"]
+
+
+def test_a_smoke_run_says_its_accuracies_check_the_path():
+    text = render_leaderboard(run_info(), trials_table(repeated_records(), target_accuracy=0.8))
+    assert SMOKE_SENTENCE in text and text.index(SMOKE_SENTENCE) < text.index("## The answer")
+    assert table_after(text, "## Accuracy")[0]["accuracy budget"] == "n/a (smoke)"
+    assert "✗" not in table_after(text, "## Accuracy")[0]["accuracy budget"]
+    assert SMOKE_SENTENCE not in render_leaderboard(run_info(preset="paper"), trials_table(repeated_records()))
+    only_accuracy = render_leaderboard(run_info(goals=Goals(0.8, accuracy=0.8)), trials_table(repeated_records()))
+    assert "A smoke run cannot answer this: its only budgets are on accuracy" in only_accuracy
+    assert [row["row"] for row in table_after(text, "## The answer")] == ["lh"]  # params is still checked
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("speed=3", "unknown budget 'speed'"),
+        ("tim=3", "did you mean time?"),
+        ("time", "--goal takes NAME=VALUE"),
+        ("time=fast", "'fast' is not a number"),
+        ("accuracy=1.5", "accuracy must be in [0, 1]"),
+        ("params=-1", "params must be > 0"),
+        ("energy=nan", "must be a number"),
+    ],
+)
+def test_bad_goals_are_one_line_errors(text, message):
+    with pytest.raises(GoalError, match=re.escape(message)):
+        parse_goal(text)
+    assert parse_goal("params=10e6") == ("params", 10e6) and parse_goal(" time=1800") == ("time", 1800.0)
 
 
 # --------------------------------------------------------------------------- plots
@@ -320,7 +417,8 @@ def test_plots_are_valid_pngs_and_linked(tmp_path):
 
 def test_a_plot_without_data_is_listed_with_the_reason(tmp_path, records):
     trials = trials_table(records, target_accuracy=0.8)  # no FLOPs reported
-    entries = {title: (path, note) for title, path, note in write_plots(trials, epochs_table(records), 0.8, tmp_path)}
+    drawn = write_plots(trials, epochs_table(records), Goals(0.8), {name: 1 for name in trials["group"]}, tmp_path)
+    entries = {title: (path, note) for title, path, note in drawn}
     path, note = entries["Accuracy vs GFLOPs"]
     assert path is None and note == "no report row has both forward GFLOPs per image and an accuracy"
     assert entries["Learning curves"][0].is_file()
@@ -390,3 +488,47 @@ def test_compare_command_line(tmp_path, capsys):
     assert main(["--refresh", "--runs", str(tmp_path)]) == 0
     assert (tmp_path / "LEADERBOARD.md").is_file()
     assert main([]) == 2
+
+
+def crowded_groups(count: int = 6):
+    """Rows whose points nearly coincide, as a smoke run's random-weight models do."""
+    records = []
+    for index in range(count):
+        spec = TrialSpec(name=f"model_with_a_long_name_{index}", model="levi_hassner", epochs=2)
+        epochs = [gpu_epoch(1, 0.5, 10.0), gpu_epoch(2, 0.51 + 0.001 * (index % 2), 10.0)]
+        for row in epochs:
+            row["flops_per_image"] = 1.5e9 * (1 + 0.01 * index)
+        records.append(TrialRecord(spec=spec, epochs=epochs))
+    return groups_table(trials_table(records, target_accuracy=0.5)), epochs_table(records)
+
+
+def test_tradeoff_plot_numbers_every_point_as_its_row_without_overprinting(tmp_path):
+    groups, _ = crowded_groups()
+    numbers = {group: 10 + index for index, group in enumerate(groups["group"])}
+    drawn = plot_tradeoff(
+        groups, numbers, "params", 1e6, "parameters (millions)", tmp_path / "p.png", "Accuracy vs parameters",
+        accuracy_budget=0.6, x_budget=2000,
+    )  # fmt: skip
+    assert sorted(p.number for p in drawn.points) == sorted(numbers.values())
+    assert {p.group: p.number for p in drawn.points} == numbers
+    assert drawn.overlapping_labels == 0 and drawn.points_inside_axes
+    boxes = drawn.label_boxes
+    assert not any(
+        a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3] for i, a in enumerate(boxes) for b in boxes[i + 1 :]
+    )
+    assert drawn.lines == ["accuracy budget 0.6", "budget 0.002"] and drawn.legend_outside_axes
+    with Image.open(drawn.path) as image:
+        assert image.width >= 800
+
+
+def test_learning_curves_put_losses_on_a_log_scale_and_the_legend_outside(tmp_path):
+    _, epochs = crowded_groups(3)
+    epochs.loc[epochs.index[0], "val_loss"] = 7e18  # one exploding trial must not flatten the others
+    numbers = {group: index + 1 for index, group in enumerate(sorted(set(epochs["group"])))}
+    drawn = plot_learning_curves(epochs, numbers, 0.8, tmp_path / "curves.png")
+    assert drawn.lines[:3] == ["target 0.80", "validation", "training"]
+    assert drawn.lines[3:-1] == [f"{numbers[group]}  {group}" for group in sorted(numbers, key=numbers.get)]
+    assert drawn.loss_scale == "log" and drawn.legend_outside_axes
+    exploding = next(numbers[g] for g in epochs.loc[[epochs.index[0]], "group"])
+    assert drawn.lines[-1] == f"loss above the axis: #{exploding}"  # kept off the axis, said in the legend
+    assert drawn.path.read_bytes()[:8] == PNG_SIGNATURE

@@ -13,8 +13,9 @@ import pytest
 
 from bench.errors import RunnerError, UsageError
 from bench.plan import Scheduling
+from bench.records import last_attempt
 from bench.resources import check_address, plan_resources
-from bench.runner import PatienceStopper, last_attempt, run_trials
+from bench.runner import PatienceStopper, run_trials
 from bench.specs import RandomSearch, SpecError, apply_sample
 from tests.conftest import REPO_ROOT
 from tests.conftest import tiny_spec as tiny

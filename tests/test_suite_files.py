@@ -1,0 +1,187 @@
+"""Suites users write: a TOML file loads into a Suite, malformed files are one line and exit 2."""
+
+import textwrap
+
+import pytest
+
+from bench.plan import RunRequest, plan_run
+from bench.run import main
+from bench.suite_files import SuiteFileError, load_suite_file
+from tests.conftest import REPO_ROOT
+from tests.image_folders import write_image_folder
+from tests.test_cli import run_cli
+
+GOOD = """
+name = "mine"
+description = "two backbones"
+target_accuracy = 0.75
+[goals]
+accuracy = 0.8
+time = 600
+params = 5e6
+[[trials]]
+name = "small"
+model = "keras:MobileNetV3Small"
+model_options = { input_size = 32, latent_size = 16 }
+optimizer = "adam"
+learning_rate = 1e-3
+momentum = 0.0
+epochs = 3
+train_folds = [0, 1, 2]
+[[trials]]
+name = "tiny"
+model = "tiny_cnn"
+[search]
+name = "tiny_search"
+model = "tiny_cnn"
+learning_rate = [1e-4, 1e-2]
+samples = 2
+[preset.smoke]
+epochs = 1
+train_limit = 16
+eager = true
+"""
+
+
+def write(tmp_path, text: str, name: str = "suite.toml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def test_a_suite_file_loads_into_a_suite(tmp_path):
+    suite = load_suite_file(write(tmp_path, GOOD))
+    assert suite.name == "mine" and suite.target_accuracy == 0.75
+    small, tiny = suite.specs
+    assert small.model == "keras:MobileNetV3Small" and small.model_options == {"input_size": 32, "latent_size": 16}
+    assert small.train_folds == (0, 1, 2) and small.normalisation == "none"  # the family's, from the registry
+    assert tiny.optimizer == "sgd"  # TrialSpec's defaults fill the rest
+    assert suite.search.samples == 2 and suite.search.learning_rate == (1e-4, 1e-2)
+    assert suite.smoke.epochs == 1 and suite.smoke.train_limit == 16 and suite.smoke.eager
+    goals = suite.goals(synthetic=True)
+    assert (goals.accuracy, goals.time, goals.params) == (0.8, 600.0, 5e6)
+
+
+def test_a_planned_suite_file_is_named_absolutely_and_takes_its_smoke_preset(tmp_path, monkeypatch):
+    path = write(tmp_path, GOOD)
+    monkeypatch.chdir(tmp_path)
+    request = RunRequest("suite.toml", "smoke", "", True, None, {}, False, goals={"time": 60.0})
+    assert request.suite == str(path.resolve())
+    planned = plan_run(request)
+    assert [spec.epochs for spec in planned.all_specs] == [1, 1, 1, 1] and planned.goals.time == 60.0
+
+
+def test_list_shows_a_suite_file(tmp_path, capsys):
+    assert main(["--list", "--suite", str(write(tmp_path, GOOD))]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("mine (") and "small: keras:MobileNetV3Small, 3 epochs" in out
+
+
+def test_the_shipped_example_is_valid():
+    suite = load_suite_file(REPO_ROOT / "examples" / "keras_backbones.toml")
+    assert [spec.model for spec in suite.specs] == [
+        "keras:MobileNetV3Small",
+        "keras:EfficientNetB0",
+        "keras:MobileNetV2",
+    ]
+    assert suite.search.samples == 3 and suite.budgets["time"] == 1800
+
+
+HEAD = 'name = "bad"\n'
+TRIAL = '[[trials]]\nname = "t"\nmodel = "tiny_cnn"\n'
+MALFORMED = {
+    "not TOML": ("name = \n", "not valid TOML"),
+    "unknown top-level key": (HEAD + "nmae = 3\n" + TRIAL, "the top level, key nmae: unknown key"),
+    "no trials": ('description = "x"\n', "key name: missing"),
+    "unknown trial key": (
+        HEAD + TRIAL + "learning_rat = 0.1\n",
+        "[[trials]] #1, key learning_rat: unknown key (did you",
+    ),
+    "wrong type": (HEAD + TRIAL + 'epochs = "ten"\n', "[[trials]] #1, key epochs: must be an integer"),
+    "unknown model": (HEAD + '[[trials]]\nname = "t"\nmodel = "keras:ResNet5"\n', "key model: unknown model"),
+    "bound broken": (HEAD + TRIAL + "learning_rate = -1.0\n", "key learning_rate: learning_rate must be > 0"),
+    "unknown budget": (HEAD + "[goals]\nspeed = 3\n" + TRIAL, "[goals], key speed: unknown key"),
+    "bad search bounds": (
+        HEAD + TRIAL + '[search]\nname = "s"\nmodel = "tiny_cnn"\nlearning_rate = 0.1\n',
+        "[search], key learning_rate: must be a list",
+    ),
+    "bad smoke preset": (HEAD + TRIAL + "[preset.smoke]\nepochs = 0\n", "[preset.smoke], key epochs: must be >= 1"),
+    "repeated names": (HEAD + TRIAL + TRIAL, "repeats trial names: t"),
+}
+
+
+@pytest.mark.parametrize("case", list(MALFORMED))
+def test_a_malformed_suite_file_is_one_line_naming_file_table_and_key(case, tmp_path, capsys):
+    text, expected = MALFORMED[case]
+    path = write(tmp_path, text)
+    with pytest.raises(SuiteFileError) as caught:
+        load_suite_file(path)
+    assert str(caught.value).startswith(f"{path}: ") and expected in str(caught.value), str(caught.value)
+    assert main(["--suite", str(path), "--out", str(tmp_path / "runs")]) == 2
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and expected in err[0] and "Traceback" not in err[0]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_missing_suite_file_is_one_line(tmp_path, capsys):
+    assert main(["--suite", str(tmp_path / "nope.toml")]) == 2
+    assert "no such suite file" in capsys.readouterr().err
+
+
+KERAS_TRIAL = """
+[[trials]]
+name = "{name}"
+model = "keras:{model}"
+model_options = {{ input_size = 32{latent} }}
+optimizer = "adam"
+learning_rate = 1e-3
+momentum = 0.0
+batch_size = 8
+epochs = 2
+"""
+KERAS_SUITE = (
+    """
+name = "three_backbones"
+description = "three keras.applications backbones on an image folder"
+target_accuracy = 0.6
+[goals]
+params = 2e6
+train_time = 600
+"""
+    + KERAS_TRIAL.format(name="mobilenet_v3_small", model="MobileNetV3Small", latent=", latent_size = 16")
+    + KERAS_TRIAL.format(name="efficientnet_b0", model="EfficientNetB0", latent="")
+    + KERAS_TRIAL.format(name="mobilenet_v2", model="MobileNetV2", latent="")
+    + """
+[preset.smoke]
+train_limit = 24
+val_limit = 8
+eager = true
+"""
+)
+
+
+@pytest.mark.slow
+def test_a_toml_suite_of_three_keras_models_runs_on_an_image_folder(tmp_path):
+    photos = write_image_folder(tmp_path / "photos", subjects=20, images_per_subject=3)
+    suite = write(tmp_path, KERAS_SUITE, "three.toml")
+    result = run_cli("--suite", str(suite), "--data", str(photos), "--out", str(tmp_path / "r"))
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-2].startswith("Done: 3 trial(s): 3 completed")
+    board = next((tmp_path / "r").glob("*-three_backbones/LEADERBOARD.md")).read_text()
+    budgets = "best val accuracy >= the published figure for its row (else 0.60) (n/a in a smoke run)"
+    assert f"**Budgets** (target accuracy 0.60): {budgets}; training seconds <= 600 s; parameters <= 2,000,000" in board
+    answer = board.split("## The answer", 1)[1].split("## Accuracy", 1)[0]
+    assert "| 1   | mobilenet_v3_small | keras:MobileNetV3Small |" in answer  # the one row within 2M parameters
+    misses = sorted(line.split(" ", 2)[2] for line in answer.splitlines() if line.startswith("- #"))
+    assert misses == [
+        "`efficientnet_b0`: parameters 4,052,133 > 2,000,000",
+        "`mobilenet_v2`: parameters 2,260,546 > 2,000,000",
+    ]
+    assert "cats, dogs" in board  # the classes of the image folder, in the header's counting
+
+
+def test_the_readme_example_is_a_valid_suite_file(tmp_path):
+    readme = (REPO_ROOT / "README.md").read_text()
+    block = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    suite = load_suite_file(write(tmp_path, block, "readme.toml"))
+    assert suite.name == "keras_backbones" and len(suite.specs) == 2 and suite.search.samples == 3
