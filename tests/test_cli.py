@@ -130,7 +130,7 @@ def test_baseline_suite_runs_end_to_end_through_ray(tmp_path):
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["seeds"] == [0] and manifest["cpu_matmul_peak_flops"] > 0 and manifest["python"]
     assert manifest["command"].endswith(f"-m bench.run --suite baseline --trials 'levi_hassner_sgd*' --out {tmp_path}")
-    assert "**Goals**" in text and "environment: Python" in text
+    assert "**Budgets**" in text and "environment: Python" in text
     assert row.gflops_per_image == pytest.approx(1.3014, abs=1e-3) and row.mfu > 0  # bench.flops, measured CPU peak
     for name in ("learning_curves", "accuracy_vs_params", "accuracy_vs_gflops", "accuracy_vs_time_to_target"):
         assert (run_dir / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG" and f"](plots/{name}.png)" in text
