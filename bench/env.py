@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import shlex
+import socket
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -133,6 +134,21 @@ def _git(repo: Path, *args: str) -> str | None:
     except (OSError, subprocess.TimeoutExpired):
         return None
     return result.stdout.strip() if result.returncode == 0 else None
+
+
+NODE_FACTS = ("node_host", "node_python", "node_tensorflow", "node_keras", "node_ray")
+
+
+def node_facts() -> dict[str, str]:
+    """Where this process runs: host name and the versions a trial's figures depend on."""
+    values = (
+        socket.gethostname(),
+        platform.python_version(),
+        _version(*TENSORFLOW_DISTRIBUTIONS),
+        _version("keras"),
+        _version("ray"),
+    )
+    return {name: value or "" for name, value in zip(NODE_FACTS, values, strict=True)}
 
 
 def collect_manifest(

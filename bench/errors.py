@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import re
 import sys
 import tempfile
 import traceback
@@ -65,3 +66,27 @@ def one_line_errors(
             traceback.print_exc(file=log)
         print(f"unexpected error: {type(error).__name__}: {error} (traceback in {log.name})", file=sys.stderr)
         return EXIT_UNEXPECTED
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m|\[[0-9;]*m")
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Fault|Exit|Interrupt)\b")
+_KERAS_NOISE = ("Arguments received", "•", "Traceback")
+
+
+def error_line(text: str) -> str:
+    """The line of ``text`` (an error message or a traceback) that says what went wrong.
+
+    The last ``SomeError: ...`` line; when Keras wraps the error ("Exception encountered when
+    calling ..."), the line that follows it holds the cause, and is kept beside it.
+    """
+    lines = [_ANSI.sub("", line).strip() for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    found = [index for index, line in enumerate(lines) if _EXCEPTION_LINE.match(line)]
+    if not found:
+        return lines[-1] if lines else ""
+    index = found[-1]
+    said = lines[index]
+    following = [line for line in lines[index + 1 :] if not line.startswith(_KERAS_NOISE)]
+    if following and (said.endswith(":") or "Exception encountered when calling" in said):
+        said = f"{said} {following[0]}"
+    return said

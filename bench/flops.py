@@ -6,12 +6,31 @@ shared with ``python -m models``; this module is the harness's side of it. No ra
 
 from __future__ import annotations
 
+import math
+
 import keras
 
 from bench.mfu import TRAINING_TO_FORWARD
 from models.flops import ACTIVATION_FLOPS, FlopsError, flops_rule, forward_flops
 
-__all__ = ["ACTIVATION_FLOPS", "TRAINING_TO_FORWARD", "FlopsError", "flops_rule", "forward_flops", "training_flops"]
+__all__ = [
+    "ACTIVATION_FLOPS",
+    "TRAINING_TO_FORWARD",
+    "FlopsError",
+    "flops_or_nan",
+    "flops_rule",
+    "forward_flops",
+    "training_flops",
+]
+
+
+def flops_or_nan(model: keras.Model) -> float:
+    """Forward FLOPs per image, or NaN where a layer has no rule (a user's own layer): the
+    leaderboard then shows no FLOPs or MFU for that model, and its trials run all the same."""
+    try:
+        return float(forward_flops(model))
+    except FlopsError:
+        return math.nan
 
 
 def training_flops(model: keras.Model) -> int:

@@ -59,6 +59,7 @@ class RunInfo:
     cv: bool = False
     protocol: str = ""  # bench/protocols.py: the protocol's description
     counting: str = ""  # how faces were counted (each once, or every listed line)
+    nodes: str = ""  # nodes whose versions differ from the driver's ("" when none do)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -258,6 +259,8 @@ def render_leaderboard(info: RunInfo, trials: pd.DataFrame, plots: Sequence[tupl
     if info.protocol:
         lines.append(f"- protocol: {info.protocol}; faces: {info.counting}")
     lines.append(f"- environment: {info.environment or 'not recorded'}")
+    if info.nodes:
+        lines.append(f"- **nodes differ from the driver**: {info.nodes}")
     if info.command:
         lines.append(f"- command: `{info.command}`")
     lines += ["", SMOKE_SENTENCE, ""] if smoke else [""]
@@ -296,6 +299,15 @@ def render_leaderboard(info: RunInfo, trials: pd.DataFrame, plots: Sequence[tupl
         lines.append("None: every trial ran its whole epoch budget.")
     lines += [f"- `{row.trial}`: {row.status}: {row.reason}" for row in unfinished.itertuples(index=False)]
     lines.append("")
+    restarted = trials[trials.get("attempts", pd.Series(1, index=trials.index)).gt(1)]
+    if not restarted.empty:
+        lines += ["## Restarted", ""]
+        lines += [
+            f"- `{row.trial}`: {row.attempts} attempts (a crash or a lost node; each restart goes on from the last "
+            f"checkpoint), {row.epochs_lost} epoch(s) run again; its time to target counts every attempt's wall time"
+            for row in restarted.itertuples(index=False)
+        ]
+        lines.append("")
     if plots:
         lines += ["## Plots", "", "Points are numbered as the rows of the tables above.", ""]
         for title, path, note in plots:

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import keras
 import numpy as np
 
+from bench.checkpoints import TrialState
 from bench.gpu import GpuReading, NvmlSampler
 
 # what a trial reports each epoch, in this order (results tables keep it)
@@ -39,6 +42,12 @@ EPOCH_METRIC_KEYS = (
     "val_images",
     "started_at",
     "flops_per_image",
+    # where the trial ran: the node's host name and versions (a cluster's nodes may differ)
+    "node_host",
+    "node_python",
+    "node_tensorflow",
+    "node_keras",
+    "node_ray",
     # profiling: GPU figures over the epoch (NaN / "" without a GPU, nvml_reason says why)
     "energy_j",
     "power_w",
@@ -54,9 +63,11 @@ EPOCH_METRIC_KEYS = (
     "infer_images_per_sec",  # epoch 1 only: measured once, outside the epochs' timings
     "process_rss_bytes",  # the trial process's resident memory at the epoch's end (bounded across trials)
     "oversample_seconds",  # what the over-sampled evaluation took (outside every epoch's timings)
+    "attempt",  # 1 for a trial's first run, 2 after it restarted (from its checkpoint), ...
+    "checkpoint_seconds",  # what saving this epoch's checkpoint took (NaN: none saved); outside timings
 )
 INFERENCE_BATCH_SIZE = 32
-Reporter = Callable[[dict], None]
+Reporter = Callable[..., None]  # report(metrics) or report(metrics, checkpoint=folder)
 
 
 def resident_memory_bytes(pid: int | str = "self") -> float:
@@ -154,6 +165,9 @@ class Patience:
             return False
         return epoch - self.best_epoch >= self.patience
 
+    def state(self) -> tuple[float, int]:
+        return self.best, self.best_epoch
+
 
 class EpochReporter(keras.callbacks.Callback):
     """Times each epoch's training part (validation excluded) and reports flat metrics.
@@ -162,7 +176,9 @@ class EpochReporter(keras.callbacks.Callback):
     the end of epoch 1, and the over-sampled accuracy at the trial's last epoch (its budget's,
     or the one the patience rule ends it at), each before that epoch's report: a scheduler may
     stop the trial after any report. Their time and GPU energy count in no epoch and not in
-    elapsed seconds.
+    elapsed seconds. Every ``checkpoint_every`` epochs, ``checkpoint`` writes the trial's state
+    to a folder that goes out with the epoch's report. Elapsed seconds count from the first
+    attempt's start (``state.origin``), a lost attempt included: MLPerf's rule.
     """
 
     def __init__(
@@ -175,6 +191,9 @@ class EpochReporter(keras.callbacks.Callback):
         measure_oversampled: Callable[[], float] | None = None,
         epochs: int | None = None,
         patience: int | None = None,
+        state: TrialState | None = None,
+        checkpoint: Callable[[TrialState], Path] | None = None,
+        checkpoint_every: int = 0,
     ):
         super().__init__()
         self.report = report
@@ -185,8 +204,13 @@ class EpochReporter(keras.callbacks.Callback):
         self.measure_oversampled = measure_oversampled
         self.epochs = epochs
         self.patience = Patience(patience)
-        self.run_started = time.perf_counter()
-        self.excluded_seconds = 0.0  # the inference and over-sampled measurements
+        state = state or TrialState(epoch=0, origin=time.time())
+        self.attempt = state.attempt
+        self.origin = state.origin or time.time()
+        self.excluded_seconds = state.excluded_seconds  # the inference and over-sampled seconds
+        self.patience.best, self.patience.best_epoch = state.patience_best, state.patience_best_epoch
+        self.checkpoint = checkpoint
+        self.checkpoint_every = checkpoint_every
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_started = time.perf_counter()
@@ -201,7 +225,7 @@ class EpochReporter(keras.callbacks.Callback):
         logs = logs or {}
         train_seconds = (self.validation_started or now) - self.epoch_started
         gpu = self.sampler.lap()
-        elapsed = now - self.run_started - self.excluded_seconds
+        elapsed = time.time() - self.origin - self.excluded_seconds
         inference = oversampled = oversample_seconds = math.nan
         if epoch == 0:
             inference = self.measure_inference()
@@ -214,25 +238,37 @@ class EpochReporter(keras.callbacks.Callback):
         if epoch == 0 or not math.isnan(oversampled):
             self.sampler.lap()  # the measurements' GPU energy belongs to no epoch
             self.excluded_seconds += time.perf_counter() - now
-        self.report(
-            {
-                "epoch": epoch + 1,
-                "train_loss": float(logs.get("loss", float("nan"))),
-                "train_accuracy": float(logs.get("accuracy", float("nan"))),
-                "val_loss": float(logs.get("val_loss", float("nan"))),
-                "val_accuracy": accuracy,
-                "val_accuracy_oversampled": oversampled,
-                "epoch_seconds": now - self.epoch_started,
-                "train_seconds": train_seconds,
-                "train_images_per_sec": self.train_images / train_seconds if train_seconds > 0 else float("nan"),
-                "elapsed_seconds": elapsed,
-                **self.static,
-                **gpu_report(gpu),
-                "infer_images_per_sec": inference,
-                "process_rss_bytes": resident_memory_bytes(),
-                "oversample_seconds": oversample_seconds,
-            }
-        )
+        metrics = {
+            "epoch": epoch + 1,
+            "train_loss": float(logs.get("loss", float("nan"))),
+            "train_accuracy": float(logs.get("accuracy", float("nan"))),
+            "val_loss": float(logs.get("val_loss", float("nan"))),
+            "val_accuracy": accuracy,
+            "val_accuracy_oversampled": oversampled,
+            "epoch_seconds": now - self.epoch_started,
+            "train_seconds": train_seconds,
+            "train_images_per_sec": self.train_images / train_seconds if train_seconds > 0 else float("nan"),
+            "elapsed_seconds": elapsed,
+            **self.static,
+            **gpu_report(gpu),
+            "infer_images_per_sec": inference,
+            "process_rss_bytes": resident_memory_bytes(),
+            "oversample_seconds": oversample_seconds,
+            "attempt": self.attempt,
+            "checkpoint_seconds": math.nan,
+        }
+        if not (self.checkpoint and self.checkpoint_every and (epoch + 1) % self.checkpoint_every == 0):
+            self.report(metrics)
+            return
+        started = time.perf_counter()
+        state = TrialState(epoch + 1, self.attempt, self.origin, self.excluded_seconds, *self.patience.state())
+        folder = self.checkpoint(state)
+        # a real training checkpoints too: its seconds stay in elapsed time (unlike the measurements)
+        metrics["checkpoint_seconds"] = time.perf_counter() - started
+        try:
+            self.report(metrics, checkpoint=folder)
+        finally:  # the report has copied it into the run's storage
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def inference_images_per_sec(model: keras.Model, images: np.ndarray) -> float:

@@ -75,12 +75,16 @@ class Scheduling:
     asha_reduction_factor: int = 3
     seed: int = 0  # random-search draws
     dashboard: bool = False  # a local Ray's dashboard, bound to 127.0.0.1 (Ray's dashboard has no login)
+    storage: str | None = None  # Ray Tune's storage: a folder every node mounts, or a URI (s3://, gs://...)
+    checkpoint_every: int = 1  # a trial checkpoints every this many epochs (0: never)
+    save_models: bool = False  # export each report row's best model to runs/<id>/models/<row>.keras
 
     def __post_init__(self):
         share = self.gpus_per_trial
         problems = [
             integer_problem("max_concurrent", self.max_concurrent, 1, optional=True),
             integer_problem("num_gpus", self.num_gpus, 0, optional=True),
+            integer_problem("checkpoint_every", self.checkpoint_every, 0),
         ]
         if share is not None and share != AUTO and not (isinstance(share, (int, float)) and 0 < share <= 1):
             problems.append(Problem("gpus_per_trial", "in (0, 1]", share))
@@ -142,6 +146,7 @@ class Plan:
     search: RandomSearch | None
     scheduling: Scheduling
     protocol: Protocol
+    preset: str = "smoke"
     model_modules: tuple[str, ...] = ()
     goals: Goals | None = None  # the suite's budgets with the request's over them
 
@@ -194,7 +199,7 @@ def plan_run(request: RunRequest) -> Plan:
 
         scheduling = replace(scheduling, gpus_per_trial=None, gpu_shares=auto_gpu_shares(planned_specs(specs, search)))
     goals = suite.goals(request.synthetic).with_budgets(request.goals)
-    return Plan(suite, tuple(specs), search, scheduling, protocol, tuple(request.model_modules), goals)
+    return Plan(suite, tuple(specs), search, scheduling, protocol, request.preset, tuple(request.model_modules), goals)
 
 
 def expand_specs(specs: list[TrialSpec], repeats: int, cv: bool) -> list[TrialSpec]:

@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from bench.errors import error_line
 from bench.estimate import format_duration
-from bench.records import one_line_error
 
 
 class Progress:
@@ -97,9 +97,10 @@ class Progress:
     def retrying(self, label: str, error_file: str | None) -> None:
         self.write(f"[{label}] failed, retrying once: {last_line(error_file)}")
 
-    def failed(self, name: str, label: str, error_file: str | None) -> None:
+    def failed(self, name: str, label: str, error_file: str | None, message: str | None = None) -> None:
+        """A trial ended in an error: the message, or its error.txt's line that says what went wrong."""
         self.ended.add(name)
-        self.write(f"[{label}] failed: {last_line(error_file)}")
+        self.write(f"[{label}] failed: {message or last_line(error_file)}")
 
     def completed(self, name: str, label: str, epochs: int, best: float, stop_reason: str) -> None:
         """A trial ended without error: its whole budget run, or stopped early for ``stop_reason``."""
@@ -118,4 +119,4 @@ def last_line(error_file: str | None) -> str:
     """What a failed trial's error.txt says went wrong, in one line, without its traceback."""
     if not error_file or not Path(error_file).is_file():
         return "see the trial's error.txt"
-    return one_line_error(Path(error_file).read_text(errors="replace")) or "see the trial's error.txt"
+    return error_line(Path(error_file).read_text(errors="replace")) or "see the trial's error.txt"

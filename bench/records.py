@@ -7,15 +7,16 @@ as one line, and why it stopped before its budget (the patience stopper's reason
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from bench.errors import error_line
 from bench.measure import EPOCH_METRIC_KEYS
 from bench.results import TrialRecord
 from bench.specs import TrialSpec, apply_sample
 
 STOP_REASONS_FILE = "stop_reasons.json"
+FATAL = "fatal_error"  # a trial's report of an error no retry mends (a bad model option, a missing dataset)
 ASHA_REASON = "ASHA: below its rung's cutoff"
 
 
@@ -39,41 +40,28 @@ def error_message(error: BaseException | None) -> str | None:
     if error is None:
         return None
     cause = getattr(error, "cause", None) or error
-    return one_line_error(f"{type(cause).__name__}: {cause}")
+    return error_line(f"{type(cause).__name__}: {cause}")
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m|\[[0-9;]*m")
-_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Fault|Exit|Interrupt)\b")
-_KERAS_NOISE = ("Arguments received", "•", "Traceback")
+def epochs_that_count(rows: list[dict]) -> tuple[list[dict], int, int]:
+    """(the epochs that count, attempts, epochs lost) of a trial's reports in order.
 
-
-def one_line_error(text: str) -> str:
-    """The line of ``text`` (an error message or a traceback) that says what went wrong.
-
-    The last ``SomeError: ...`` line; when Keras wraps the error ("Exception encountered when
-    calling ..."), the line that follows it holds the cause, and is kept beside it.
+    A restarted trial reports again from the epoch after its last checkpoint (from epoch 1
+    without one): the epochs it redoes replace the earlier attempt's, which count as lost.
+    Its reports carry their attempt; an attempt that ended before reporting is not seen.
     """
-    lines = [_ANSI.sub("", line).strip() for line in text.splitlines()]
-    lines = [line for line in lines if line]
-    found = [index for index, line in enumerate(lines) if _EXCEPTION_LINE.match(line)]
-    if not found:
-        return lines[-1] if lines else ""
-    index = found[-1]
-    said = lines[index]
-    following = [line for line in lines[index + 1 :] if not line.startswith(_KERAS_NOISE)]
-    if following and (said.endswith(":") or "Exception encountered when calling" in said):
-        said = f"{said} {following[0]}"
-    return said
-
-
-def last_attempt(rows: list[dict]) -> list[dict]:
-    """The epochs of a trial's last attempt: a restarted trial reports from epoch 1 again."""
-    attempt: list[dict] = []
+    kept: list[dict] = []
+    attempts, lost = 1, 0
     for row in rows:
-        if attempt and row["epoch"] <= attempt[-1]["epoch"]:
-            attempt = []
-        attempt.append(row)
-    return attempt
+        if kept and row["epoch"] <= kept[-1]["epoch"]:
+            attempts += 1
+        attempt = row.get("attempt")
+        attempts = max(attempts, int(attempt) if attempt == attempt and attempt is not None else 1)
+        while kept and kept[-1]["epoch"] >= row["epoch"]:
+            kept.pop()
+            lost += 1
+        kept.append(row)
+    return kept, attempts, lost
 
 
 def records_from(grid, planned: Sequence[TrialSpec], stop_reasons: dict[str, str], asha: bool) -> list[TrialRecord]:
@@ -85,18 +73,21 @@ def records_from(grid, planned: Sequence[TrialSpec], stop_reasons: dict[str, str
         spec = resolve_spec(result.config)
         frame = result.metrics_dataframe
         rows: list[dict] = []
+        fatal = None
         if frame is not None and not frame.empty and "epoch" in frame.columns:
+            if FATAL in frame.columns and frame[FATAL].notna().any():
+                fatal = str(frame[FATAL].dropna().iloc[-1])
             columns = [key for key in (*EPOCH_METRIC_KEYS, "node_id") if key in frame.columns]
             frame = frame.dropna(subset=["epoch"])
+            frame = frame[frame["epoch"] >= 1]
             rows = [{**row, "epoch": int(row["epoch"])} for row in frame[columns].to_dict("records")]
         trial_id = (result.metrics or {}).get("trial_id")
-        epochs = last_attempt(rows)
+        epochs, attempts, lost = epochs_that_count(rows)
         stop_reason = stop_reasons.get(trial_id)
-        if stop_reason is None and asha and epochs and len(epochs) < spec.epochs and result.error is None:
+        error = fatal or error_message(result.error)
+        if stop_reason is None and asha and epochs and len(epochs) < spec.epochs and error is None:
             stop_reason = ASHA_REASON
-        records.append(
-            TrialRecord(spec=spec, epochs=epochs, error=error_message(result.error), stop_reason=stop_reason)
-        )
+        records.append(TrialRecord(spec, epochs, error, stop_reason, attempts=attempts, epochs_lost=lost))
         seen.add(spec.name)
     for spec in planned:
         if spec.search_sample is None and spec.name not in seen:

@@ -18,13 +18,13 @@ import pandas as pd
 
 from bench.compare import write_cross_run_leaderboard
 from bench.dataset import RunData
-from bench.env import collect_manifest, read_manifest, write_manifest
+from bench.env import NODE_FACTS, collect_manifest, node_facts, read_manifest, write_manifest
 from bench.errors import UsageError
 from bench.io import atomic_write_text, write_table
 from bench.leaderboard import RunInfo, save_run_info, write_leaderboard
 from bench.mfu import measure_cpu_matmul_peak
 from bench.plan import Plan, RunRequest
-from bench.results import TrialRecord, epochs_table, trials_table
+from bench.results import STATUS_FAILED, TrialRecord, epochs_table, trials_table
 
 RUN_FILE = "run.json"  # what a run was asked to do; --resume reads it back
 
@@ -64,11 +64,31 @@ def start_run(out: Path, request: RunRequest, plan: Plan, argv: Sequence[str]) -
     return run_dir
 
 
+EXIT_TRIAL_FAILED = 3  # every trial that ran produced a result except these
+
+
 @dataclass(frozen=True)
 class Report:
     leaderboard: Path
     cross_run_leaderboard: Path
     summary: str  # one line: trials by status and the best one
+    failed: int = 0  # trials without a result (failed, or never ran)
+    warnings: tuple[str, ...] = ()  # e.g. nodes whose versions differ from the driver's
+
+    def closing_lines(self) -> list[str]:
+        """The run's last lines; the very last names the leaderboard."""
+        failed = [f"{self.failed} trial(s) failed: the leaderboard lists them with their errors"] if self.failed else []
+        return [
+            *self.warnings,
+            f"Across runs: {self.cross_run_leaderboard}",
+            self.summary,
+            *failed,
+            f"Leaderboard: {self.leaderboard}",
+        ]
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_TRIAL_FAILED if self.failed else 0
 
 
 def write_report(
@@ -82,6 +102,7 @@ def write_report(
         cpu_peak_flops=manifest.cpu_matmul_peak_flops if manifest else None,
     )
     epochs = epochs_table(list(records))
+    differences = node_differences(list(records))
     write_table(epochs, run_dir / "epochs")
     write_table(trials, run_dir / "results")
     info = RunInfo(
@@ -99,10 +120,33 @@ def write_report(
         cv=request.cv or plan.protocol.cross_validation,
         protocol=plan.protocol.description,
         counting=data.counting(plan.protocol.keep_duplicates),
+        nodes="; ".join(differences),
     )
     save_run_info(info, run_dir)
     leaderboard = write_leaderboard(info, trials, run_dir / "LEADERBOARD.md", epochs=epochs)
-    return Report(leaderboard, write_cross_run_leaderboard(run_dir.parent), summary_line(trials))
+    failed = int((trials["status"] == STATUS_FAILED).sum())
+    cross_run = write_cross_run_leaderboard(run_dir.parent)
+    return Report(leaderboard, cross_run, summary_line(trials), failed, tuple(differences))
+
+
+def node_differences(records: list[TrialRecord]) -> list[str]:
+    """One warning line per node whose host or versions differ from this driver's, by what differs."""
+    driver = node_facts()
+    seen: dict[tuple, list[str]] = {}
+    for record in records:
+        for epoch in record.epochs[:1]:
+            facts = tuple((name, str(epoch.get(name, ""))) for name in NODE_FACTS)
+            if any(value and value != driver[name] for name, value in facts if name != "node_host"):
+                seen.setdefault(facts, []).append(record.spec.name)
+    lines = []
+    for facts, trials in seen.items():
+        values = dict(facts)
+        said = ", ".join(f"{name.removeprefix('node_')} {values[name]} (driver {driver[name]})" for name in NODE_FACTS
+                         if name != "node_host" and values[name] and values[name] != driver[name])  # fmt: skip
+        lines.append(
+            f"warning: {len(trials)} trial(s) ran on {values['node_host']} with {said}: figures may not compare"
+        )
+    return lines
 
 
 def summary_line(trials: pd.DataFrame) -> str:

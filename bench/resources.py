@@ -1,7 +1,9 @@
 """How trials share the machine or cluster, decided before Ray schedules anything.
 
-``plan_resources`` splits CPUs and GPUs between trials (fractional GPU shares, how many at
-once); ``check_address`` makes an unreachable cluster one line, fast. No ray here.
+``plan_resources`` splits one machine's CPUs and GPUs between trials (fractional GPU shares,
+how many at once); on a cluster of several nodes ``plan_node_resources`` sizes each trial to
+fit the smallest node, since no trial spans two. ``check_address`` makes an unreachable
+cluster one line, fast. No ray here.
 """
 
 from __future__ import annotations
@@ -22,6 +24,52 @@ class Resources:
     cpus_per_trial: float
     gpus_per_trial: float
     max_concurrent: int
+    nodes: int = 1  # nodes with CPUs or GPUs for trials
+
+    def line(self, trials: int) -> str:
+        """The run's ``Ray:`` line."""
+        where = f" on {self.nodes} nodes, each trial sized to fit the smallest" if self.nodes > 1 else ""
+        return (
+            f"Ray: {trials} trial(s){where}, {self.cpus_per_trial:g} CPU and {self.gpus_per_trial:g} GPU each, "
+            f"at most {self.max_concurrent} at once"
+        )
+
+
+@dataclass(frozen=True)
+class NodeCapacity:
+    """What one alive node offers trials."""
+
+    cpus: float
+    gpus: float = 0.0
+
+
+def plan_node_resources(
+    nodes: list[NodeCapacity], max_concurrent: int | None, gpus_per_trial: float | None = None
+) -> Resources:
+    """Trials sized from the nodes: one trial's request fits on every node that holds trials.
+
+    One node: ``plan_resources`` (every core to one trial on a CPU). Several: with GPUs, each
+    trial takes ``gpus_per_trial`` (a whole GPU by default) and the CPUs of the smallest GPU
+    node divided among the trials that fit there; without, a trial takes the CPUs of the
+    smallest node, and as many run at once as the nodes hold.
+    """
+    usable = [node for node in nodes if node.cpus > 0 or node.gpus > 0]
+    if len(usable) <= 1:
+        total = usable[0] if usable else NodeCapacity(0.0)
+        return plan_resources(total.cpus, total.gpus, max_concurrent, gpus_per_trial)
+    gpu_nodes = [node for node in usable if node.gpus > 0]
+    if gpu_nodes:
+        share = gpus_per_trial or 1.0
+        fits = [max(0, int(math.floor(node.gpus / share + 1e-9))) for node in gpu_nodes]
+        if not any(fits):
+            raise RunnerError(f"--gpus-per-trial {share:g} asks for more GPU than any node has")
+        cpus = min(node.cpus / fit for node, fit in zip(gpu_nodes, fits, strict=True) if fit)
+        capacity = sum(fits)
+    else:
+        share, cpus = 0.0, min(node.cpus for node in usable)
+        capacity = sum(int(node.cpus // cpus) for node in usable)
+    cpus = math.floor(cpus) if cpus >= 1 else round(max(cpus, 0.25), 2)
+    return Resources(float(cpus), share, min(max_concurrent or capacity, capacity), nodes=len(usable))
 
 
 def plan_resources(

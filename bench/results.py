@@ -36,6 +36,8 @@ class TrialRecord:
     epochs: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     stop_reason: str | None = None  # why the scheduler stopped it before its epoch budget
+    attempts: int = 1  # runs of the trial: a lost node or a crash retries it (from its checkpoint)
+    epochs_lost: int = 0  # epochs an earlier attempt reported that a later one ran again
 
 
 def epochs_table(records: list[TrialRecord]) -> pd.DataFrame:
@@ -280,6 +282,8 @@ def trials_table(
                 "status": status,
                 "reason": reason,
                 "stop_reason": (record.stop_reason or "") if status == STATUS_EARLY_STOPPED else "",
+                "attempts": record.attempts,
+                "epochs_lost": record.epochs_lost,
                 "error": record.error or "",
             }
         )

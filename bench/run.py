@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--gpus", type=int, metavar="N", help="GPUs a local Ray may use (default: those it finds)")
     add("--asha", action="store_true", help="ASHA early stopping even where the suite does not ask")
     add("--address", metavar="HOST:PORT", help="join this Ray cluster (host:port or auto) instead of starting one")
+    add("--storage", metavar="PATH|URI", help="Ray Tune's storage: a folder every node mounts, or s3://, gs://, ...")
+    add("--save-models", action="store_true", help="export each row's best model to runs/<id>/models/ (.keras)")
     add("--dashboard", action="store_true", help="start the local Ray dashboard, on 127.0.0.1 only (no login)")
     return parser
 
@@ -97,8 +99,8 @@ def _request(args: argparse.Namespace) -> plan.RunRequest:
     overrides = {field: value for field, value in overrides.items() if value is not None}
     if args.val_fold is not None:
         overrides |= {"val_fold": args.val_fold, "train_folds": [f for f in range(FOLD_COUNT) if f != args.val_fold]}
-    scheduling = {"max_concurrent": args.max_concurrent, "gpus_per_trial": args.gpus_per_trial, "num_gpus": args.gpus}
-    scheduling |= {"address": args.address, "dashboard": args.dashboard, "seed": args.seed or 0}
+    names = ("max_concurrent", "gpus_per_trial", "address", "dashboard", "storage", "save_models")
+    scheduling = {"num_gpus": args.gpus, "seed": args.seed or 0} | {name: getattr(args, name) for name in names}
     data_root = "" if args.data is None else str(args.data.expanduser().resolve())
     fields = {name: getattr(args, name) for name in ("suite", "preset", "trials", "asha", "cv", "protocol", "repeats")}
     fields |= {"model_modules": tuple(args.model_module), "goals": dict(map(parse_goal, args.goal))}
@@ -119,12 +121,11 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
         return _run(request, planned, data, run_dir, resume=True)
     if not args.suite:
         raise UsageError(f"--suite is required ({', '.join(suites.list_suites())}), or --list, or --resume RUN_DIR")
-    suites.get_suite(args.suite)  # an unknown suite fails before anything else
     request = _request(args)
+    planned = plan.plan_run(request)  # a bad suite, --trials or override: fail before data and Ray
     report.check_out_folder(args.out)
     if request.synthetic and not plan.get_preset(request.preset).synthetic_ok and not args.force:
         raise UsageError(f"preset {request.preset} on synthetic data takes hours and means little; add --force")
-    planned = plan.plan_run(request)  # bad --trials or overrides: fail before data and Ray
     data = dataset.prepare_dataset(request.data_root, request.synthetic, planned.all_specs)
     estimated = estimate.estimate_run(planned.all_specs, data.split_sizes, planned.scheduling)
     print(estimated.line)
@@ -137,11 +138,10 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
 def _run(request, planned: plan.Plan, data: dataset.RunData, run_dir: Path, *, resume: bool, epoch_seconds=None) -> int:
     from bench.runner import run_plan  # imports ray: keep argument errors fast
 
-    print(f"Run {run_dir.name}: suite {planned.suite.name}, {len(planned.all_specs)} trial(s), preset {request.preset}")
     records = run_plan(planned, data.cache, run_dir, resume=resume, epoch_seconds=epoch_seconds or {})
     written = report.write_report(run_dir, request, planned, data, records)
-    print(f"Across runs: {written.cross_run_leaderboard}\n{written.summary}\nLeaderboard: {written.leaderboard}")
-    return 0
+    print("\n".join(written.closing_lines()))
+    return written.exit_code
 
 
 if __name__ == "__main__":

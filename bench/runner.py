@@ -5,13 +5,16 @@ Local runs start a private Ray instance: no dashboard (``dashboard`` asks for on
 Ray's token authentication left on (Ray's default for a local cluster). ``address`` joins an
 existing cluster instead, whose own settings apply.
 
-Every trial gets a patience stopper (val accuracy not improved for ``spec.patience``
-epochs); suites may add ASHA. A run can be resumed from its folder: finished trials are
-kept, unfinished ones run again from their first epoch (trials keep no checkpoints).
+On a cluster the job carries the harness's code to the nodes (``py_modules``), every trial
+gets its data through Ray's object store (no path on a worker's disk), and Tune's storage
+must be shared (``storage``). Every trial checkpoints each epoch; a retried trial (a lost
+node) and a resumed run continue from the last checkpoint. Every trial gets a patience
+stopper (val accuracy not improved for ``spec.patience`` epochs); suites may add ASHA.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -24,49 +27,41 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import models
+from bench.checkpoints import CheckpointError
+from bench.cluster import code_modules, join_auth_mode, probe, storage_root
 from bench.errors import RunnerError
+from bench.export import drop_finished_checkpoints, save_best_models
 from bench.gpu import local_gpu_count
 from bench.io import atomic_write_text
 from bench.measure import Patience
 from bench.plan import Plan, Scheduling
 from bench.progress import Progress
-from bench.records import ASHA_REASON, STOP_REASONS_FILE, read_stop_reasons, records_from, resolve_spec
-from bench.resources import Resources, check_address, plan_resources
+from bench.ray_env import LOCAL_RAY_ENVIRONMENT, TRIAL_ENVIRONMENT
+from bench.records import (
+    ASHA_REASON,
+    FATAL,
+    STOP_REASONS_FILE,
+    error_message,
+    read_stop_reasons,
+    records_from,
+    resolve_spec,
+)
+from bench.resources import NodeCapacity, Resources, check_address, plan_node_resources, plan_resources
 from bench.results import TrialRecord
-from bench.specs import RandomSearch, TrialSpec, planned_specs
+from bench.specs import RandomSearch, SpecError, TrialSpec, planned_specs
 from bench.trial import run_trial
+from data.adience import DatasetError
 from data.cache import FaceCache
 
-# Set before ray is imported: Ray reads some of these at import time, and the local
-# cluster it starts passes the driver's environment on to its workers.
-LOCAL_RAY_ENVIRONMENT = {
-    "RAY_USAGE_STATS_ENABLED": "0",  # else Ray reports usage to an outside server
-    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # else a one-machine cluster binds the network address
-    "RAY_AIR_NEW_OUTPUT": "0",  # the new output engine prints its banner even at verbose=0
-    # Save the experiment state at most once a second, not every 10+ s (Ray's default): a
-    # driver killed after a trial finished would otherwise redo it on --resume. Not every
-    # controller step (0): Tune steps ten times a second, and the saves then take CPU from
-    # the trials (benchmarks/README.md, overhead).
-    "TUNE_GLOBAL_CHECKPOINT_S": "1",
-    # A failed trial's traceback stays in its error.txt; the driver prints one line per failure
-    # (ProgressPrinter), not Ray Tune's traceback on the user's terminal.
-    "TUNE_PRINT_ALL_TRIAL_ERRORS": "0",
-}
-# Inside every trial process: packed trials must not grab the whole GPU.
-TRIAL_ENVIRONMENT = {
-    "TF_FORCE_GPU_ALLOW_GROWTH": "true",
-    "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
-    "TF_CPP_MIN_LOG_LEVEL": "2",
-    # A reused trial actor waits this long for the previous trial's thread to end (it
-    # frees its model after its last report); Ray's default of 2 s fails the NEXT trial
-    # whenever that takes longer, as it does on a busy CPU.
-    "TUNE_FUNCTION_THREAD_TIMEOUT_S": "300",
-}
+USER_AUTH_MODE = os.environ.get("RAY_AUTH_MODE")  # the user's own, for joining a cluster
 os.environ.update(LOCAL_RAY_ENVIRONMENT)
 os.environ.update(TRIAL_ENVIRONMENT)
+os.environ.setdefault("RAY_AUTH_MODE", "token")  # explicit: Ray 2.60 turns it on in some starts and not others
 
 import ray  # noqa: E402
 from ray import tune  # noqa: E402
+from ray._private import ray_constants  # noqa: E402
+from ray._raylet import Config  # noqa: E402
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
 
 _REPO_ROOT = str(Path(__file__).resolve().parent.parent)
@@ -123,11 +118,16 @@ class ProgressPrinter(tune.Callback):
     def __init__(self, progress: Progress, stopper: PatienceStopper):
         self.progress = progress
         self.stopper = stopper
+        self.fatal: set[str] = set()  # trials that reported an error no retry mends
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.progress.started(trial_label(trial), trial.config["spec"]["name"])
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        if FATAL in result:
+            self.fatal.add(trial.trial_id)
+            self.progress.failed(trial.config["spec"]["name"], trial_label(trial), None, result[FATAL])
+            return
         self.progress.epoch(trial.config["spec"]["name"], trial_label(trial), result)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
@@ -137,6 +137,8 @@ class ProgressPrinter(tune.Callback):
         self.progress.failed(trial.config["spec"]["name"], trial_label(trial), trial.error_file)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        if trial.trial_id in self.fatal:
+            return
         epochs = (trial.last_result or {}).get("epoch", 0)
         reason = self.stopper.reasons.get(trial.trial_id, ASHA_REASON)
         self.progress.completed(trial.config["spec"]["name"], trial_label(trial), epochs, _best(trial), reason)
@@ -153,20 +155,33 @@ def trial_label(trial) -> str:
     return resolve_spec(trial.config).name
 
 
-TrialFunction = Callable[[TrialSpec, FaceCache, Callable[[dict], None]], None]
+TrialFunction = Callable[..., None]  # (spec, cache, report, *, restore_from, checkpoint_every) -> None
+# errors a retry cannot mend: the trial reports them once and is not run again
+DETERMINISTIC = (SpecError, models.ModelOptionError, DatasetError, CheckpointError)
 
 
 def _trainable(
-    config: dict, cache: FaceCache, trial_function: TrialFunction = run_trial, model_modules: tuple[str, ...] = ()
+    config: dict,
+    cache: FaceCache,
+    trial_function: TrialFunction = run_trial,
+    model_modules: tuple[str, ...] = (),
+    checkpoint_every: int = 1,
 ) -> None:
-    models.import_model_modules(model_modules)  # a user's models, registered in this worker too
-    spec = resolve_spec(config)
     node_id = ray.get_runtime_context().get_node_id()
+    try:
+        models.import_model_modules(model_modules)  # a user's models, registered in this worker too
+        spec = resolve_spec(config)
 
-    def report(metrics: dict) -> None:
-        tune.report({**metrics, "node_id": node_id, "patience": spec.patience or math.nan})
+        def report(metrics: dict, checkpoint: Path | None = None) -> None:
+            saved = tune.Checkpoint.from_directory(str(checkpoint)) if checkpoint else None
+            tune.report({**metrics, "node_id": node_id, "patience": spec.patience or math.nan}, checkpoint=saved)
 
-    trial_function(spec, cache, report)
+        restored = tune.get_checkpoint()
+        with restored.as_directory() if restored else contextlib.nullcontext() as folder:
+            restore_from = Path(folder) if folder else None
+            trial_function(spec, cache, report, restore_from=restore_from, checkpoint_every=checkpoint_every)
+    except DETERMINISTIC as error:
+        tune.report({"epoch": 0, "val_accuracy": math.nan, FATAL: error_message(error), "node_id": node_id})
 
 
 @dataclass
@@ -177,7 +192,28 @@ class RayInstance:
     started_here: bool = field(default=False)
 
 
-def start_ray(scheduling: Scheduling) -> RayInstance:
+def join_cluster(scheduling: Scheduling, model_modules: Sequence[str] = ()) -> None:
+    """Join ``scheduling.address`` with the harness's code travelling along (``py_modules``): its
+    nodes need the dependencies installed, not this project, and see none of this machine's files."""
+    check_address(scheduling.address)
+    os.environ["RAY_AUTH_MODE"] = join_auth_mode({**os.environ, "RAY_AUTH_MODE": USER_AUTH_MODE or ""})
+    Config.initialize("")  # as Ray itself does when it sets the mode: this process sees it now
+    # a cluster's nodes are reached at their network address: the local-run loopback rule is not for it
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "1"
+    ray_constants.ENABLE_RAY_CLUSTER = True
+    probe(scheduling.address, os.environ)
+    try:
+        ray.init(
+            address=scheduling.address,
+            log_to_driver=False,
+            logging_level=logging.ERROR,
+            runtime_env={"py_modules": code_modules(model_modules), "env_vars": dict(TRIAL_ENVIRONMENT)},
+        )
+    except (ConnectionError, RuntimeError, ValueError) as error:
+        raise RunnerError(f"cannot join the Ray cluster at {scheduling.address}: {error}") from None
+
+
+def start_ray(scheduling: Scheduling, model_modules: Sequence[str] = ()) -> RayInstance:
     """Join ``scheduling.address``, or start a private local Ray; a Ray already running is used as it is."""
     if ray.is_initialized():  # a caller (a test, a notebook) already joined a cluster
         return RayInstance()
@@ -185,16 +221,7 @@ def start_ray(scheduling: Scheduling) -> RayInstance:
     paths = [_REPO_ROOT, os.getcwd(), os.environ.get("PYTHONPATH")]
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(filter(None, paths)))
     if scheduling.address:
-        check_address(scheduling.address)
-        try:
-            ray.init(
-                address=scheduling.address,
-                log_to_driver=False,
-                logging_level=logging.ERROR,
-                runtime_env={"env_vars": {**TRIAL_ENVIRONMENT, "PYTHONPATH": os.environ["PYTHONPATH"]}},
-            )
-        except (ConnectionError, RuntimeError, ValueError) as error:
-            raise RunnerError(f"cannot join the Ray cluster at {scheduling.address}: {error}") from None
+        join_cluster(scheduling, model_modules)
         return RayInstance(started_here=True)
     temp_dir = tempfile.mkdtemp(prefix="adience-ray-")
     context = ray.init(**local_ray_options(scheduling, temp_dir))
@@ -271,46 +298,56 @@ def run_trials(
     """
     scheduling = scheduling or Scheduling()
     planned = planned_specs(specs, search)
-    experiment = run_dir.resolve() / EXPERIMENT_NAME
-    if resume and not tune.Tuner.can_restore(str(experiment)):
+    storage = storage_root(scheduling, run_dir)
+    experiment = f"{storage}/{EXPERIMENT_NAME}"
+    if resume and not tune.Tuner.can_restore(experiment):
         raise RunnerError(f"{run_dir} holds no Ray Tune experiment to resume (expected {experiment})")
     if not scheduling.address and not ray.is_initialized():
         # check the GPU request against this machine before starting Ray
         gpus = scheduling.num_gpus if scheduling.num_gpus is not None else local_gpu_count()
         plan_resources(float(os.cpu_count() or 1), float(gpus), scheduling.max_concurrent, scheduling.smallest_share)
-    instance = start_ray(scheduling)
+    instance = start_ray(scheduling, model_modules)
     try:
-        cluster = ray.cluster_resources()
-        resources = plan_resources(
-            float(cluster.get("CPU", 1)),
-            float(cluster.get("GPU", 0)),
-            scheduling.max_concurrent,
-            scheduling.smallest_share,
-        )
-        write(
-            f"Ray: {len(planned)} trial(s), {resources.cpus_per_trial:g} CPU and {resources.gpus_per_trial:g} GPU "
-            f"each, at most {resources.max_concurrent} at once"
-        )
+        nodes = [
+            NodeCapacity(float(node["Resources"].get("CPU", 0)), float(node["Resources"].get("GPU", 0)))
+            for node in ray.nodes()
+            if node.get("Alive")
+        ]
+        if len(nodes) > 1 and scheduling.storage is None:
+            raise RunnerError(
+                f"this Ray cluster has {len(nodes)} nodes, and trials on other nodes cannot write to this machine's "
+                "disk: give --storage (a folder every node mounts, such as NFS, or s3://..., gs://...)"
+            )
+        resources = plan_node_resources(nodes, scheduling.max_concurrent, scheduling.smallest_share)
+        write(resources.line(len(planned)))
         stopper = PatienceStopper(run_dir.resolve() / STOP_REASONS_FILE)
         budgets = {spec.name: spec.epochs for spec in planned}
         progress = Progress(write, budgets, epoch_seconds or {}, concurrency=resources.max_concurrent)
+        # the pixels go into Ray's object store once, and to each node once: no worker reads a path
+        parameters = {
+            "cache": cache.portable(),
+            "trial_function": trial_function,
+            "model_modules": tuple(model_modules),
+        }
         trainable = tune.with_resources(
-            tune.with_parameters(_trainable, cache=cache, trial_function=trial_function, model_modules=model_modules),
+            tune.with_parameters(_trainable, **parameters, checkpoint_every=scheduling.checkpoint_every),
             trial_resources(resources, scheduling.gpu_shares),
         )
         run_config = tune.RunConfig(
             name=EXPERIMENT_NAME,
-            storage_path=str(run_dir.resolve()),
+            storage_path=storage,
             verbose=0,
             stop=stopper,
             callbacks=[ProgressPrinter(progress, stopper)],
             failure_config=tune.FailureConfig(max_failures=1),
+            # the best by val accuracy (for --save-models) and, always, the latest (a restart goes on from it)
+            checkpoint_config=tune.CheckpointConfig(1, checkpoint_score_attribute="val_accuracy"),
         )
         if resume:
             # The stored experiment keeps its own run config (stopper and progress printer
             # included) and its param space, sampled values and all.
             tuner = tune.Tuner.restore(
-                str(experiment),
+                experiment,
                 trainable=trainable,
                 resume_unfinished=True,
                 resume_errored=False,
@@ -332,7 +369,14 @@ def run_trials(
                 ),
                 run_config=run_config,
             )
+        # its "Trials did not complete" line: the progress lines and the closing lines already say which
+        logging.getLogger("ray.tune.tune").setLevel(logging.CRITICAL)
         grid = tuner.fit()
+        ended = [result for result in grid if result.error is not None or result.metrics.get("done")]
+        if scheduling.save_models:
+            for path in save_best_models(ended, cache, run_dir, resolve_spec):
+                write(f"Saved {path}")
+        drop_finished_checkpoints(ended)
         return records_from(grid, planned, read_stop_reasons(run_dir.resolve() / STOP_REASONS_FILE), scheduling.asha)
     finally:
         stop_ray(instance)
@@ -342,6 +386,7 @@ def run_plan(
     plan: Plan, cache: FaceCache, run_dir: Path, *, resume: bool = False, epoch_seconds: dict | None = None
 ) -> list[TrialRecord]:
     """``run_trials`` for a planned run: its grid specs, random search and scheduling."""
+    print(f"Run {run_dir.name}: suite {plan.suite.name}, {len(plan.all_specs)} trial(s), preset {plan.preset}")
     return run_trials(
         plan.specs,
         cache=cache,

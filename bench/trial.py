@@ -8,19 +8,24 @@ so a trial also runs (and is tested) without Ray. A trial receives the opened
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import keras
 import numpy as np
 import pandas as pd
 
 import models
+from bench.checkpoints import TrialState, load_checkpoint, save_checkpoint
+from bench.env import node_facts
 from bench.evaluation import build_oversampled_model, oversampled_accuracy
-from bench.flops import forward_flops
+from bench.flops import flops_or_nan
 from bench.gpu import NvmlSampler
 from bench.measure import INFERENCE_BATCH_SIZE, EpochReporter, Reporter, inference_images_per_sec
 from bench.specs import TrialSpec
@@ -79,6 +84,7 @@ class _EpochOfBatches(keras.callbacks.Callback):
         self.batches = batches
 
     def on_epoch_begin(self, epoch, logs=None):
+        self.batches.begin_at(epoch)  # Keras's own epoch index: right after a restart too
         self.batches.on_epoch_begin()
 
 
@@ -182,19 +188,31 @@ def build_trial_model(
 
 
 def run_trial(
-    spec: TrialSpec, cache: FaceCache, report: Reporter, callbacks: Sequence[keras.callbacks.Callback] = ()
+    spec: TrialSpec,
+    cache: FaceCache,
+    report: Reporter,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
+    *,
+    restore_from: Path | None = None,
+    checkpoint_every: int = 0,
 ) -> None:
     """Train ``spec`` on its split of ``cache`` for its epoch budget, calling ``report`` once per epoch.
 
     Early stopping (patience, ASHA) is the scheduler's: bench/runner.py stops the trial
     between epochs. Called without a scheduler, every epoch runs. ``callbacks`` run first
-    in every epoch (tests inject faults through them).
+    in every epoch (tests inject faults through them). With ``checkpoint_every`` N, every
+    Nth epoch's report carries a checkpoint folder (bench/checkpoints.py); ``restore_from``
+    such a folder continues the trial from the epoch after it.
     """
     started_at = time.time()
     keras.backend.clear_session()
     keras.utils.set_random_seed(spec.seed)
     data = load_trial_data(spec, cache)
     model, network = build_trial_model(spec, data.channel_stats, len(cache.class_names))
+    state = None
+    if restore_from is not None:
+        restored = load_checkpoint(model, restore_from)
+        state = dataclasses.replace(restored, attempt=restored.attempt + 1)
     static = {
         "params": int(network.count_params()),
         "trainable_params": int(sum(np.prod(w.shape) for w in network.trainable_weights)),
@@ -202,7 +220,8 @@ def run_trial(
         "train_images": len(data.train_labels),
         "val_images": len(data.val_labels),
         "started_at": started_at,
-        "flops_per_image": forward_flops(network),
+        "flops_per_image": flops_or_nan(network),
+        **node_facts(),
     }
     sampler = NvmlSampler()
     infer = functools.partial(inference_images_per_sec, model, data.cache.read(data.val_slots[:INFERENCE_BATCH_SIZE]))
@@ -211,8 +230,15 @@ def run_trial(
         oversampled_accuracy, oversampled_model, data.cache, data.val_slots, data.val_labels
     )
     train_batches, val_batches = data.batches(spec)
+    first_epoch = state.epoch if state else 0
+    train_batches.begin_at(first_epoch)  # the order of epoch k is a function of (seed, k) only
     # validation batches keep one order, so their epoch (and FitInput's callback) does not matter
     train_input, val_input = FitInput(train_batches), FitInput(val_batches)
+    reporter = EpochReporter(
+        report, static, len(data.train_labels), sampler, infer, oversampled, spec.epochs, spec.patience,
+        state=state, checkpoint=functools.partial(_checkpoint, model) if checkpoint_every else None,
+        checkpoint_every=checkpoint_every,
+    )  # fmt: skip
     try:
         with contextlib.ExitStack() as stack:
             stack.enter_context(sampler)  # the GPU tracker: a lap per epoch, stopped however fit ends
@@ -223,18 +249,22 @@ def run_trial(
                 validation_data=val_input.data,
                 shuffle=False,  # the batches shuffle themselves, seeded, per epoch
                 epochs=spec.epochs,
+                initial_epoch=first_epoch,
                 callbacks=[
                     *train_input.callbacks,
                     *callbacks,
                     # TerminateOnNaN ends a diverged trial within a step; its NaN epoch is still
                     # reported (results.py calls a trial with a non-finite train loss diverged)
                     keras.callbacks.TerminateOnNaN(),
-                    EpochReporter(
-                        report, static, len(data.train_labels), sampler, infer, oversampled, spec.epochs, spec.patience
-                    ),
+                    reporter,
                 ],
                 verbose=0,
             )
     finally:
-        del model, network, oversampled_model, oversampled
+        del model, network, oversampled_model, oversampled, reporter
         keras.backend.clear_session()
+
+
+def _checkpoint(model: keras.Model, state: TrialState) -> Path:
+    """The trial's state now, in a new temporary folder (the reporter removes it once reported)."""
+    return save_checkpoint(model, state, Path(tempfile.mkdtemp(prefix="adience-checkpoint-")))

@@ -247,7 +247,7 @@ def measure_pipeline(cache: FaceCache, batches: int = 60, steps: int = 10, batch
 # --------------------------------------------------------------------------- scheduling
 
 
-def noop_trial(spec: TrialSpec, cache: FaceCache, report: Callable[[dict], None]) -> None:
+def noop_trial(spec: TrialSpec, cache: FaceCache, report: Callable[[dict], None], **options) -> None:
     """A trial that trains nothing: one report of one epoch, so only Ray Tune's costs remain."""
     report(
         {

@@ -198,7 +198,7 @@ def thread_group(thread: ThreadCpu, process_name: str) -> str:
 # --------------------------------------------------------------------------- the variants
 
 
-def bare_fit_trial(spec: TrialSpec, cache: FaceCache, report: Callable[[dict], None]) -> None:
+def bare_fit_trial(spec: TrialSpec, cache: FaceCache, report: Callable[[dict], None], **options) -> None:
     """The bare ``fit`` as a trial function: reports one row per epoch, as a trial must."""
     bare_fit(spec, cache, report)
 
@@ -214,8 +214,8 @@ class WallStampedTrial:
     inner: Callable
     log_path: str
 
-    def __call__(self, spec: TrialSpec, cache: FaceCache, report: Callable[[dict], None]) -> None:
-        def stamped(metrics: dict) -> None:
+    def __call__(self, spec: TrialSpec, cache: FaceCache, report: Callable[[dict], None], **options) -> None:
+        def stamped(metrics: dict, **checkpoint) -> None:
             row = {
                 "pid": os.getpid(),
                 "wall": time.time(),
@@ -225,9 +225,9 @@ class WallStampedTrial:
             }
             with open(self.log_path, "a") as handle:
                 handle.write(json.dumps(row) + "\n")
-            report(metrics)
+            report(metrics, **checkpoint)
 
-        self.inner(spec, cache, stamped)
+        self.inner(spec, cache, stamped, **options)
 
 
 def _windows_from_log(path: Path) -> tuple[list[tuple[float, float]], set[int]]:

@@ -22,6 +22,7 @@ resident memory at a few batches.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -77,6 +78,7 @@ class FaceCache:
     converted: dict[str, int] = field(default_factory=dict)
     examples: dict[str, str] = field(default_factory=dict)
     class_names: tuple[str, ...] = ("male", "female")  # label index -> name
+    pixels: np.ndarray | None = field(default=None, repr=False)  # every slot in memory (``portable``)
     _fd: int | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -85,8 +87,11 @@ class FaceCache:
         return self.image_size * self.image_size * 3
 
     @property
-    def images(self) -> np.memmap:
-        """All slots as a read-only memmap (touching it pages the file in: prefer ``read``)."""
+    def images(self) -> np.ndarray:
+        """All slots as a read-only memmap (touching it pages the file in: prefer ``read``), or
+        the in-memory array of a portable cache."""
+        if self.pixels is not None:
+            return self.pixels
         if self.slots == 0:
             return np.empty((0, self.image_size, self.image_size, 3), np.uint8)
         return np.memmap(
@@ -104,6 +109,8 @@ class FaceCache:
             raise IndexError(f"slot out of range 0..{self.slots - 1}")
         if out is None:
             out = np.empty((len(slots), self.image_size, self.image_size, 3), np.uint8)
+        if self.pixels is not None:
+            return np.take(self.pixels, slots, axis=0, out=out)
         fd = self._descriptor()
         flat = out.reshape(len(slots), -1)
         start = 0
@@ -141,6 +148,17 @@ class FaceCache:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+    def portable(self) -> FaceCache:
+        """This cache with its pixels carried along, for processes that cannot see its folder.
+
+        The array is the file's memory map: pickled (as Ray's object store does, once per node)
+        it travels as one buffer, read where it lands without another copy; nothing of the
+        folder is needed there.
+        """
+        if self.pixels is not None:
+            return self
+        return dataclasses.replace(self, pixels=np.asarray(self.images), _fd=None)
 
     def __getstate__(self):  # a descriptor does not cross processes: reopen there
         state = self.__dict__.copy()

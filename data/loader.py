@@ -115,6 +115,10 @@ class FaceBatches(keras.utils.PyDataset):
         self.epoch = self._epochs_begun
         self._epochs_begun += 1
 
+    def begin_at(self, epoch: int) -> None:
+        """The next epoch to begin is ``epoch`` (a trial restarted from its checkpoint goes on there)."""
+        self._epochs_begun = epoch
+
     def close(self) -> None:
         """Stop the read-ahead thread (also done when the dataset is collected)."""
         self._ahead.clear()

@@ -1,11 +1,13 @@
 """Fault injection for the reliability tests: a trial that raises, diverges or loses its process at epoch K.
 
-A fault is ``"raise@K"``, ``"nan@K"`` or ``"kill@K"`` (K counts from 1). ``faulty_trial``
+A fault is ``"raise@K"``, ``"missing@K"``, ``"nan@K"`` or ``"kill@K"`` (K counts from 1). ``faulty_trial``
 is a trial function (what ``bench.runner.run_trials`` and ``bench.trial.run_trial`` take)
 that acts out the faults named per trial, so the tests can check that a bad trial costs
 nothing but itself; the harness itself knows nothing of faults.
 
 - ``raise@K``: the trial raises ``InjectedFault`` as epoch K begins (Ray Tune retries it once).
+- ``missing@K``: the trial raises ``DatasetError`` as epoch K begins, an error no retry mends
+  (the runner reports it once and does not run the trial again).
 - ``nan@K``: every weight becomes NaN as epoch K begins, so the loss is NaN from its first step
   (a real divergence, stopped by ``keras.callbacks.TerminateOnNaN``).
 - ``kill@K``: the trial's process ends with ``os._exit`` as epoch K begins, as an out-of-memory
@@ -24,8 +26,9 @@ import keras
 import numpy as np
 
 from bench.trial import run_trial
+from data.adience import DatasetError
 
-FAULT_KINDS = ("raise", "nan", "kill")
+FAULT_KINDS = ("raise", "missing", "nan", "kill")
 KILL_EXIT_CODE = 137  # what a SIGKILLed process (the OOM killer's) reports
 _FAULT = re.compile(r"(?P<kind>[a-z]+)@(?P<epoch>[0-9]+)")
 
@@ -62,6 +65,8 @@ class FaultInjector(keras.callbacks.Callback):
             return
         if self.fault.kind == "raise":
             raise InjectedFault(f"injected fault: raised at epoch {self.fault.epoch}")
+        if self.fault.kind == "missing":
+            raise DatasetError(f"injected fault: dataset missing at epoch {self.fault.epoch}")
         if self.fault.kind == "kill":
             os._exit(KILL_EXIT_CODE)
         for weight in self.model.trainable_weights:
@@ -74,6 +79,6 @@ def faulty_trial(faults: Mapping[str, str]):
     return functools.partial(_run_with_faults, parsed)
 
 
-def _run_with_faults(faults: Mapping[str, Fault], spec, cache, report) -> None:
+def _run_with_faults(faults: Mapping[str, Fault], spec, cache, report, **options) -> None:
     fault = faults.get(spec.name)
-    run_trial(spec, cache, report, callbacks=[FaultInjector(fault)] if fault else ())
+    run_trial(spec, cache, report, callbacks=[FaultInjector(fault)] if fault else (), **options)

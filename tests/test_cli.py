@@ -104,7 +104,7 @@ def test_data_path_without_fold_files(capsys, tmp_path):
 @pytest.mark.slow
 def test_baseline_suite_runs_end_to_end_through_ray(tmp_path):
     """README command (a) on the built-in data: the smoke preset reaches >= 0.80."""
-    result = run_cli("--suite", "baseline", "--trials", "levi_hassner_sgd*", "--out", str(tmp_path))
+    result = run_cli("--suite", "baseline", "--trials", "levi_hassner_sgd*", "--out", str(tmp_path), "--save-models")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     last_line = result.stdout.strip().splitlines()[-1]
     assert last_line.startswith("Leaderboard: ")
@@ -129,9 +129,94 @@ def test_baseline_suite_runs_end_to_end_through_ray(tmp_path):
     assert math.isfinite(row.energy_j) or row.nvml_reason  # n/a on a machine without an NVIDIA GPU
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["seeds"] == [0] and manifest["cpu_matmul_peak_flops"] > 0 and manifest["python"]
-    assert manifest["command"].endswith(f"-m bench.run --suite baseline --trials 'levi_hassner_sgd*' --out {tmp_path}")
+    assert manifest["command"].endswith(
+        f"-m bench.run --suite baseline --trials 'levi_hassner_sgd*' --out {tmp_path} --save-models"
+    )
     assert "**Budgets**" in text and "environment: Python" in text
     assert row.gflops_per_image == pytest.approx(1.3014, abs=1e-3) and row.mfu > 0  # bench.flops, measured CPU peak
     for name in ("learning_curves", "accuracy_vs_params", "accuracy_vs_gflops", "accuracy_vs_time_to_target"):
         assert (run_dir / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG" and f"](plots/{name}.png)" in text
     assert f"{run_dir.name}/LEADERBOARD.md" in (tmp_path / "LEADERBOARD.md").read_text()
+    # --save-models: the row's best epoch, for inference; the finished trial's checkpoints are gone
+    saved = run_dir / "models" / "levi_hassner_sgd_lr=1e-3_m=0.9.keras"
+    assert f"Saved {saved}" in result.stdout
+    assert not list(run_dir.rglob("checkpoint_*"))
+    import keras
+
+    import data.transforms  # noqa: F401  (its layers, registered)
+
+    assert tuple(keras.saving.load_model(saved).output.shape) == (None, 2)
+
+
+FAILING_MODELS = """
+import keras
+from models import register_model
+
+class UsersOwnLayer(keras.layers.Layer):
+    def __init__(self, fails=False, **kwargs):
+        super().__init__(**kwargs)
+        self.fails = fails
+
+    def call(self, inputs, training=False):
+        if training and self.fails:
+            raise RuntimeError("this model cannot train, on purpose")
+        return inputs
+
+def _classifier(input_size, num_classes, fails):
+    inputs = keras.Input((input_size, input_size, 3))
+    pooled = keras.layers.GlobalAveragePooling2D()(UsersOwnLayer(fails)(inputs))
+    return keras.Model(inputs, keras.layers.Dense(num_classes, activation="softmax")(pooled))
+
+@register_model("fails_in_training", default_input_size=32)
+def fails_in_training(input_size=32, num_classes=2):
+    return _classifier(input_size, num_classes, fails=True)
+
+@register_model("trains", default_input_size=32)
+def trains(input_size=32, num_classes=2):
+    return _classifier(input_size, num_classes, fails=False)
+"""
+FAILING_SUITE = """
+name = "one_fails"
+description = "a trial whose model cannot train beside one that can"
+target_accuracy = 0.6
+{trials}
+[preset.smoke]
+epochs = 2
+train_limit = 32
+val_limit = 16
+"""
+TRIAL = """
+[[trials]]
+name = "{name}"
+model = "{name}"
+optimizer = "adam"
+learning_rate = 1e-3
+momentum = 0.0
+batch_size = 16
+"""
+
+
+@pytest.mark.slow
+def test_a_run_in_which_a_trial_fails_exits_3_and_says_how_many(tmp_path):
+    """A user's model module (its own layer, with no FLOP rule) and suite file; one of its trials fails."""
+    (tmp_path / "failing_models.py").write_text(FAILING_MODELS)
+    trials = "".join(TRIAL.format(name=name) for name in ("fails_in_training", "trains"))
+    (tmp_path / "suite.toml").write_text(FAILING_SUITE.format(trials=trials))
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--suite", str(tmp_path / "suite.toml")]
+        + ["--model-module", "failing_models", "--out", str(tmp_path / "runs")],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{REPO_ROOT}"},
+    )
+    assert result.returncode == 3, result.stdout[-3000:] + result.stderr[-3000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[-2] == "1 trial(s) failed: the leaderboard lists them with their errors"
+    assert lines[-3].startswith("Done: 2 trial(s): 1 failed, 1 completed")
+    assert "this model cannot train, on purpose" in result.stdout
+    assert "Trials did not complete" not in result.stdout + result.stderr  # Ray's own line: the harness says it
+    results = pd.read_csv(next((tmp_path / "runs").glob("*-one_fails")) / "results.csv").set_index("trial")
+    assert results.loc["fails_in_training", "status"] == "failed" and results.loc["trains", "status"] == "completed"
+    assert math.isnan(results.loc["trains", "gflops_per_image"])  # no FLOP rule for a user's layer: n/a, not a crash

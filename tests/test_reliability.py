@@ -41,7 +41,7 @@ def test_fault_strings_parse(text, fault):
 
 @pytest.mark.parametrize("text", ["raise", "nan@0", "boom@2", "kill@-1", "kill@x", " nan@1", 3])
 def test_bad_fault_strings_are_one_line_errors(text):
-    with pytest.raises(ValueError, match=r"fault must be one of raise@K, nan@K, kill@K with K >= 1"):
+    with pytest.raises(ValueError, match=r"fault must be one of raise@K, missing@K, nan@K, kill@K with K >= 1"):
         faulty_trial({"f": text})
 
 
@@ -64,7 +64,7 @@ def test_a_raised_error_ends_the_trial_after_its_reported_epochs(small_cache):
 
 @pytest.mark.slow
 def test_twenty_trials_with_five_faults_lose_only_the_faulty_ones(small_cache, tmp_path, capfd):
-    faults = {2: "raise@1", 6: "raise@2", 9: "nan@1", 13: "nan@2", 17: "kill@2"}
+    faults = {2: "raise@1", 6: "raise@2", 9: "nan@1", 13: "nan@2", 17: "kill@2", 19: "missing@2"}
     specs = [tiny(f"t{index:02d}", seed=index) for index in range(20)]
     lines = []
     records = run_trials(
@@ -90,6 +90,9 @@ def test_twenty_trials_with_five_faults_lose_only_the_faulty_ones(small_cache, t
         elif kind == "raise":
             assert row["status"] == STATUS_FAILED
             assert row["reason"] == f"InjectedFault: injected fault: raised at epoch {epoch}", row["reason"]
+        elif kind == "missing":
+            assert row["status"] == STATUS_FAILED and row["attempts"] == 1
+            assert row["reason"] == f"DatasetError: injected fault: dataset missing at epoch {epoch}", row["reason"]
         else:
             assert row["status"] == STATUS_FAILED and row["reason"], row["reason"]
     # a raised error or a killed process is retried once (FailureConfig(max_failures=1)), then failed;
@@ -99,12 +102,15 @@ def test_twenty_trials_with_five_faults_lose_only_the_faulty_ones(small_cache, t
         assert len([line for line in lines if line == f"{label} started"]) == 2, lines
         assert len([line for line in lines if line.startswith(f"{label} failed, retrying once: ")]) == 1, lines
         assert len([line for line in lines if line.startswith(f"{label} failed: ")]) == 1, lines
+    # an error no retry mends (a missing dataset) fails the trial at once
+    assert lines.count("[t19] started") == 1 and not [line for line in lines if line.startswith("[t19] failed, retr")]
+    assert [line for line in lines if line.startswith("[t19] failed: DatasetError")], lines
     printed = capfd.readouterr()
     assert "Traceback" not in printed.out + printed.err
     # the run's tables and leaderboard (plots included) are written with the faulty rows in them
     write_table(epochs_table(records), tmp_path / "epochs")
     write_table(trials.reset_index(), tmp_path / "results")
-    info = RunInfo("faults", "faults", "20 trials, 5 faulty", str(small_cache.folder), "smoke", Goals(0.7))
+    info = RunInfo("faults", "faults", "20 trials, 6 faulty", str(small_cache.folder), "smoke", Goals(0.7))
     board = write_leaderboard(info, trials.reset_index(), tmp_path / "LEADERBOARD.md", epochs=epochs_table(records))
     text = board.read_text()
     assert all(f"| {spec.name}" in text for spec in specs)

@@ -13,8 +13,8 @@ import pytest
 
 from bench.errors import RunnerError, UsageError
 from bench.plan import Scheduling
-from bench.records import last_attempt
-from bench.resources import check_address, plan_resources
+from bench.records import epochs_that_count
+from bench.resources import NodeCapacity, check_address, plan_node_resources, plan_resources
 from bench.runner import PatienceStopper, run_trials
 from bench.specs import RandomSearch, SpecError, apply_sample
 from tests.conftest import REPO_ROOT
@@ -56,7 +56,34 @@ def test_patience_stopper_counts_epochs_without_gain(tmp_path):
 
 def test_last_attempt_keeps_the_restarted_run_only():
     rows = [{"epoch": 1}, {"epoch": 2}, {"epoch": 1, "x": 1}, {"epoch": 2, "x": 1}, {"epoch": 3, "x": 1}]
-    assert last_attempt(rows) == rows[2:]
+    assert epochs_that_count(rows) == (rows[2:], 2, 2)
+    # restarted from its checkpoint after epoch 2: epoch 3 ran twice, epochs 1-2 count from the first attempt
+    resumed = [{"epoch": 1}, {"epoch": 2}, {"epoch": 3}, {"epoch": 3, "x": 1}, {"epoch": 4, "x": 1}]
+    assert epochs_that_count(resumed) == ([resumed[0], resumed[1], resumed[3], resumed[4]], 2, 1)
+    # the reports say their attempt: the second ended before it reported, the third went on from epoch 1's checkpoint
+    third = [{"epoch": 1, "attempt": 1}, {"epoch": 2, "attempt": 3}]
+    assert epochs_that_count(third) == (third, 3, 0)
+
+
+@pytest.mark.parametrize(
+    ("nodes", "max_concurrent", "share", "expected"),
+    [
+        ([(0, 0), (2, 0), (2, 0)], None, None, (2, 0, 2, 2)),  # a CPU-less head; each trial a whole worker
+        ([(0, 0), (4, 0), (2, 0)], None, None, (2, 0, 3, 2)),  # sized to the smallest: 4 CPUs would not fit it
+        ([(8, 1), (16, 2)], None, None, (8, 1, 3, 2)),  # a GPU each, the CPUs of the smallest GPU node's share
+        ([(8, 1), (16, 2)], 2, 0.5, (4, 0.5, 2, 2)),
+        ([(0, 0), (6, 0)], None, None, (6, 0, 1, 1)),  # one node that holds trials: as on one machine
+    ],
+)
+def test_trials_are_sized_to_fit_on_one_node(nodes, max_concurrent, share, expected):
+    planned = plan_node_resources([NodeCapacity(c, g) for c, g in nodes], max_concurrent, share)
+    assert (planned.cpus_per_trial, planned.gpus_per_trial, planned.max_concurrent, planned.nodes) == expected
+    assert f"{expected[0]:g} CPU" in planned.line(4)
+
+
+def test_a_gpu_share_no_node_holds_is_refused():
+    with pytest.raises(RunnerError, match="more GPU than any node has"):
+        plan_node_resources([NodeCapacity(4, 0.5), NodeCapacity(4, 0.5)], None, 1.0)
 
 
 def test_random_search_templates_and_samples():

@@ -1,0 +1,77 @@
+"""A trial's checkpoint: every variable of its model and optimizer, and where the trial was.
+
+The model's variables (weights, batch-norm statistics, the augmentation layers' seed
+states) and the optimizer's (its step count and moments) go out in build order as one
+``.npz``, through keras.ops, so it works on every backend; a JSON file beside them holds the
+epoch, the attempt and what the epoch reporter carries over (the wall-clock origin, the
+seconds it leaves out, the patience rule's best). Restored into a trial built from the same
+spec, the model continues where it stopped, and since the batches are a function of (seed,
+epoch), the epochs after a restart see the batches an uninterrupted run would have seen.
+No ray here: the runner hands the folder to Ray Tune, which keeps it in the run's storage.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+CHECKPOINT_FORMAT = 1
+STATE_FILE = "state.npz"
+META_FILE = "trial.json"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that does not fit the trial it is restored into."""
+
+
+@dataclass(frozen=True)
+class TrialState:
+    """Where a trial was when its checkpoint was taken."""
+
+    epoch: int  # epochs completed
+    attempt: int = 1  # 1 for the first run of the trial, 2 after one restart, ...
+    origin: float = 0.0  # time.time() when the first attempt began: time-to-target counts from it
+    excluded_seconds: float = 0.0  # measurements kept out of elapsed time (inference, over-sampling)
+    patience_best: float = float("-inf")
+    patience_best_epoch: int = 0
+
+
+def save_checkpoint(model: keras.Model, state: TrialState, folder: Path) -> Path:
+    """Write ``model``'s and its optimizer's variables and ``state`` into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = {f"model_{i}": keras.ops.convert_to_numpy(v.value) for i, v in enumerate(model.variables)}
+    optimizer = model.optimizer.variables if model.optimizer is not None else []
+    arrays |= {f"optimizer_{i}": keras.ops.convert_to_numpy(v.value) for i, v in enumerate(optimizer)}
+    np.savez(folder / STATE_FILE, **arrays)
+    meta = {"format": CHECKPOINT_FORMAT, "model_variables": len(model.variables), "optimizer_variables": len(optimizer)}
+    (folder / META_FILE).write_text(json.dumps({**meta, **dataclasses.asdict(state)}))
+    return folder
+
+
+def load_checkpoint(model: keras.Model, folder: Path) -> TrialState:
+    """Restore what ``save_checkpoint`` wrote into ``model`` (compiled, built as the saved one was)."""
+    try:
+        meta = json.loads((folder / META_FILE).read_text())
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{folder} holds no readable trial checkpoint ({error})") from None
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{folder}: checkpoint format {meta.get('format')}, not {CHECKPOINT_FORMAT}")
+    model.optimizer.build(model.trainable_variables)  # its moments exist before they are assigned
+    expected = (len(model.variables), len(model.optimizer.variables))
+    if (meta["model_variables"], meta["optimizer_variables"]) != expected:
+        raise CheckpointError(
+            f"{folder}: the checkpoint has {meta['model_variables']} model and {meta['optimizer_variables']} optimizer "
+            f"variables, this trial {expected[0]} and {expected[1]}: it was taken from another model"
+        )
+    with np.load(folder / STATE_FILE) as arrays:
+        for index, variable in enumerate(model.variables):
+            variable.assign(arrays[f"model_{index}"])
+        for index, variable in enumerate(model.optimizer.variables):
+            variable.assign(arrays[f"optimizer_{index}"])
+    fields = {field.name for field in dataclasses.fields(TrialState)}
+    return TrialState(**{key: value for key, value in meta.items() if key in fields})

@@ -1,0 +1,82 @@
+"""Joining a Ray cluster, before any trial runs: the code the job carries to nodes that have
+only the dependencies installed, how it authenticates, a probe that turns a refused join
+into one line, and where Tune keeps a run's experiment (its storage).
+
+No ray here (the probe runs ray in a child process, so Ray's own retry lines stay there).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from bench.errors import RunnerError, error_line
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("bench", "models", "data")  # what a trial imports of this project
+JOIN_TIMEOUT_S = 15.0
+TOKEN_FILE = Path.home() / ".ray" / "auth_token"
+_AUTH_FAILURE = re.compile(r"InvalidAuthToken|UNAUTHENTICATED|AuthenticationError|authentication token", re.I)
+AUTH_HELP = (
+    "the Ray cluster at {address} requires token authentication: set RAY_AUTH_MODE=token and give this "
+    "machine the cluster's token (in ~/.ray/auth_token, or RAY_AUTH_TOKEN / RAY_AUTH_TOKEN_PATH)"
+)
+
+
+def code_modules(model_modules: Sequence[str] = ()) -> list[str]:
+    """The package folders (and a user's model modules) a job takes to every node: Ray's ``py_modules``."""
+    paths = [str(REPO_ROOT / package) for package in PACKAGES]
+    for name in model_modules:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise RunnerError(f"--model-module {name}: not found, so it cannot travel to the cluster's nodes")
+        locations = spec.submodule_search_locations
+        paths.append(str(locations[0]) if locations else spec.origin)
+    return paths
+
+
+def has_token(environ: Mapping[str, str] = os.environ) -> bool:
+    path = environ.get("RAY_AUTH_TOKEN_PATH")
+    return bool(environ.get("RAY_AUTH_TOKEN")) or Path(path or TOKEN_FILE).expanduser().is_file()
+
+
+def join_auth_mode(environ: Mapping[str, str] = os.environ) -> str:
+    """RAY_AUTH_MODE for joining a cluster, set explicitly: the user's, else token when there is a
+    token to present, else disabled (Ray 2.60 would otherwise decide by itself, differently by start)."""
+    return environ.get("RAY_AUTH_MODE") or ("token" if has_token(environ) else "disabled")
+
+
+def probe(address: str, environ: Mapping[str, str], timeout: float = JOIN_TIMEOUT_S) -> None:
+    """Join ``address`` from a child process, so that a refusal is one line here within ``timeout``."""
+    code = (
+        "import logging, ray\n"
+        f"ray.init(address={address!r}, logging_level=logging.ERROR, log_to_driver=False)\n"
+        "print(len(ray.nodes()))\n"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=dict(environ)
+        )
+    except subprocess.TimeoutExpired as expired:
+        said = (expired.stderr or b"").decode(errors="replace") if isinstance(expired.stderr, bytes) else expired.stderr
+        if _AUTH_FAILURE.search(said or ""):
+            raise RunnerError(AUTH_HELP.format(address=address)) from None
+        raise RunnerError(f"cannot join the Ray cluster at {address}: no answer within {timeout:.0f} s") from None
+    if done.returncode != 0:
+        if _AUTH_FAILURE.search(done.stderr):
+            raise RunnerError(AUTH_HELP.format(address=address))
+        raise RunnerError(f"cannot join the Ray cluster at {address}: {error_line(done.stderr)}")
+
+
+def storage_root(scheduling, run_dir: Path) -> str:
+    """Where Tune keeps a run's experiment and checkpoints: the run folder, or <storage>/<run id>."""
+    if scheduling.storage is None:
+        return str(run_dir.resolve())
+    if "://" in scheduling.storage:
+        return f"{scheduling.storage.rstrip('/')}/{run_dir.name}"
+    return str(Path(scheduling.storage).expanduser().resolve() / run_dir.name)

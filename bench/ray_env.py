@@ -1,0 +1,34 @@
+"""The environment Ray and every trial run with, each variable with the reason for it.
+
+``bench/runner.py`` applies both before it imports ray (Ray reads some at import time, and a
+local cluster passes the driver's environment on to its workers); a cluster's trials get
+``TRIAL_ENVIRONMENT`` through the job's runtime_env.
+"""
+
+from __future__ import annotations
+
+# Set before ray is imported: Ray reads some of these at import time, and the local
+# cluster it starts passes the driver's environment on to its workers.
+LOCAL_RAY_ENVIRONMENT = {
+    "RAY_USAGE_STATS_ENABLED": "0",  # else Ray reports usage to an outside server
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",  # else a one-machine cluster binds the network address
+    "RAY_AIR_NEW_OUTPUT": "0",  # the new output engine prints its banner even at verbose=0
+    # Save the experiment state at most once a second, not every 10+ s (Ray's default): a
+    # driver killed after a trial finished would otherwise redo it on --resume. Not every
+    # controller step (0): Tune steps ten times a second, and the saves then take CPU from
+    # the trials (benchmarks/README.md, overhead).
+    "TUNE_GLOBAL_CHECKPOINT_S": "1",
+    # A failed trial's traceback stays in its error.txt; the driver prints one line per failure
+    # (ProgressPrinter), not Ray Tune's traceback on the user's terminal.
+    "TUNE_PRINT_ALL_TRIAL_ERRORS": "0",
+}
+# Inside every trial process: packed trials must not grab the whole GPU.
+TRIAL_ENVIRONMENT = {
+    "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+    "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    # A reused trial actor waits this long for the previous trial's thread to end (it
+    # frees its model after its last report); Ray's default of 2 s fails the NEXT trial
+    # whenever that takes longer, as it does on a busy CPU.
+    "TUNE_FUNCTION_THREAD_TIMEOUT_S": "300",
+}
