@@ -12,6 +12,8 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -19,7 +21,8 @@ from bench.errors import RunnerError, error_line
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("bench", "models", "data")  # what a trial imports of this project
-JOIN_TIMEOUT_S = 15.0
+JOIN_TIMEOUT_S = 90.0  # importing and starting Ray in a child takes 5-20 s on a busy 2-core machine
+PROBE_POLL_S = 0.2
 TOKEN_FILE = Path.home() / ".ray" / "auth_token"
 _AUTH_FAILURE = re.compile(r"InvalidAuthToken|UNAUTHENTICATED|AuthenticationError|authentication token", re.I)
 AUTH_HELP = (
@@ -52,25 +55,36 @@ def join_auth_mode(environ: Mapping[str, str] = os.environ) -> str:
 
 
 def probe(address: str, environ: Mapping[str, str], timeout: float = JOIN_TIMEOUT_S) -> None:
-    """Join ``address`` from a child process, so that a refusal is one line here within ``timeout``."""
+    """Join ``address`` from a child process, so that a refusal is one line here: at once when the
+    cluster refuses the token (Ray itself would retry for a minute), else within ``timeout``."""
     code = (
         "import logging, ray\n"
         f"ray.init(address={address!r}, logging_level=logging.ERROR, log_to_driver=False)\n"
         "print(len(ray.nodes()))\n"
     )
-    try:
-        done = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, env=dict(environ)
+    with tempfile.TemporaryFile(mode="w+") as said:
+        child = subprocess.Popen(
+            [sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=said, text=True, env=dict(environ)
         )
-    except subprocess.TimeoutExpired as expired:
-        said = (expired.stderr or b"").decode(errors="replace") if isinstance(expired.stderr, bytes) else expired.stderr
-        if _AUTH_FAILURE.search(said or ""):
-            raise RunnerError(AUTH_HELP.format(address=address)) from None
-        raise RunnerError(f"cannot join the Ray cluster at {address}: no answer within {timeout:.0f} s") from None
-    if done.returncode != 0:
-        if _AUTH_FAILURE.search(done.stderr):
+        deadline = time.monotonic() + timeout
+        try:
+            while child.poll() is None and time.monotonic() < deadline:
+                time.sleep(PROBE_POLL_S)
+                said.seek(0)
+                if _AUTH_FAILURE.search(said.read()):
+                    raise RunnerError(AUTH_HELP.format(address=address))
+            if child.returncode is None:
+                raise RunnerError(f"cannot join the Ray cluster at {address}: no answer within {timeout:.0f} s")
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        said.seek(0)
+        stderr = said.read()
+    if child.returncode != 0:
+        if _AUTH_FAILURE.search(stderr):
             raise RunnerError(AUTH_HELP.format(address=address))
-        raise RunnerError(f"cannot join the Ray cluster at {address}: {error_line(done.stderr)}")
+        raise RunnerError(f"cannot join the Ray cluster at {address}: {error_line(stderr)}")
 
 
 def storage_root(scheduling, run_dir: Path) -> str:

@@ -67,6 +67,9 @@ EPOCH_METRIC_KEYS = (
     "checkpoint_seconds",  # what saving this epoch's checkpoint took (NaN: none saved); outside timings
 )
 INFERENCE_BATCH_SIZE = 32
+# a checkpoint may take at most this share of a trial's time (benchmarks/README.md: 0.02-0.2% of a CPU
+# epoch at the report's sizes, but a GPU epoch of Levi-Hassner lasts about a second)
+CHECKPOINT_SHARE = 0.02
 Reporter = Callable[..., None]  # report(metrics) or report(metrics, checkpoint=folder)
 
 
@@ -176,8 +179,9 @@ class EpochReporter(keras.callbacks.Callback):
     the end of epoch 1, and the over-sampled accuracy at the trial's last epoch (its budget's,
     or the one the patience rule ends it at), each before that epoch's report: a scheduler may
     stop the trial after any report. Their time and GPU energy count in no epoch and not in
-    elapsed seconds. Every ``checkpoint_every`` epochs, ``checkpoint`` writes the trial's state
-    to a folder that goes out with the epoch's report. Elapsed seconds count from the first
+    elapsed seconds. Every ``checkpoint_every`` epochs (fewer where one would cost more than
+    ``CHECKPOINT_SHARE`` of the time since the last: ``checkpoint_due``), ``checkpoint`` writes
+    the trial's state to a folder that goes out with the epoch's report. Elapsed seconds count from the first
     attempt's start (``state.origin``), a lost attempt included: MLPerf's rule.
     """
 
@@ -194,6 +198,7 @@ class EpochReporter(keras.callbacks.Callback):
         state: TrialState | None = None,
         checkpoint: Callable[[TrialState], Path] | None = None,
         checkpoint_every: int = 0,
+        checkpoint_share: float = CHECKPOINT_SHARE,
     ):
         super().__init__()
         self.report = report
@@ -211,6 +216,9 @@ class EpochReporter(keras.callbacks.Callback):
         self.patience.best, self.patience.best_epoch = state.patience_best, state.patience_best_epoch
         self.checkpoint = checkpoint
         self.checkpoint_every = checkpoint_every
+        self.checkpoint_share = checkpoint_share
+        self.checkpoint_cost = 0.0  # seconds the last checkpoint took (none yet: the first is due)
+        self.last_checkpoint_end = time.perf_counter()
 
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch_started = time.perf_counter()
@@ -257,7 +265,11 @@ class EpochReporter(keras.callbacks.Callback):
             "attempt": self.attempt,
             "checkpoint_seconds": math.nan,
         }
-        if not (self.checkpoint and self.checkpoint_every and (epoch + 1) % self.checkpoint_every == 0):
+        since = time.perf_counter() - self.last_checkpoint_end
+        if not (
+            self.checkpoint
+            and checkpoint_due(epoch + 1, self.checkpoint_every, since, self.checkpoint_cost, self.checkpoint_share)
+        ):
             self.report(metrics)
             return
         started = time.perf_counter()
@@ -269,6 +281,19 @@ class EpochReporter(keras.callbacks.Callback):
             self.report(metrics, checkpoint=folder)
         finally:  # the report has copied it into the run's storage
             shutil.rmtree(folder, ignore_errors=True)
+            self.last_checkpoint_end = time.perf_counter()
+            self.checkpoint_cost = self.last_checkpoint_end - started  # writing it and storing it
+
+
+def checkpoint_due(
+    epochs_done: int, every: int, seconds_since_last: float, last_cost: float, share: float = CHECKPOINT_SHARE
+) -> bool:
+    """Whether the epoch just done checkpoints: every ``every``-th epoch, but only once the time
+    since the last checkpoint is long enough that one more costs at most ``share`` of it (an
+    epoch of seconds on a GPU would otherwise spend a tenth of its time writing the model)."""
+    if every <= 0 or epochs_done % every:
+        return False
+    return last_cost <= share * seconds_since_last
 
 
 def inference_images_per_sec(model: keras.Model, images: np.ndarray) -> float:

@@ -2,13 +2,16 @@
 
 import math
 import shutil
+import tempfile
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
-from bench.checkpoints import CheckpointError, TrialState, load_checkpoint, save_checkpoint
+from bench import checkpoints
+from bench.checkpoints import CheckpointError, TrialState, load_checkpoint, save_checkpoint, scratch_folder, state_bytes
+from bench.measure import checkpoint_due
 from bench.trial import build_trial_model, run_trial
 from tests.conftest import tiny_spec
 
@@ -70,7 +73,8 @@ def _run(spec, cache, folder: Path, **options) -> list[dict]:
 @pytest.mark.slow
 def test_a_trial_restored_from_epoch_2_continues_as_if_never_stopped(small_cache, tmp_path):
     spec = tiny_spec("resumed", epochs=4, patience=3)
-    whole = _run(spec, small_cache, tmp_path / "whole", checkpoint_every=1)
+    # every epoch: these epochs last a second, where a checkpoint's share would skip some
+    whole = _run(spec, small_cache, tmp_path / "whole", checkpoint_every=1, checkpoint_share=math.inf)
     assert [r["epoch"] for r in whole] == [1, 2, 3, 4]
     assert sorted(int(p.name) for p in (tmp_path / "whole").iterdir()) == [1, 2, 3, 4]
     assert all(r["checkpoint_seconds"] > 0 for r in whole)
@@ -84,3 +88,31 @@ def test_a_trial_restored_from_epoch_2_continues_as_if_never_stopped(small_cache
     # time-to-target counts from the first attempt's start, through the restart
     assert resumed[0]["elapsed_seconds"] > whole[1]["elapsed_seconds"]
     assert math.isnan(resumed[0]["checkpoint_seconds"]) and resumed[1]["checkpoint_seconds"] > 0
+    # a checkpoint allowed no share of the time: the first (its cost unknown), then none
+    frugal = _run(spec, small_cache, tmp_path / "frugal", checkpoint_every=1, checkpoint_share=0.0)
+    assert [int(p.name) for p in (tmp_path / "frugal").iterdir()] == [1]
+    assert [math.isnan(r["checkpoint_seconds"]) for r in frugal] == [False, True, True, True]
+
+
+def test_a_checkpoint_is_due_every_nth_epoch_unless_it_would_cost_more_than_its_share():
+    assert checkpoint_due(1, 1, seconds_since_last=1.0, last_cost=0.0)  # the first, its cost unknown
+    assert checkpoint_due(3, 1, seconds_since_last=100.0, last_cost=2.0)  # 2% of the time since the last
+    assert not checkpoint_due(3, 1, seconds_since_last=10.0, last_cost=2.0)  # 20%: wait for more epochs
+    assert checkpoint_due(3, 1, seconds_since_last=10.0, last_cost=2.0, share=0.5)
+    assert [e for e in range(1, 7) if checkpoint_due(e, 2, 100.0, 0.1)] == [2, 4, 6]
+    assert not any(checkpoint_due(e, 0, 100.0, 0.0) for e in range(1, 7))  # 0: never
+
+
+def test_a_checkpoint_is_written_in_memory_where_there_is_room_and_on_disk_otherwise(tmp_path, monkeypatch):
+    model = _compiled_tiny_model(1)
+    _one_step(model)
+    saved = save_checkpoint(model, TrialState(epoch=1), tmp_path / "ck")
+    written = (saved / checkpoints.STATE_FILE).stat().st_size
+    assert state_bytes(model) < written < 1.15 * state_bytes(model)  # the arrays, and the .npz's headers
+    memory = tmp_path / "shm"
+    memory.mkdir()
+    assert scratch_folder(model, memory).parent == memory
+    assert scratch_folder(model, tmp_path / "no-such-tmpfs").parent == Path(tempfile.gettempdir())
+    small = shutil.disk_usage(memory)._replace(free=state_bytes(model))  # room, but not twice the size
+    monkeypatch.setattr(checkpoints.shutil, "disk_usage", lambda path: small)
+    assert scratch_folder(model, memory).parent == Path(tempfile.gettempdir())

@@ -1,6 +1,6 @@
 """Joining a cluster (bench/cluster.py): the code that travels, the auth mode, the probe, the storage."""
 
-import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -33,32 +33,37 @@ def test_the_auth_mode_is_always_explicit(tmp_path):
     assert cluster.join_auth_mode({"RAY_AUTH_TOKEN_PATH": str(token)}) == "token"
 
 
-def _refused(stderr: str, returncode: int = 1):
-    def run(*args, **kwargs):
-        return subprocess.CompletedProcess(args, returncode, stdout="", stderr=stderr)
+def _fake_python(tmp_path, monkeypatch, script: str) -> None:
+    """The probe's child Python replaced by a shell script that says what a refusing Ray says."""
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\n" + script + "\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(cluster.sys, "executable", str(fake))
 
-    return run
 
-
-def test_a_refused_join_is_one_line_naming_the_fix(monkeypatch):
-    said = "\n".join(
-        ["[2026] gcs_client.cc:100: InvalidAuthToken: no token"] * 20 + ["ConnectionError: Failed to connect"]
-    )
-    monkeypatch.setattr(subprocess, "run", _refused(said))
+def test_a_token_refusal_is_one_line_naming_the_fix_without_waiting_for_rays_retries(tmp_path, monkeypatch):
+    # Ray prints a refusal per retry and keeps retrying for about a minute: the probe stops at the first
+    refusal = "[2026] gcs_client.cc:100: InvalidAuthToken: no token"
+    _fake_python(tmp_path, monkeypatch, f"for i in 1 2 3; do echo '{refusal}' >&2; done; sleep 60")
+    started = time.monotonic()
     with pytest.raises(RunnerError) as refused:
-        cluster.probe("127.0.0.1:6390", {})
+        cluster.probe("127.0.0.1:6390", {}, timeout=50)
+    assert time.monotonic() - started < 30  # not the 50 s timeout, nor the script's 60 s
     assert "RAY_AUTH_MODE=token" in str(refused.value) and "~/.ray/auth_token" in str(refused.value)
     assert "\n" not in str(refused.value)
-    monkeypatch.setattr(subprocess, "run", _refused("Traceback ...\nConnectionError: Failed to connect to GCS"))
+
+
+def test_a_failed_or_silent_join_is_one_line(tmp_path, monkeypatch):
+    _fake_python(
+        tmp_path, monkeypatch, "echo Traceback ... >&2; echo 'ConnectionError: Failed to connect to GCS' >&2; exit 1"
+    )
     with pytest.raises(RunnerError, match="cannot join the Ray cluster at 127.0.0.1:6390: ConnectionError"):
         cluster.probe("127.0.0.1:6390", {})
-
-    def silent(*args, **kwargs):
-        raise subprocess.TimeoutExpired(args, 15, stderr=b"")
-
-    monkeypatch.setattr(subprocess, "run", silent)
-    with pytest.raises(RunnerError, match="no answer within 15 s"):
-        cluster.probe("127.0.0.1:6390", {})
+    _fake_python(tmp_path, monkeypatch, "sleep 60")
+    with pytest.raises(RunnerError, match="no answer within 1 s"):
+        cluster.probe("127.0.0.1:6390", {}, timeout=1)
+    _fake_python(tmp_path, monkeypatch, "echo 2")
+    cluster.probe("127.0.0.1:6390", {})  # a join that answers passes
 
 
 def test_storage_is_the_run_folder_locally_and_a_run_subfolder_elsewhere(tmp_path):

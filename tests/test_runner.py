@@ -124,28 +124,6 @@ def test_four_quarter_gpu_trials_run_at_the_same_time(small_cache, tmp_path):
     assert max(start for start, _ in spans) < min(end for _, end in spans)
 
 
-@pytest.mark.slow
-def test_two_node_cluster_runs_trials_on_both_nodes(small_cache, tmp_path):
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    try:
-        cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes()
-        specs = [tiny(f"node{i}", epochs=2) for i in range(2)]
-        records = run_trials(
-            specs,
-            cache=small_cache,
-            run_dir=tmp_path,
-            scheduling=Scheduling(address=cluster.address, max_concurrent=2),
-            write=lambda line: None,
-        )
-    finally:
-        cluster.shutdown()
-    assert [r.error for r in records] == [None, None]
-    assert len({r.epochs[-1]["node_id"] for r in records}) == 2
-
-
 def _cli(*args):
     return [sys.executable, "-m", "bench.run", *args]
 
