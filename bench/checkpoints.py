@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -30,6 +31,32 @@ META_FILE = "trial.json"
 # checkpoints each epoch, the second write's writeback slowed the next epoch's training by ~5%.
 MEMORY_SCRATCH = Path("/dev/shm")
 SCRATCH_HEADROOM = 2.0  # the store's room asked for, as a multiple of the checkpoint's size
+
+
+@dataclass(frozen=True)
+class CheckpointRule:
+    """When a trial checkpoints: at the end of every ``every``-th epoch (0: never), once at least
+    ``min_interval_s`` have passed since the last checkpoint, and only where the last one cost
+    at most ``max_share`` of that time.
+
+    Why an interval: a retried trial pays a fresh worker's TensorFlow import and graph build
+    (40-155 s at the report's sizes on a CPU) whatever it loses, so a minute of lost training
+    is in the same range, while a checkpoint per short epoch is not free: on this 2-core
+    machine, 71 MB per 37 s epoch slowed training by about 5% (benchmarks/README.md). Why a
+    share: a GPU epoch of Levi-Hassner lasts about a second.
+    """
+
+    every: int = 1
+    min_interval_s: float = 60.0
+    max_share: float = 0.02
+
+    def due(self, epochs_done: int, seconds_since_last: float, last_cost: float) -> bool:
+        if self.every <= 0 or epochs_done % self.every:
+            return False
+        return seconds_since_last >= self.min_interval_s and last_cost <= self.max_share * seconds_since_last
+
+
+EVERY_EPOCH = CheckpointRule(every=1, min_interval_s=0.0, max_share=math.inf)
 
 
 class CheckpointError(RuntimeError):

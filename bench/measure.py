@@ -20,7 +20,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from bench.checkpoints import TrialState
+from bench.checkpoints import CheckpointRule, TrialState
 from bench.gpu import GpuReading, NvmlSampler
 
 # what a trial reports each epoch, in this order (results tables keep it)
@@ -67,9 +67,6 @@ EPOCH_METRIC_KEYS = (
     "checkpoint_seconds",  # what saving this epoch's checkpoint took (NaN: none saved); outside timings
 )
 INFERENCE_BATCH_SIZE = 32
-# a checkpoint may take at most this share of a trial's time (benchmarks/README.md: 0.02-0.2% of a CPU
-# epoch at the report's sizes, but a GPU epoch of Levi-Hassner lasts about a second)
-CHECKPOINT_SHARE = 0.02
 Reporter = Callable[..., None]  # report(metrics) or report(metrics, checkpoint=folder)
 
 
@@ -179,10 +176,10 @@ class EpochReporter(keras.callbacks.Callback):
     the end of epoch 1, and the over-sampled accuracy at the trial's last epoch (its budget's,
     or the one the patience rule ends it at), each before that epoch's report: a scheduler may
     stop the trial after any report. Their time and GPU energy count in no epoch and not in
-    elapsed seconds. Every ``checkpoint_every`` epochs (fewer where one would cost more than
-    ``CHECKPOINT_SHARE`` of the time since the last: ``checkpoint_due``), ``checkpoint`` writes
-    the trial's state to a folder that goes out with the epoch's report. Elapsed seconds count from the first
-    attempt's start (``state.origin``), a lost attempt included: MLPerf's rule.
+    elapsed seconds. Where ``rule`` says a checkpoint is due (bench.checkpoints.CheckpointRule),
+    ``checkpoint`` writes the trial's state to a folder that goes out with the epoch's report.
+    Elapsed seconds count from the first attempt's start (``state.origin``), a lost attempt
+    included: MLPerf's rule.
     """
 
     def __init__(
@@ -197,8 +194,7 @@ class EpochReporter(keras.callbacks.Callback):
         patience: int | None = None,
         state: TrialState | None = None,
         checkpoint: Callable[[TrialState], Path] | None = None,
-        checkpoint_every: int = 0,
-        checkpoint_share: float = CHECKPOINT_SHARE,
+        rule: CheckpointRule | None = None,
     ):
         super().__init__()
         self.report = report
@@ -215,8 +211,7 @@ class EpochReporter(keras.callbacks.Callback):
         self.excluded_seconds = state.excluded_seconds  # the inference and over-sampled seconds
         self.patience.best, self.patience.best_epoch = state.patience_best, state.patience_best_epoch
         self.checkpoint = checkpoint
-        self.checkpoint_every = checkpoint_every
-        self.checkpoint_share = checkpoint_share
+        self.rule = rule or CheckpointRule()
         self.checkpoint_cost = 0.0  # seconds the last checkpoint took (none yet: the first is due)
         self.last_checkpoint_end = time.perf_counter()
 
@@ -266,10 +261,7 @@ class EpochReporter(keras.callbacks.Callback):
             "checkpoint_seconds": math.nan,
         }
         since = time.perf_counter() - self.last_checkpoint_end
-        if not (
-            self.checkpoint
-            and checkpoint_due(epoch + 1, self.checkpoint_every, since, self.checkpoint_cost, self.checkpoint_share)
-        ):
+        if not (self.checkpoint and self.rule.due(epoch + 1, since, self.checkpoint_cost)):
             self.report(metrics)
             return
         started = time.perf_counter()
@@ -283,17 +275,6 @@ class EpochReporter(keras.callbacks.Callback):
             shutil.rmtree(folder, ignore_errors=True)
             self.last_checkpoint_end = time.perf_counter()
             self.checkpoint_cost = self.last_checkpoint_end - started  # writing it and storing it
-
-
-def checkpoint_due(
-    epochs_done: int, every: int, seconds_since_last: float, last_cost: float, share: float = CHECKPOINT_SHARE
-) -> bool:
-    """Whether the epoch just done checkpoints: every ``every``-th epoch, but only once the time
-    since the last checkpoint is long enough that one more costs at most ``share`` of it (an
-    epoch of seconds on a GPU would otherwise spend a tenth of its time writing the model)."""
-    if every <= 0 or epochs_done % every:
-        return False
-    return last_cost <= share * seconds_since_last
 
 
 def inference_images_per_sec(model: keras.Model, images: np.ndarray) -> float:

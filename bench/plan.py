@@ -12,11 +12,13 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import models
+from bench.checkpoints import EVERY_EPOCH, CheckpointRule
 from bench.errors import UsageError
 from bench.goals import Goals
 from bench.protocols import Protocol, get_protocol
@@ -77,6 +79,7 @@ class Scheduling:
     dashboard: bool = False  # a local Ray's dashboard, bound to 127.0.0.1 (Ray's dashboard has no login)
     storage: str | None = None  # Ray Tune's storage: a folder every node mounts, or a URI (s3://, gs://...)
     checkpoint_every: int = 1  # a trial checkpoints every this many epochs (0: never)
+    checkpoint_interval: float | None = None  # ... and at most once in this many seconds (None: the rule's)
     save_models: bool = False  # export each report row's best model to runs/<id>/models/<row>.keras
 
     def __post_init__(self):
@@ -86,9 +89,25 @@ class Scheduling:
             integer_problem("num_gpus", self.num_gpus, 0, optional=True),
             integer_problem("checkpoint_every", self.checkpoint_every, 0),
         ]
+        interval = self.checkpoint_interval
+        if interval is not None and (
+            isinstance(interval, bool) or not isinstance(interval, (int, float)) or not 0 <= interval < math.inf
+        ):
+            problems.append(Problem("checkpoint_interval", "seconds >= 0", interval))
         if share is not None and share != AUTO and not (isinstance(share, (int, float)) and 0 < share <= 1):
             problems.append(Problem("gpus_per_trial", "in (0, 1]", share))
         check_problems("scheduling", [problem for problem in problems if problem])
+
+    @property
+    def checkpoint_rule(self) -> CheckpointRule | None:
+        """When trials checkpoint; with ``save_models`` every epoch, so the best epoch is the one exported."""
+        if self.checkpoint_every == 0:
+            return None
+        if self.save_models:
+            return dataclasses.replace(EVERY_EPOCH, every=self.checkpoint_every)
+        if self.checkpoint_interval is None:
+            return CheckpointRule(every=self.checkpoint_every)
+        return CheckpointRule(every=self.checkpoint_every, min_interval_s=float(self.checkpoint_interval))
 
     @property
     def smallest_share(self) -> float | None:

@@ -24,6 +24,7 @@ from data.adience import FOLD_COUNT, DatasetError  # noqa: E402
 
 # TrialSpec / RunRequest / Scheduling field -> the flag that sets it, for one-line errors
 SAME_NAME = ("epochs", "batch_size", "seed", "val_fold", "repeats", "max_concurrent", "gpus_per_trial")
+SAME_NAME += ("checkpoint_interval",)
 FLAGS = {field: "--" + field.replace("_", "-") for field in SAME_NAME} | {"learning_rate": "--lr", "num_gpus": "--gpus"}
 ABOUT = """Train and profile every trial of a suite (the gender-classification report's experiments, by
 name) under Ray Tune, on this machine or a Ray cluster, and write runs/<run-id>/LEADERBOARD.md:
@@ -64,16 +65,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--model-module", action="append", default=[], metavar="MODULE", help="import it first: its models register")
     add("--goal", action="append", default=[], metavar="NAME=VALUE", help="a budget: accuracy, time, params, ...")
     add("--max-concurrent", type=int, metavar="N", help="trials at once (default: one per GPU, else one)")
-    add(
-        "--gpus-per-trial",
-        type=_gpu_share,
-        metavar="X",
-        help="GPU share per trial in (0, 1] (0.25: four a GPU), or auto",
-    )
+    add("--gpus-per-trial", type=_gpu_share, metavar="X", help="GPU share per trial, (0, 1] (0.25: 4 a GPU) or auto")
     add("--gpus", type=int, metavar="N", help="GPUs a local Ray may use (default: those it finds)")
     add("--asha", action="store_true", help="ASHA early stopping even where the suite does not ask")
     add("--address", metavar="HOST:PORT", help="join this Ray cluster (host:port or auto) instead of starting one")
     add("--storage", metavar="PATH|URI", help="Ray Tune's storage: a folder every node mounts, or s3://, gs://, ...")
+    add("--checkpoint-interval", type=float, metavar="S", help="checkpoint at most every S s (60; 0: each epoch)")
     add("--save-models", action="store_true", help="export each row's best model to runs/<id>/models/ (.keras)")
     add("--dashboard", action="store_true", help="start the local Ray dashboard, on 127.0.0.1 only (no login)")
     return parser
@@ -99,8 +96,8 @@ def _request(args: argparse.Namespace) -> plan.RunRequest:
     overrides = {field: value for field, value in overrides.items() if value is not None}
     if args.val_fold is not None:
         overrides |= {"val_fold": args.val_fold, "train_folds": [f for f in range(FOLD_COUNT) if f != args.val_fold]}
-    names = ("max_concurrent", "gpus_per_trial", "address", "dashboard", "storage", "save_models")
-    scheduling = {"num_gpus": args.gpus, "seed": args.seed or 0} | {name: getattr(args, name) for name in names}
+    keys = ("max_concurrent", "gpus_per_trial", "address", "dashboard", "storage", "save_models", "checkpoint_interval")
+    scheduling = {"num_gpus": args.gpus, "seed": args.seed or 0} | {key: getattr(args, key) for key in keys}
     data_root = "" if args.data is None else str(args.data.expanduser().resolve())
     fields = {name: getattr(args, name) for name in ("suite", "preset", "trials", "asha", "cv", "protocol", "repeats")}
     fields |= {"model_modules": tuple(args.model_module), "goals": dict(map(parse_goal, args.goal))}

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import models
-from bench.checkpoints import CheckpointError
+from bench.checkpoints import CheckpointError, CheckpointRule
 from bench.cluster import code_modules, join_auth_mode, probe, storage_root
 from bench.errors import RunnerError
 from bench.export import drop_finished_checkpoints, save_best_models
@@ -155,7 +155,7 @@ def trial_label(trial) -> str:
     return resolve_spec(trial.config).name
 
 
-TrialFunction = Callable[..., None]  # (spec, cache, report, *, restore_from, checkpoint_every) -> None
+TrialFunction = Callable[..., None]  # (spec, cache, report, *, restore_from, checkpoints) -> None
 # errors a retry cannot mend: the trial reports them once and is not run again
 DETERMINISTIC = (SpecError, models.ModelOptionError, DatasetError, CheckpointError)
 
@@ -165,7 +165,7 @@ def _trainable(
     cache: FaceCache,
     trial_function: TrialFunction = run_trial,
     model_modules: tuple[str, ...] = (),
-    checkpoint_every: int = 1,
+    checkpoints: CheckpointRule | None = None,
 ) -> None:
     node_id = ray.get_runtime_context().get_node_id()
     try:
@@ -179,7 +179,7 @@ def _trainable(
         restored = tune.get_checkpoint()
         with restored.as_directory() if restored else contextlib.nullcontext() as folder:
             restore_from = Path(folder) if folder else None
-            trial_function(spec, cache, report, restore_from=restore_from, checkpoint_every=checkpoint_every)
+            trial_function(spec, cache, report, restore_from=restore_from, checkpoints=checkpoints)
     except DETERMINISTIC as error:
         tune.report({"epoch": 0, "val_accuracy": math.nan, FATAL: error_message(error), "node_id": node_id})
 
@@ -330,7 +330,7 @@ def run_trials(
             "model_modules": tuple(model_modules),
         }
         trainable = tune.with_resources(
-            tune.with_parameters(_trainable, **parameters, checkpoint_every=scheduling.checkpoint_every),
+            tune.with_parameters(_trainable, **parameters, checkpoints=scheduling.checkpoint_rule),
             trial_resources(resources, scheduling.gpu_shares),
         )
         run_config = tune.RunConfig(

@@ -21,18 +21,12 @@ import numpy as np
 import pandas as pd
 
 import models
-from bench.checkpoints import TrialState, load_checkpoint, save_checkpoint, scratch_folder
+from bench.checkpoints import CheckpointRule, TrialState, load_checkpoint, save_checkpoint, scratch_folder
 from bench.env import node_facts
 from bench.evaluation import build_oversampled_model, oversampled_accuracy
 from bench.flops import flops_or_nan
 from bench.gpu import NvmlSampler
-from bench.measure import (
-    CHECKPOINT_SHARE,
-    INFERENCE_BATCH_SIZE,
-    EpochReporter,
-    Reporter,
-    inference_images_per_sec,
-)
+from bench.measure import INFERENCE_BATCH_SIZE, EpochReporter, Reporter, inference_images_per_sec
 from bench.specs import TrialSpec
 from data.adience import require_nonempty_split, split_folds, with_duplicates
 from data.cache import DEFAULT_IMAGE_SIZE, FaceCache, channel_statistics
@@ -199,17 +193,15 @@ def run_trial(
     callbacks: Sequence[keras.callbacks.Callback] = (),
     *,
     restore_from: Path | None = None,
-    checkpoint_every: int = 0,
-    checkpoint_share: float = CHECKPOINT_SHARE,
+    checkpoints: CheckpointRule | None = None,
 ) -> None:
     """Train ``spec`` on its split of ``cache`` for its epoch budget, calling ``report`` once per epoch.
 
     Early stopping (patience, ASHA) is the scheduler's: bench/runner.py stops the trial
     between epochs. Called without a scheduler, every epoch runs. ``callbacks`` run first
-    in every epoch (tests inject faults through them). With ``checkpoint_every`` N, every
-    Nth epoch's report carries a checkpoint folder (bench/checkpoints.py), unless it would cost
-    more than ``checkpoint_share`` of the time since the last (bench.measure.checkpoint_due); ``restore_from``
-    such a folder continues the trial from the epoch after it.
+    in every epoch (tests inject faults through them). Where the ``checkpoints`` rule says so
+    (none: never), an epoch's report carries a checkpoint folder (bench/checkpoints.py);
+    ``restore_from`` such a folder continues the trial from the epoch after it.
     """
     started_at = time.time()
     keras.backend.clear_session()
@@ -243,8 +235,7 @@ def run_trial(
     train_input, val_input = FitInput(train_batches), FitInput(val_batches)
     reporter = EpochReporter(
         report, static, len(data.train_labels), sampler, infer, oversampled, spec.epochs, spec.patience,
-        state=state, checkpoint=functools.partial(_checkpoint, model) if checkpoint_every else None,
-        checkpoint_every=checkpoint_every, checkpoint_share=checkpoint_share,
+        state=state, checkpoint=functools.partial(_checkpoint, model) if checkpoints else None, rule=checkpoints,
     )  # fmt: skip
     try:
         with contextlib.ExitStack() as stack:

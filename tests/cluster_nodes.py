@@ -103,7 +103,7 @@ class LocalCluster:
         stash.mkdir(exist_ok=True)
         # the Python may live inside a hidden folder (a repository's .venv): keep it reachable
         hide = [f"mount --bind {venv} {stash}"]
-        hide += [f"mount -t tmpfs tmpfs {path}" for path in self.hidden if path.is_dir()]
+        hide += [f"mount -t tmpfs tmpfs {path}" for path in outermost(self.hidden) if path.is_dir()]
         hide += [f"mkdir -p {venv}", f"mount --bind {stash} {venv}", "cd /"]
         start = (
             f"{RAY} start --address={ADDRESS} --num-cpus={cpus} --disable-usage-stats "
@@ -134,6 +134,11 @@ class LocalCluster:
         while time.monotonic() < deadline:
             if self.nodes_alive() == count:
                 return
+            ended = [name for name, process in self.workers.items() if process.poll() is not None]
+            if self.head is not None and self.head.poll() is not None:
+                ended.append("head")
+            if ended:
+                raise RuntimeError(f"{', '.join(ended)} ended before the cluster was up: {self.logs()}")
             time.sleep(1.0)
         raise TimeoutError(f"the cluster did not reach {count} alive node(s) in {timeout:.0f} s: {self.logs()}")
 
@@ -197,6 +202,17 @@ class LocalCluster:
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     process.wait(timeout=30)
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True, timeout=20)
+
+
+def outermost(paths: list[Path]) -> list[Path]:
+    """``paths`` without those inside another of them (once the outer one is hidden, an inner
+    one has no mount point left: a dataset cache inside the repository, as in CI)."""
+    resolved = sorted({path.resolve() for path in paths}, key=lambda path: len(path.parts))
+    kept: list[Path] = []
+    for path in resolved:
+        if not any(path.is_relative_to(outer) for outer in kept):
+            kept.append(path)
+    return kept
 
 
 def node_processes(pid: int) -> list[int]:

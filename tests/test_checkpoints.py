@@ -10,8 +10,18 @@ import numpy as np
 import pytest
 
 from bench import checkpoints
-from bench.checkpoints import CheckpointError, TrialState, load_checkpoint, save_checkpoint, scratch_folder, state_bytes
-from bench.measure import checkpoint_due
+from bench.checkpoints import (
+    EVERY_EPOCH,
+    CheckpointError,
+    CheckpointRule,
+    TrialState,
+    load_checkpoint,
+    save_checkpoint,
+    scratch_folder,
+    state_bytes,
+)
+from bench.plan import Scheduling
+from bench.specs import SpecError
 from bench.trial import build_trial_model, run_trial
 from tests.conftest import tiny_spec
 
@@ -73,12 +83,15 @@ def _run(spec, cache, folder: Path, **options) -> list[dict]:
 @pytest.mark.slow
 def test_a_trial_restored_from_epoch_2_continues_as_if_never_stopped(small_cache, tmp_path):
     spec = tiny_spec("resumed", epochs=4, patience=3)
-    # every epoch: these epochs last a second, where a checkpoint's share would skip some
-    whole = _run(spec, small_cache, tmp_path / "whole", checkpoint_every=1, checkpoint_share=math.inf)
+    # every epoch: these epochs last a second, where the rule's interval and share would skip some
+    whole = _run(spec, small_cache, tmp_path / "whole", checkpoints=EVERY_EPOCH)
     assert [r["epoch"] for r in whole] == [1, 2, 3, 4]
     assert sorted(int(p.name) for p in (tmp_path / "whole").iterdir()) == [1, 2, 3, 4]
     assert all(r["checkpoint_seconds"] > 0 for r in whole)
-    resumed = _run(spec, small_cache, tmp_path / "resumed", checkpoint_every=2, restore_from=tmp_path / "whole" / "2")
+    every_second = CheckpointRule(every=2, min_interval_s=0.0, max_share=math.inf)
+    resumed = _run(
+        spec, small_cache, tmp_path / "resumed", checkpoints=every_second, restore_from=tmp_path / "whole" / "2"
+    )
     assert [r["epoch"] for r in resumed] == [3, 4]
     assert [r["attempt"] for r in resumed] == [2, 2]
     # the same weights, optimizer and batches: the same losses and accuracies as the run that went on
@@ -89,18 +102,32 @@ def test_a_trial_restored_from_epoch_2_continues_as_if_never_stopped(small_cache
     assert resumed[0]["elapsed_seconds"] > whole[1]["elapsed_seconds"]
     assert math.isnan(resumed[0]["checkpoint_seconds"]) and resumed[1]["checkpoint_seconds"] > 0
     # a checkpoint allowed no share of the time: the first (its cost unknown), then none
-    frugal = _run(spec, small_cache, tmp_path / "frugal", checkpoint_every=1, checkpoint_share=0.0)
+    frugal = _run(spec, small_cache, tmp_path / "frugal", checkpoints=CheckpointRule(min_interval_s=0.0, max_share=0.0))
     assert [int(p.name) for p in (tmp_path / "frugal").iterdir()] == [1]
     assert [math.isnan(r["checkpoint_seconds"]) for r in frugal] == [False, True, True, True]
 
 
-def test_a_checkpoint_is_due_every_nth_epoch_unless_it_would_cost_more_than_its_share():
-    assert checkpoint_due(1, 1, seconds_since_last=1.0, last_cost=0.0)  # the first, its cost unknown
-    assert checkpoint_due(3, 1, seconds_since_last=100.0, last_cost=2.0)  # 2% of the time since the last
-    assert not checkpoint_due(3, 1, seconds_since_last=10.0, last_cost=2.0)  # 20%: wait for more epochs
-    assert checkpoint_due(3, 1, seconds_since_last=10.0, last_cost=2.0, share=0.5)
-    assert [e for e in range(1, 7) if checkpoint_due(e, 2, 100.0, 0.1)] == [2, 4, 6]
-    assert not any(checkpoint_due(e, 0, 100.0, 0.0) for e in range(1, 7))  # 0: never
+def test_a_checkpoint_is_due_every_nth_epoch_once_its_interval_passed_and_within_its_share():
+    rule = CheckpointRule(every=1, min_interval_s=60.0, max_share=0.02)
+    assert not rule.due(1, seconds_since_last=40.0, last_cost=0.0)  # within the interval
+    assert rule.due(2, seconds_since_last=80.0, last_cost=0.0)  # the first, its cost unknown
+    assert rule.due(3, seconds_since_last=100.0, last_cost=2.0)  # 2% of the time since the last
+    assert not rule.due(3, seconds_since_last=80.0, last_cost=2.0)  # 2.5%: wait for more epochs
+    every_second = CheckpointRule(every=2, min_interval_s=0.0)
+    assert [e for e in range(1, 7) if every_second.due(e, 100.0, 0.1)] == [2, 4, 6]
+    assert not any(CheckpointRule(every=0).due(e, 1e6, 0.0) for e in range(1, 7))  # 0: never
+    assert all(EVERY_EPOCH.due(e, 0.5, 10.0) for e in range(1, 7))
+
+
+def test_the_run_s_checkpoint_rule_and_its_bad_values():
+    assert Scheduling().checkpoint_rule == CheckpointRule()  # every epoch, at most once a minute
+    assert Scheduling(checkpoint_interval=0).checkpoint_rule.min_interval_s == 0.0
+    assert Scheduling(checkpoint_every=0).checkpoint_rule is None
+    # the exported model is the best epoch's: every epoch checkpoints
+    assert Scheduling(save_models=True, checkpoint_interval=600).checkpoint_rule == EVERY_EPOCH
+    for bad in (-1.0, math.inf, math.nan, True, "60"):
+        with pytest.raises(SpecError, match="checkpoint_interval"):
+            Scheduling(checkpoint_interval=bad)
 
 
 def test_a_checkpoint_is_written_in_memory_where_there_is_room_and_on_disk_otherwise(tmp_path, monkeypatch):

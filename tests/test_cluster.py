@@ -74,3 +74,10 @@ def test_storage_is_the_run_folder_locally_and_a_run_subfolder_elsewhere(tmp_pat
     assert (
         cluster.storage_root(Scheduling(storage="s3://bucket/bench/"), run_dir) == f"s3://bucket/bench/{run_dir.name}"
     )
+
+
+def test_a_worker_node_hides_only_the_outermost_of_nested_paths(tmp_path):
+    from tests.cluster_nodes import outermost
+
+    repo, cache, other = tmp_path / "repo", tmp_path / "repo" / ".ci-cache", tmp_path / "home" / ".cache"
+    assert outermost([cache, other, repo, repo]) == [repo.resolve(), other.resolve()]

@@ -108,7 +108,8 @@ def test_selftest_runs_on_both_workers_with_data_and_code_through_ray(cluster, s
 def test_a_killed_worker_s_trial_finishes_on_the_other_from_its_checkpoint(cluster, small_synthetic, tmp_path):
     driver = cluster.run(
         "--suite", "selftest", "--trials", GOOD_TRIAL, "--epochs", "5", "--data", str(small_synthetic),
-        "--out", str(tmp_path), "--address", ADDRESS, "--storage", str(cluster.storage), cwd=tmp_path,
+        "--out", str(tmp_path), "--address", ADDRESS, "--storage", str(cluster.storage), "--checkpoint-interval", "0",
+        cwd=tmp_path,
     )  # fmt: skip
     try:
         watch(driver, "epoch 2/5")
@@ -132,7 +133,7 @@ def test_a_killed_worker_s_trial_finishes_on_the_other_from_its_checkpoint(clust
 
 def test_a_killed_driver_s_run_resumes_from_the_last_checkpoint(cluster, small_synthetic, tmp_path):
     arguments = ("--suite", "selftest", "--trials", GOOD_TRIAL, "--epochs", "5", "--data", str(small_synthetic))
-    where = ("--address", ADDRESS, "--storage", str(cluster.storage))
+    where = ("--address", ADDRESS, "--storage", str(cluster.storage), "--checkpoint-interval", "0")
     driver = cluster.run(*arguments, "--out", str(tmp_path), *where, cwd=tmp_path)
     watch(driver, "epoch 3/5")
     time.sleep(2.0)  # into epoch 4

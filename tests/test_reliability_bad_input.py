@@ -83,6 +83,11 @@ CLI_CASES = {
     "GPU share above one": (["--suite", "selftest", "--gpus-per-trial", "1.5"], None, "must be in (0, 1]"),
     "negative GPU count": (["--suite", "selftest", "--gpus", "-1"], None, "--gpus must be >= 0"),
     "concurrency zero": (["--suite", "selftest", "--max-concurrent", "0"], None, "--max-concurrent must be >= 1"),
+    "negative checkpoint interval": (
+        ["--suite", "selftest", "--checkpoint-interval", "-5"],
+        None,
+        "--checkpoint-interval must be seconds >= 0",
+    ),
     "unknown suite": (["--suite", "nope"], None, "unknown suite 'nope'"),
     "unknown preset": (["--suite", "selftest", "--preset", "fast"], None, "unknown preset 'fast'"),
     "unknown protocol": (["--suite", "baseline", "--protocol", "levy"], None, "unknown protocol 'levy' (did you mean"),
