@@ -58,6 +58,10 @@ class EnvManifest:
     git_dirty: bool | None
     cpu_matmul_peak_flops: float | None = None  # measured once per run, for CPU MFU
     missing: dict[str, str] = field(default_factory=dict)
+    jax: str | None = None
+    # what the run asked of its trials (bench/execution.py): backend, precision, jit, data_on_device;
+    # each trial reports what its node resolved "auto" to (results.csv, the leaderboard)
+    execution: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -76,7 +80,7 @@ class EnvManifest:
         )
         return (
             f"Python {self.python}, TensorFlow {self.tensorflow or 'n/a'}, Keras {self.keras or 'n/a'} "
-            f"({self.keras_backend or 'n/a'} backend), Ray {self.ray or 'n/a'}; "
+            f"({self.keras_backend or 'n/a'} backend{f', JAX {self.jax}' if self.jax else ''}), Ray {self.ray or 'n/a'}; "
             f"CPU {self.cpu_model or 'unknown'} ({self.cpu_cores} cores); GPU {gpus}{driver}; commit {commit}"
         )
 
@@ -136,7 +140,7 @@ def _git(repo: Path, *args: str) -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
-NODE_FACTS = ("node_host", "node_python", "node_tensorflow", "node_keras", "node_ray")
+NODE_FACTS = ("node_host", "node_python", "node_tensorflow", "node_keras", "node_ray", "node_jax")
 
 
 def node_facts() -> dict[str, str]:
@@ -147,6 +151,7 @@ def node_facts() -> dict[str, str]:
         _version(*TENSORFLOW_DISTRIBUTIONS),
         _version("keras"),
         _version("ray"),
+        _version("jax"),
     )
     return {name: value or "" for name, value in zip(NODE_FACTS, values, strict=True)}
 
@@ -158,6 +163,7 @@ def collect_manifest(
     repo: Path = REPO_ROOT,
     nvml=None,
     cpu_matmul_peak_flops: float | None = None,
+    execution: dict[str, str] | None = None,
 ) -> EnvManifest:
     """The manifest for a run started with ``argv`` (default: this process's command line)."""
     argv = list(sys.argv if argv is None else argv)
@@ -191,6 +197,8 @@ def collect_manifest(
         git_dirty=None if status is None else bool(status),
         cpu_matmul_peak_flops=cpu_matmul_peak_flops,
         missing=missing,
+        jax=_version("jax"),
+        execution=dict(execution or {}),
     )
     reasons = {
         "tensorflow": "TensorFlow is not installed",
@@ -211,6 +219,7 @@ def collect_manifest(
         "git_commit": f"{repo} is not a git checkout (or git is not installed)",
         "git_dirty": f"{repo} is not a git checkout (or git is not installed)",
         "cpu_matmul_peak_flops": "not measured for this run",
+        "jax": "JAX is not installed",
     }
     for name, reason in reasons.items():
         if getattr(manifest, name) in (None, []) and reason:

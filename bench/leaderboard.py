@@ -28,6 +28,7 @@ from bench.cells import (
     hyperparameters,
     missing,
 )
+from bench.execution import EXECUTION_KEYS
 from bench.goals import Goals
 from bench.io import atomic_write_text
 from bench.results import CONFIDENCE, STATUS_COMPLETED, groups_table
@@ -242,6 +243,25 @@ def _definitions(info: RunInfo, trials: pd.DataFrame) -> list[str]:
     ]
 
 
+def execution_line(trials: pd.DataFrame) -> str:
+    """How the trials ran (backend, precision, XLA, where the images were), with counts where they differ."""
+    if not set(EXECUTION_KEYS) <= set(trials.columns) or trials.empty:
+        return ""
+    said = trials[list(EXECUTION_KEYS)].fillna("").apply(_execution_words, axis=1)
+    said = said[said != ""]
+    counts = said.value_counts()
+    if len(counts) == 1:
+        return str(counts.index[0])
+    return "; ".join(f"{text} ({count} trial{'s' if count > 1 else ''})" for text, count in counts.items())
+
+
+def _execution_words(row) -> str:
+    if not row["backend"]:
+        return ""  # a trial that failed before it reported
+    data = {"on": "images on the device", "off": "images streamed"}.get(row["data_on_device"], "")
+    return ", ".join(filter(None, [f"{row['backend']} backend", row["precision"], f"XLA {row['jit']}", data]))
+
+
 def render_leaderboard(info: RunInfo, trials: pd.DataFrame, plots: Sequence[tuple[str, str | None, str]] = ()) -> str:
     """The markdown of ``runs/<run-id>/LEADERBOARD.md``; ``plots``: (title, relative path or None, note)."""
     groups = groups_table(trials)
@@ -259,6 +279,8 @@ def render_leaderboard(info: RunInfo, trials: pd.DataFrame, plots: Sequence[tupl
     if info.protocol:
         lines.append(f"- protocol: {info.protocol}; faces: {info.counting}")
     lines.append(f"- environment: {info.environment or 'not recorded'}")
+    if executions := execution_line(trials):
+        lines.append(f"- executed as: {executions}")
     if info.nodes:
         lines.append(f"- **nodes differ from the driver**: {info.nodes}")
     if info.command:

@@ -48,6 +48,12 @@ EPOCH_METRIC_KEYS = (
     "node_tensorflow",
     "node_keras",
     "node_ray",
+    "node_jax",
+    # how it executed, resolved on its node (bench/execution.py)
+    "backend",
+    "precision",
+    "jit",
+    "data_on_device",
     # profiling: GPU figures over the epoch (NaN / "" without a GPU, nvml_reason says why)
     "energy_j",
     "power_w",

@@ -9,6 +9,7 @@ shares. A run plans once; ``--resume`` plans again from run.json.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import fnmatch
 import json
@@ -54,6 +55,14 @@ PRESETS = {
         synthetic_ok=False,
     ),
 }
+
+
+def gpu_share_argument(value: str) -> float | str:
+    """``--gpus-per-trial``'s value: a number (checked by Scheduling) or ``auto``."""
+    try:
+        return value if value == AUTO else float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--gpus-per-trial takes a number in (0, 1] or auto, got {value!r}") from None
 
 
 def get_preset(name: str) -> Preset:
@@ -134,6 +143,7 @@ class RunRequest:
     protocol: str = "report"  # bench/protocols.py
     model_modules: tuple[str, ...] = ()  # user modules whose register_model calls add models
     goals: dict = field(default_factory=dict)  # budget name -> value, over the suite's (--goal)
+    backend: str = "tensorflow"  # Keras backend of the driver and trials (--backend; --resume keeps it)
 
     def __post_init__(self):
         if isinstance(self.scheduling, Mapping):  # as read back from run.json

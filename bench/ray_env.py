@@ -32,3 +32,8 @@ TRIAL_ENVIRONMENT = {
     # whenever that takes longer, as it does on a busy CPU.
     "TUNE_FUNCTION_THREAD_TIMEOUT_S": "300",
 }
+
+
+def trial_environment(backend: str) -> dict[str, str]:
+    """A cluster's trial processes: TRIAL_ENVIRONMENT and the driver's Keras backend (a local Ray inherits it)."""
+    return {**TRIAL_ENVIRONMENT, "KERAS_BACKEND": backend}

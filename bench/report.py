@@ -20,6 +20,7 @@ from bench.compare import write_cross_run_leaderboard
 from bench.dataset import RunData
 from bench.env import NODE_FACTS, collect_manifest, node_facts, read_manifest, write_manifest
 from bench.errors import UsageError
+from bench.execution import EXECUTION_KEYS
 from bench.io import atomic_write_text, write_table
 from bench.leaderboard import RunInfo, save_run_info, write_leaderboard
 from bench.mfu import measure_cpu_matmul_peak
@@ -60,7 +61,9 @@ def start_run(out: Path, request: RunRequest, plan: Plan, argv: Sequence[str]) -
     seeds = sorted({spec.seed for spec in plan.all_specs})
     atomic_write_text(run_dir / RUN_FILE, request.to_json())
     peak = measure_cpu_matmul_peak()  # once per run: the MFU peak of CPU trials
-    write_manifest(collect_manifest(seeds=seeds, argv=argv, cpu_matmul_peak_flops=peak), run_dir)
+    asked = {key: sorted({str(getattr(spec, key)) for spec in plan.all_specs}) for key in EXECUTION_KEYS[1:]}
+    execution = {"backend": request.backend, **{key: ", ".join(values) for key, values in asked.items()}}
+    write_manifest(collect_manifest(seeds=seeds, argv=argv, cpu_matmul_peak_flops=peak, execution=execution), run_dir)
     return run_dir
 
 

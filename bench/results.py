@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from scipy import stats
 
+from bench.execution import EXECUTION_KEYS
 from bench.mfu import model_flops_utilisation, trial_peak
 
 if TYPE_CHECKING:  # records only read a spec's fields; importing bench.specs would import keras
@@ -272,6 +273,8 @@ def trials_table(
                 "gpu_names": ", ".join(gpu_names),
                 "gpu_shared": _last_text(epochs, "gpu_shared"),
                 "nvml_reason": _last_text(epochs, "nvml_reason"),
+                # how it executed, as its node resolved the spec's choices (bench/execution.py)
+                **{key: _last_text(epochs, key) for key in EXECUTION_KEYS},
                 "peak_flops": peak.flops if peak else math.nan,
                 "peak_source": peak.source if peak else peak_reason,
                 "mfu": _none_to_nan(
@@ -336,6 +339,7 @@ GROUP_FIRST_COLUMNS = (
     "gpu_shared",
     "nvml_reason",
     "peak_source",
+    *EXECUTION_KEYS,
 )
 
 

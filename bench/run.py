@@ -12,8 +12,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from bench.errors import OneLineArgumentParser, UsageError, one_line_errors
+from bench.execution import EXECUTION_FLAGS, running_backend, select_backend
 from bench.quiet import import_tensorflow_quietly
 
+if __name__ == "__main__" or Path(sys.argv[0]).name == "adience-bench":
+    select_backend(sys.argv[1:])  # --backend: KERAS_BACKEND, for this process and its trials, before Keras loads
 import_tensorflow_quietly()  # before anything below imports keras
 
 import models  # noqa: E402
@@ -24,7 +27,7 @@ from data.adience import FOLD_COUNT, DatasetError  # noqa: E402
 
 # TrialSpec / RunRequest / Scheduling field -> the flag that sets it, for one-line errors
 SAME_NAME = ("epochs", "batch_size", "seed", "val_fold", "repeats", "max_concurrent", "gpus_per_trial")
-SAME_NAME += ("checkpoint_interval",)
+SAME_NAME += ("checkpoint_interval", "precision", "jit", "data_on_device")
 FLAGS = {field: "--" + field.replace("_", "-") for field in SAME_NAME} | {"learning_rate": "--lr", "num_gpus": "--gpus"}
 ABOUT = """Train and profile every trial of a suite (the gender-classification report's experiments, by
 name) under Ray Tune, on this machine or a Ray cluster, and write runs/<run-id>/LEADERBOARD.md:
@@ -32,14 +35,8 @@ accuracy beside training time, throughput, size and energy, next to the report's
 EXAMPLES = """examples:
   python -m bench.run --suite transfer                                  # the report's transfer study, a smoke run
   python -m bench.run --suite baseline --data ~/adience --preset paper  # Levi & Hassner's CNN on the real faces
-  python -m bench.run --suite selftest --repeats 3                      # the harness checked, 3 seeds a trial"""
-
-
-def _gpu_share(value: str) -> float | str:
-    try:
-        return value if value == plan.AUTO else float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"--gpus-per-trial takes a number in (0, 1] or auto, got {value!r}") from None
+  python -m bench.run --suite selftest --repeats 3                      # the harness checked, 3 seeds a trial
+  python -m bench.run --suite baseline --backend jax --precision bf16   # on Keras's JAX backend, mixed bfloat16"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     add("--model-module", action="append", default=[], metavar="MODULE", help="import it first: its models register")
     add("--goal", action="append", default=[], metavar="NAME=VALUE", help="a budget: accuracy, time, params, ...")
     add("--max-concurrent", type=int, metavar="N", help="trials at once (default: one per GPU, else one)")
-    add("--gpus-per-trial", type=_gpu_share, metavar="X", help="GPU share per trial, (0, 1] (0.25: 4 a GPU) or auto")
+    add("--gpus-per-trial", type=plan.gpu_share_argument, metavar="X", help="GPU share per trial, (0, 1] or auto")
     add("--gpus", type=int, metavar="N", help="GPUs a local Ray may use (default: those it finds)")
     add("--asha", action="store_true", help="ASHA early stopping even where the suite does not ask")
     add("--address", metavar="HOST:PORT", help="join this Ray cluster (host:port or auto) instead of starting one")
@@ -73,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--checkpoint-interval", type=float, metavar="S", help="checkpoint at most every S s (60; 0: each epoch)")
     add("--save-models", action="store_true", help="export each row's best model to runs/<id>/models/ (.keras)")
     add("--dashboard", action="store_true", help="start the local Ray dashboard, on 127.0.0.1 only (no login)")
+    for flag, (choices, about) in EXECUTION_FLAGS.items():  # --backend, --precision, --jit, --data-on-device
+        add(flag, choices=choices, help=about)
     return parser
 
 
@@ -93,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _request(args: argparse.Namespace) -> plan.RunRequest:
     overrides = {"epochs": args.epochs, "batch_size": args.batch_size, "learning_rate": args.lr, "seed": args.seed}
+    overrides |= {"precision": args.precision, "jit": args.jit, "data_on_device": args.data_on_device}
     overrides = {field: value for field, value in overrides.items() if value is not None}
     if args.val_fold is not None:
         overrides |= {"val_fold": args.val_fold, "train_folds": [f for f in range(FOLD_COUNT) if f != args.val_fold]}
@@ -102,7 +102,7 @@ def _request(args: argparse.Namespace) -> plan.RunRequest:
     fields = {name: getattr(args, name) for name in ("suite", "preset", "trials", "asha", "cv", "protocol", "repeats")}
     fields |= {"model_modules": tuple(args.model_module), "goals": dict(map(parse_goal, args.goal))}
     fields |= {"data_root": data_root, "synthetic": args.data is None, "overrides": overrides}
-    return plan.RunRequest(**fields, scheduling=scheduling)
+    return plan.RunRequest(**fields, scheduling=scheduling, backend=running_backend(args.backend))
 
 
 def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
@@ -112,6 +112,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
     if args.resume:
         run_dir = args.resume.expanduser()
         request = plan.RunRequest.from_file(run_dir / report.RUN_FILE)
+        running_backend(request.backend)
         planned = plan.plan_run(request)
         data = dataset.prepare_dataset(request.data_root, request.synthetic, planned.all_specs)
         print(f"Resuming {run_dir.name}: suite {request.suite}")

@@ -30,13 +30,14 @@ import models
 from bench.checkpoints import CheckpointError, CheckpointRule
 from bench.cluster import code_modules, join_auth_mode, probe, storage_root
 from bench.errors import RunnerError
+from bench.execution import current_backend
 from bench.export import drop_finished_checkpoints, save_best_models
 from bench.gpu import local_gpu_count
 from bench.io import atomic_write_text
 from bench.measure import Patience
 from bench.plan import Plan, Scheduling
 from bench.progress import Progress
-from bench.ray_env import LOCAL_RAY_ENVIRONMENT, TRIAL_ENVIRONMENT
+from bench.ray_env import LOCAL_RAY_ENVIRONMENT, TRIAL_ENVIRONMENT, trial_environment
 from bench.records import (
     ASHA_REASON,
     FATAL,
@@ -207,7 +208,7 @@ def join_cluster(scheduling: Scheduling, model_modules: Sequence[str] = ()) -> N
             address=scheduling.address,
             log_to_driver=False,
             logging_level=logging.ERROR,
-            runtime_env={"py_modules": code_modules(model_modules), "env_vars": dict(TRIAL_ENVIRONMENT)},
+            runtime_env={"py_modules": code_modules(model_modules), "env_vars": trial_environment(current_backend())},
         )
     except (ConnectionError, RuntimeError, ValueError) as error:
         raise RunnerError(f"cannot join the Ray cluster at {scheduling.address}: {error}") from None

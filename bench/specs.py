@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import models
+from bench.execution import DATA_ON_DEVICE_CHOICES, JIT_CHOICES, PRECISIONS
 from data.adience import FOLD_COUNT
 from data.transforms import NORMALISATIONS, POLICIES
 
@@ -116,6 +117,10 @@ class TrialSpec:
     search_sample: int | None = None  # a random-search sample: learning rate / latent size drawn by Ray Tune
     run_eagerly: bool = False  # no graph tracing: faster for runs of a few steps on a CPU, slower otherwise
     group: str | None = None  # the report row this trial repeats (seeds, folds); None: its own name
+    # how it executes (bench/execution.py): auto is resolved on the node that runs the trial
+    precision: str = "auto"  # fp32, bf16 (mixed_bfloat16), fp16 (mixed_float16, loss scaling)
+    jit: str = "auto"  # XLA: on, off, or Keras's choice
+    data_on_device: str = "auto"  # the split's images on the device, batches gathered there (data/device.py)
 
     def __post_init__(self):
         object.__setattr__(self, "model_options", dict(self.model_options))
@@ -162,6 +167,13 @@ class TrialSpec:
             yield Problem(
                 "train_folds", message=f"fold {self.val_fold} cannot be both a training and the validation fold"
             )
+        for name, choices in (
+            ("precision", PRECISIONS),
+            ("jit", JIT_CHOICES),
+            ("data_on_device", DATA_ON_DEVICE_CHOICES),
+        ):
+            if getattr(self, name) not in choices:
+                yield Problem(name, f"one of {', '.join(choices)}", getattr(self, name))
         for name in ("reference", "reference_std", "reference_oversampled", "reference_oversampled_std"):
             value = getattr(self, name)
             if value is not None and not 0 <= value <= 1:

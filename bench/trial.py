@@ -24,12 +24,21 @@ import models
 from bench.checkpoints import CheckpointRule, TrialState, load_checkpoint, save_checkpoint, scratch_folder
 from bench.env import node_facts
 from bench.evaluation import build_oversampled_model, oversampled_accuracy
+from bench.execution import (
+    Execution,
+    current_backend,
+    dtype_policy,
+    jit_compile_argument,
+    resolve_data_on_device,
+    resolve_precision,
+)
 from bench.flops import flops_or_nan
 from bench.gpu import NvmlSampler
 from bench.measure import INFERENCE_BATCH_SIZE, EpochReporter, Reporter, inference_images_per_sec
 from bench.specs import TrialSpec
 from data.adience import require_nonempty_split, split_folds, with_duplicates
 from data.cache import DEFAULT_IMAGE_SIZE, FaceCache, channel_statistics
+from data.device import DeviceImages, IndexBatches
 from data.loader import FaceBatches
 from data.transforms import NORMALISATIONS, POLICIES, Preprocessing
 
@@ -51,6 +60,22 @@ class TrialData:
         """(training batches, shuffled per epoch from the spec's seed; validation batches, in order)."""
         train = FaceBatches(self.cache, self.train_slots, self.train_labels, spec.batch_size, True, spec.seed)
         val = FaceBatches(self.cache, self.val_slots, self.val_labels, EVAL_BATCH_SIZE, shuffle=False)
+        return train, val
+
+    @property
+    def image_bytes(self) -> int:
+        """What the training and validation images take, as uint8: what goes to the device."""
+        side = self.cache.image_size
+        return (len(self.train_slots) + len(self.val_slots)) * side * side * 3
+
+    def device_images(self) -> np.ndarray:
+        """The training images, then the validation images, in one array (``index_batches``' positions)."""
+        return np.concatenate([self.cache.read(self.train_slots), self.cache.read(self.val_slots)])
+
+    def index_batches(self, spec: TrialSpec) -> tuple[IndexBatches, IndexBatches]:
+        """``batches`` as positions into ``device_images``: the same images, batch for batch."""
+        train = IndexBatches(self.train_labels, spec.batch_size, True, spec.seed)
+        val = IndexBatches(self.val_labels, EVAL_BATCH_SIZE, shuffle=False, offset=len(self.train_slots))
         return train, val
 
 
@@ -95,8 +120,11 @@ def _tensorflow_pipeline(batches: FaceBatches):
         for index in range(len(batches)):
             yield batches.batch(epoch, index)
 
-    side = batches.image_side
-    signature = (tf.TensorSpec((None, side, side, 3), tf.uint8), tf.TensorSpec((None,), tf.int32))
+    if isinstance(batches, IndexBatches):  # the images are on the device already: indices only
+        signature = (tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None,), tf.int32))
+    else:
+        side = batches.image_side
+        signature = (tf.TensorSpec((None, side, side, 3), tf.uint8), tf.TensorSpec((None,), tf.int32))
     dataset = tf.data.Dataset.from_generator(one_epoch, output_signature=signature)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(batches))).prefetch(max(1, batches.prefetch))
     options = tf.data.Options()
@@ -155,35 +183,64 @@ def build_optimizer(spec: TrialSpec) -> keras.optimizers.Optimizer:
 
 
 def build_trial_model(
-    spec: TrialSpec, channel_stats: tuple[list[float], list[float]] | None = None, num_classes: int = 2
+    spec: TrialSpec,
+    channel_stats: tuple[list[float], list[float]] | None = None,
+    num_classes: int = 2,
+    precision: str = "fp32",
 ) -> tuple[keras.Model, keras.Model]:
     """(training model taking 256x256 uint8-valued images, the bare network inside it).
 
     ``channel_stats`` is the training split's per-channel (mean, std), needed by the
     ``per_channel`` normalisation (TrialData.channel_stats). ``num_classes`` other than two
-    (an image folder's classes) goes to the builder's ``num_classes`` option.
+    (an image folder's classes) goes to the builder's ``num_classes`` option. ``precision``
+    (resolved: fp32, bf16, fp16) is the network's dtype policy; preprocessing (per-image
+    standardisation among it), the probabilities the loss sees and the loss stay float32.
     """
     classes = {"num_classes": num_classes} if num_classes != 2 else {}
-    network = models.create_model(spec.model, **{**spec.model_options, **classes})
-    mean, std = channel_stats or (None, None)
-    preprocessing = Preprocessing(
-        spec.policy, spec.normalisation, seed=spec.seed, channel_mean=mean, channel_std=std, name="preprocessing"
-    )
-    images = keras.Input((DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE, 3), dtype="uint8", name="cached_image")
-    prepared = preprocessing(images)
-    model_side = int(network.input.shape[1])
-    if POLICIES[spec.policy].output_size() != model_side:
-        # a model of another input size (a small smoke-run backbone, the autoencoder's
-        # multiple of 64) sees the policy's crop resized to its own input
-        prepared = keras.layers.Resizing(model_side, model_side, name="resize_to_model")(prepared)
-    model = keras.Model(images, network(prepared), name=f"{network.name}_trainer")
-    model.compile(
+    with dtype_policy(precision):
+        network = models.create_model(spec.model, **{**spec.model_options, **classes})
+        mean, std = channel_stats or (None, None)
+        preprocessing = Preprocessing(
+            spec.policy, spec.normalisation, seed=spec.seed, channel_mean=mean, channel_std=std,
+            name="preprocessing", dtype="float32",
+        )  # fmt: skip
+        images = keras.Input((DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE, 3), dtype="uint8", name="cached_image")
+        prepared = preprocessing(images)
+        model_side = int(network.input.shape[1])
+        if POLICIES[spec.policy].output_size() != model_side:
+            # a model of another input size (a small smoke-run backbone, the autoencoder's
+            # multiple of 64) sees the policy's crop resized to its own input
+            prepared = keras.layers.Resizing(model_side, model_side, name="resize_to_model", dtype="float32")(prepared)
+        probabilities = network(prepared)
+        if precision != "fp32":  # the loss reads float32 probabilities (Keras's mixed-precision guide)
+            probabilities = keras.layers.Activation("linear", dtype="float32", name="float32_output")(probabilities)
+        model = keras.Model(images, probabilities, name=f"{network.name}_trainer")
+        model.compile(
+            run_eagerly=spec.run_eagerly,
+            optimizer=build_optimizer(spec),
+            loss="sparse_categorical_crossentropy",
+            metrics=["accuracy"],
+            jit_compile=jit_compile_argument(spec.jit),
+        )
+    return model, network
+
+
+def build_device_trainer(model: keras.Model, images: np.ndarray, spec: TrialSpec) -> keras.Model:
+    """``model`` behind a ``DeviceImages`` layer holding ``images``: fit gives it int32 positions.
+
+    It shares ``model``'s layers and optimizer, so training it trains ``model``, and
+    ``model`` (never this) is what checkpoints, inference and export see.
+    """
+    positions = keras.Input((), dtype="int32", name="image_position")
+    trainer = keras.Model(positions, model(DeviceImages(images, name="device_images")(positions)), name="on_device")
+    trainer.compile(
         run_eagerly=spec.run_eagerly,
-        optimizer=build_optimizer(spec),
+        optimizer=model.optimizer,
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
+        jit_compile=jit_compile_argument(spec.jit),
     )
-    return model, network
+    return trainer
 
 
 def run_trial(
@@ -207,7 +264,12 @@ def run_trial(
     keras.backend.clear_session()
     keras.utils.set_random_seed(spec.seed)
     data = load_trial_data(spec, cache)
-    model, network = build_trial_model(spec, data.channel_stats, len(cache.class_names))
+    precision = resolve_precision(spec.precision)
+    on_device = resolve_data_on_device(spec.data_on_device, data.image_bytes)
+    model, network = build_trial_model(spec, data.channel_stats, len(cache.class_names), precision)
+    trainer = build_device_trainer(model, data.device_images(), spec) if on_device == "on" else model
+    jit = "on" if trainer.jit_compile else "off"
+    execution = Execution(current_backend(), precision, jit, on_device)
     state = None
     if restore_from is not None:
         restored = load_checkpoint(model, restore_from)
@@ -221,6 +283,7 @@ def run_trial(
         "started_at": started_at,
         "flops_per_image": flops_or_nan(network),
         **node_facts(),
+        **execution.as_metrics(),
     }
     sampler = NvmlSampler()
     infer = functools.partial(inference_images_per_sec, model, data.cache.read(data.val_slots[:INFERENCE_BATCH_SIZE]))
@@ -228,7 +291,7 @@ def run_trial(
     oversampled = functools.partial(
         oversampled_accuracy, oversampled_model, data.cache, data.val_slots, data.val_labels
     )
-    train_batches, val_batches = data.batches(spec)
+    train_batches, val_batches = data.index_batches(spec) if on_device == "on" else data.batches(spec)
     first_epoch = state.epoch if state else 0
     train_batches.begin_at(first_epoch)  # the order of epoch k is a function of (seed, k) only
     # validation batches keep one order, so their epoch (and FitInput's callback) does not matter
@@ -242,7 +305,7 @@ def run_trial(
             stack.enter_context(sampler)  # the GPU tracker: a lap per epoch, stopped however fit ends
             stack.callback(val_batches.close)
             stack.callback(train_batches.close)
-            model.fit(
+            trainer.fit(
                 train_input.data,
                 validation_data=val_input.data,
                 shuffle=False,  # the batches shuffle themselves, seeded, per epoch
@@ -259,7 +322,7 @@ def run_trial(
                 verbose=0,
             )
     finally:
-        del model, network, oversampled_model, oversampled, reporter
+        del model, network, trainer, oversampled_model, oversampled, reporter
         keras.backend.clear_session()
 
 

@@ -14,10 +14,14 @@ class LocalResponseNormalization(keras.layers.Layer):
     ``y_c = x_c / (bias + alpha / size * sum_{c' in window(c)} x_{c'}^2) ** beta`` with a
     window of ``size`` channels centred on ``c``. Equal to
     ``tf.nn.local_response_normalization(depth_radius=(size - 1) // 2, bias=bias,
-    alpha=alpha / size, beta=beta)``; channels-last inputs.
+    alpha=alpha / size, beta=beta)``; channels-last inputs. Computes in float32 whatever the
+    global dtype policy (its input is cast up, the next layer casts its output back down).
     """
 
     def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, bias: float = 1.0, **kwargs):
+        # float32 under a mixed policy too: squares of activations summed over a window and
+        # raised to -0.75 lose most of bf16's 8 bits (and TensorFlow has no bf16 LRN kernel)
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         if size < 1 or size % 2 == 0:
             raise ValueError(f"LRN size must be a positive odd number, got {size}")

@@ -57,11 +57,23 @@ def test_unknown_suite_in_a_fresh_process_prints_one_line_and_exits_2():
         (["--suite", "baseline", "--epochs", "0"], "--epochs must be >= 1"),
         (["--suite", "baseline", "--epochs", "two"], "invalid int value: 'two'"),
         (["--suite", "baseline", "--bogus"], "unrecognized arguments: --bogus"),
+        (["--suite", "baseline", "--precision", "fp8"], "--precision: invalid choice: 'fp8'"),
+        (["--suite", "baseline", "--jit", "maybe"], "--jit: invalid choice: 'maybe'"),
+        (["--suite", "baseline", "--data-on-device", "yes"], "--data-on-device: invalid choice: 'yes'"),
+        (["--suite", "baseline", "--backend", "mxnet"], "--backend: invalid choice: 'mxnet'"),
     ],
 )
 def test_bad_arguments_give_one_line_and_exit_2(capsys, args, message):
     assert main(args) == 2
     assert message in one_error_line(capsys)
+
+
+def test_a_backend_other_than_the_one_keras_runs_here_is_one_line(capsys):
+    import keras
+
+    other = "jax" if keras.backend.backend() != "jax" else "tensorflow"
+    assert main(["--suite", "baseline", "--backend", other]) == 2
+    assert f"Keras already runs on {keras.backend.backend()} in this process" in one_error_line(capsys)
 
 
 def test_gpu_share_above_the_gpus_present_fails_before_ray_starts(capsys, tmp_path, small_synthetic, monkeypatch):

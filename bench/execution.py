@@ -1,0 +1,198 @@
+"""How a trial executes: the Keras backend, numeric precision, XLA, and where its images live.
+
+A spec asks (``precision``, ``jit``, ``data_on_device``: ``auto`` or a choice); the node that
+runs the trial resolves ``auto`` against what it has, and the trial reports the resolved
+values (``Execution``) with every epoch, so results and the leaderboard say how each figure
+was made. ``auto`` means: bf16 on GPUs that compute it natively (compute capability 8.0,
+Ampere, and newer), fp32 elsewhere; XLA where Keras chooses it (every GPU, always on JAX,
+never on a TensorFlow CPU nor on PyTorch); the images on the device where they take at most
+a quarter of its memory (data/device.py). The backend itself is the process's
+(``KERAS_BACKEND``): ``--backend`` sets it for the driver and the trials before Keras loads
+(``select_backend``), so this module imports Keras only inside its functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+BACKENDS = ("tensorflow", "jax", "torch")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+JIT_CHOICES = ("auto", "on", "off")
+DATA_ON_DEVICE_CHOICES = ("auto", "on", "off")
+# auto puts a trial's images on the device when they take at most this share of its memory:
+# four packed trials (--gpus-per-trial 0.25) then hold at most the whole memory's quarter each
+DEVICE_DATA_SHARE = 0.25
+# Keras dtype policies; fp16 also gets a LossScaleOptimizer (compile's auto_scale_loss)
+DTYPE_POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+BF16_COMPUTE_CAPABILITY = (8, 0)
+# bench.run's flags for these choices: flag -> (choices, help)
+EXECUTION_FLAGS = {
+    "--backend": (BACKENDS, "Keras backend of driver and trials (default: $KERAS_BACKEND, tensorflow)"),
+    "--precision": (PRECISIONS, "fp32, bf16, fp16 (loss-scaled); auto: bf16 on GPUs that have it"),
+    "--jit": (JIT_CHOICES, "XLA; auto: Keras's choice (on GPUs and JAX, off for TF on a CPU)"),
+    "--data-on-device": (DATA_ON_DEVICE_CHOICES, "images on the device, batches gathered there (auto: if they fit)"),
+}
+EXECUTION_KEYS = ("backend", "precision", "jit", "data_on_device")
+
+
+@dataclass(frozen=True)
+class Execution:
+    """How one trial ran, resolved: what it reports beside its figures."""
+
+    backend: str
+    precision: str  # fp32, bf16, fp16
+    jit: str  # on, off
+    data_on_device: str  # on, off
+
+    def as_metrics(self) -> dict[str, str]:
+        return {key: getattr(self, key) for key in EXECUTION_KEYS}
+
+
+def current_backend() -> str:
+    import keras
+
+    return keras.backend.backend()
+
+
+def running_backend(requested: str | None) -> str:
+    """The backend Keras runs on here: the one asked for, or a UsageError where Keras already runs another."""
+    from bench.errors import UsageError
+
+    running = current_backend()
+    if requested and requested != running:
+        raise UsageError(
+            f"--backend {requested}: Keras already runs on {running} in this process; start a fresh one "
+            f"(python -m bench.run ... --backend {requested}, or KERAS_BACKEND={requested})"
+        )
+    return running
+
+
+def requested_backend(argv: Sequence[str]) -> str | None:
+    """``--backend NAME`` from a bench.run command line, or the backend a ``--resume``d run used."""
+    for index, word in enumerate(argv):
+        if word == "--backend" and index + 1 < len(argv):
+            return argv[index + 1]
+        if word.startswith("--backend="):
+            return word.split("=", 1)[1]
+    for index, word in enumerate(argv):
+        resume = argv[index + 1] if word == "--resume" and index + 1 < len(argv) else None
+        resume = word.split("=", 1)[1] if word.startswith("--resume=") else resume
+        if resume:
+            try:
+                return json.loads((Path(resume).expanduser() / "run.json").read_text()).get("backend")
+            except (OSError, ValueError, AttributeError):
+                return None  # bench.run says what is wrong with the folder
+    return None
+
+
+def select_backend(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> None:
+    """Set ``KERAS_BACKEND`` (this process and, inherited, its trials) from the command line.
+
+    Must run before Keras is first imported; a name that is not a backend is left for the
+    argument parser to refuse in one line.
+    """
+    environ = os.environ if environ is None else environ
+    backend = requested_backend(argv)
+    if backend in BACKENDS:
+        environ["KERAS_BACKEND"] = backend
+
+
+def gpu_compute_capabilities() -> list[tuple[int, int]]:
+    """(major, minor) of each GPU the current backend sees; [] on a CPU."""
+    backend = current_backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        found = []
+        for device in tf.config.list_physical_devices("GPU"):
+            details = tf.config.experimental.get_device_details(device)
+            found.append(tuple(details.get("compute_capability", (0, 0))))
+        return found
+    if backend == "jax":
+        import jax
+
+        return [_capability(getattr(d, "compute_capability", "0.0")) for d in jax.devices() if d.platform == "gpu"]
+    if backend == "torch":
+        import torch
+
+        if not torch.cuda.is_available():
+            return []
+        return [tuple(torch.cuda.get_device_capability(i)) for i in range(torch.cuda.device_count())]
+    return []
+
+
+def _capability(text: str) -> tuple[int, int]:
+    major, _, minor = str(text).partition(".")
+    try:
+        return int(major), int(minor or 0)
+    except ValueError:
+        return 0, 0
+
+
+def resolve_precision(requested: str, capabilities: list[tuple[int, int]] | None = None) -> str:
+    """``auto``: bf16 where every visible GPU computes it natively, fp32 on CPUs and older GPUs."""
+    if requested != "auto":
+        return requested
+    capabilities = gpu_compute_capabilities() if capabilities is None else capabilities
+    if capabilities and all(capability >= BF16_COMPUTE_CAPABILITY for capability in capabilities):
+        return "bf16"
+    return "fp32"
+
+
+def jit_compile_argument(requested: str) -> bool | str:
+    """``model.compile``'s ``jit_compile``: ``auto`` leaves Keras's own choice."""
+    return {"on": True, "off": False}.get(requested, "auto")
+
+
+def device_memory_bytes() -> float | None:
+    """Memory of the device a trial's images would go to: the first visible GPU's, else the host's available."""
+    if gpu_compute_capabilities():
+        from bench.gpu import smallest_gpu_memory_bytes
+
+        return smallest_gpu_memory_bytes()
+    return host_available_memory_bytes()
+
+
+def host_available_memory_bytes() -> float | None:
+    """MemAvailable from /proc/meminfo (Linux), None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def fits_on_device(image_bytes: int, device_memory_bytes: float | None, share: float = DEVICE_DATA_SHARE) -> bool:
+    """Whether ``image_bytes`` fit in ``share`` of a device's memory (unknown memory: they do not)."""
+    if device_memory_bytes is None or not device_memory_bytes > 0:
+        return False
+    return image_bytes <= share * device_memory_bytes
+
+
+def resolve_data_on_device(requested: str, image_bytes: int, memory_bytes: float | None = None) -> str:
+    """``on`` / ``off``; ``auto``: on where the images fit in a share of the device's memory."""
+    if requested != "auto":
+        return requested
+    memory_bytes = device_memory_bytes() if memory_bytes is None else memory_bytes
+    return "on" if fits_on_device(image_bytes, memory_bytes) else "off"
+
+
+@contextlib.contextmanager
+def dtype_policy(precision: str) -> Iterator[None]:
+    """Keras's global dtype policy for ``precision`` while a trial builds its model, restored after."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(DTYPE_POLICIES[precision])
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
