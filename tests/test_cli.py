@@ -114,8 +114,9 @@ def test_data_path_without_fold_files(capsys, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.backends  # CI runs it on TensorFlow and again on JAX (KERAS_BACKEND=jax)
 def test_baseline_suite_runs_end_to_end_through_ray(tmp_path):
-    """README command (a) on the built-in data: the smoke preset reaches >= 0.80."""
+    """README command (a) on the built-in data: the smoke preset reaches >= 0.80, on the backend of the environment."""
     result = run_cli("--suite", "baseline", "--trials", "levi_hassner_sgd*", "--out", str(tmp_path), "--save-models")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     last_line = result.stdout.strip().splitlines()[-1]
@@ -145,6 +146,10 @@ def test_baseline_suite_runs_end_to_end_through_ray(tmp_path):
         f"-m bench.run --suite baseline --trials 'levi_hassner_sgd*' --out {tmp_path} --save-models"
     )
     assert "**Budgets**" in text and "environment: Python" in text
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    assert (row.backend, row.precision, row.data_on_device) == (backend, "fp32", "on")  # auto, on a CPU
+    assert f"- executed as: {backend} backend, fp32, XLA {row.jit}, images on the device" in text
+    assert manifest["keras_backend"] == backend and manifest["execution"]["precision"] == "auto"
     assert row.gflops_per_image == pytest.approx(1.3014, abs=1e-3) and row.mfu > 0  # bench.flops, measured CPU peak
     for name in ("learning_curves", "accuracy_vs_params", "accuracy_vs_gflops", "accuracy_vs_time_to_target"):
         assert (run_dir / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG" and f"](plots/{name}.png)" in text
@@ -158,6 +163,31 @@ def test_baseline_suite_runs_end_to_end_through_ray(tmp_path):
     import data.transforms  # noqa: F401  (its layers, registered)
 
     assert tuple(keras.saving.load_model(saved).output.shape) == (None, 2)
+
+
+@pytest.mark.slow
+@pytest.mark.backends
+def test_selftest_suite_runs_end_to_end_with_the_backend_and_precision_asked_for(tmp_path):
+    """--backend sets the driver's and the trials' Keras backend; --precision and --jit reach every trial.
+
+    (Not --jit on: XLA on a CPU with bf16 ran the tiny CNN's epoch in 60 s instead of 2 s here.)
+    """
+    import keras
+
+    backend = keras.backend.backend()  # this leg's: tensorflow, or jax in CI's second leg
+    result = run_cli(
+        "--suite", "selftest", "--epochs", "2", "--out", str(tmp_path), "--backend", backend, "--precision", "bf16",
+        "--jit", "auto", "--data-on-device", "off",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    run_dir = next(tmp_path.glob("*-selftest"))
+    results = pd.read_csv(run_dir / "results.csv")
+    assert set(results["backend"]) == {backend} and set(results["precision"]) == {"bf16"}
+    xla = "on" if backend == "jax" else "off"  # Keras's choice on a CPU: JAX always compiles, TensorFlow not here
+    assert set(results["jit"]) == {xla} and set(results["data_on_device"]) == {"off"}
+    assert json.loads((run_dir / "run.json").read_text())["backend"] == backend
+    leaderboard = (run_dir / "LEADERBOARD.md").read_text()
+    assert f"- executed as: {backend} backend, bf16, XLA {xla}, images streamed" in leaderboard
 
 
 FAILING_MODELS = """
