@@ -107,11 +107,20 @@ def _keras_backend() -> str | None:
 
 
 def _tensorflow_build() -> dict[str, Any]:
-    if _version(*TENSORFLOW_DISTRIBUTIONS) is None:
+    # on another backend TensorFlow is not loaded: importing it only for this costs seconds
+    if _version(*TENSORFLOW_DISTRIBUTIONS) is None or "tensorflow" not in sys.modules:
         return {}
     import tensorflow as tf
 
     return dict(tf.sysconfig.get_build_info())
+
+
+def _no_build_reason(build: dict[str, Any]) -> str:
+    if build:
+        return "this TensorFlow is not a CUDA build"
+    if _version(*TENSORFLOW_DISTRIBUTIONS) is None:
+        return "TensorFlow is not installed"
+    return "TensorFlow is not loaded (Keras runs on another backend)"
 
 
 def _cpu_model() -> str | None:
@@ -209,8 +218,8 @@ def collect_manifest(
         "nvidia_ml_py": "the nvidia-ml-py package (pynvml) is not installed",
         "nvidia_driver": nvidia_reason,
         "cuda_driver": nvidia_reason,
-        "cuda_build": "this TensorFlow is not a CUDA build" if build else "TensorFlow is not installed",
-        "cudnn_build": "this TensorFlow is not a CUDA build" if build else "TensorFlow is not installed",
+        "cuda_build": _no_build_reason(build),
+        "cudnn_build": _no_build_reason(build),
         "gpus": nvidia_reason,
         "cuda_visible_devices": "CUDA_VISIBLE_DEVICES is not set (every GPU is visible)",
         "cpu_model": "neither /proc/cpuinfo nor platform.processor() names the CPU",

@@ -3,7 +3,6 @@ harness ratios judge their goals; the runner runs a no-op trial function."""
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -75,23 +74,6 @@ def test_runner_runs_noop_trials_through_ray(small_cache, tmp_path):
     assert [record.error for record in records] == [None] * 3
     assert [[epoch["epoch"] for epoch in record.epochs] for record in records] == [[1]] * 3
     assert all(record.epochs[0]["train_seconds"] == 0.0 for record in records)
-
-
-@pytest.mark.slow
-def test_gpu_check_script_runs_on_a_cpu_and_writes_its_figures(tmp_path):
-    figures = tmp_path / "gpu_check.json"
-    command = [sys.executable, "benchmarks/gpu_check.py", "--models", "tiny_cnn", "--input-size", "64"]
-    command += ["--batch-size", "4", "--warmup", "1", "--steps", "2", "--min-seconds", "0.2", "--pack", "1", "2"]
-    result = subprocess.run(
-        [*command, "--json", str(figures)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
-    written = json.loads(figures.read_text())
-    assert [row["model"] for row in written["alone"]] == ["tiny_cnn"]
-    assert [row["trainers"] for row in written["packed"]] == [1, 2]
-    assert all(row["images_per_sec"] > 0 for row in written["alone"] + written["packed"])
-    if not written["manifest"]["gpus"]:
-        assert "GPU figures n/a" in result.stdout and written["alone"][0]["mj_per_image"] is None
 
 
 def test_overhead_profile_accounts_cpu_per_process_and_finds_stalls():
