@@ -131,13 +131,22 @@ def measure_train_step(
 
 
 def device_line() -> str:
-    import tensorflow as tf
+    """Host, accelerators and versions, as the current Keras backend sees them."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
 
-    gpus = tf.config.list_physical_devices("GPU")
+        gpus = [device for device in jax.devices() if device.platform == "gpu"]
+        versions = f"JAX {jax.__version__}"
+    else:
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        versions = f"TensorFlow {tf.__version__}"
     where = f"{len(gpus)} GPU(s)" if gpus else f"CPU only, {os.cpu_count()} cores"
     return (
-        f"{platform.node()}: {where}; Python {platform.python_version()}, TensorFlow {tf.__version__}, "
-        f"Keras {keras.__version__} ({keras.backend.backend()} backend)"
+        f"{platform.node()}: {where}; Python {platform.python_version()}, {versions}, "
+        f"Keras {keras.__version__} ({backend} backend)"
     )
 
 
