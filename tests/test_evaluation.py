@@ -25,6 +25,7 @@ def position_image(side: int = 256) -> np.ndarray:
     return np.stack([rows, cols, np.full_like(rows, 7)], axis=-1).astype("float32")[None]
 
 
+@pytest.mark.backends
 def test_the_ten_views_are_the_four_corners_the_centre_and_their_mirrors():
     views = keras.ops.convert_to_numpy(OversampledViews(227)(position_image()))
     assert views.shape == (10, 227, 227, 3)
@@ -41,12 +42,14 @@ def test_the_ten_views_are_the_four_corners_the_centre_and_their_mirrors():
     assert whole.shape == (2, 64, 64, 3) and np.array_equal(whole[1], whole[0][:, ::-1])
 
 
+@pytest.mark.backends
 def test_views_of_a_batch_are_grouped_face_by_face():
     faces = np.concatenate([position_image(), position_image() + 1000])
     views = keras.ops.convert_to_numpy(OversampledViews(227)(faces))
     assert (views[:10, 0, 0, 2] == 7).all() and (views[10:, 0, 0, 2] == 1007).all()
 
 
+@pytest.mark.backends
 def test_oversampled_accuracy_is_the_mean_of_the_ten_views_probabilities_by_hand(small_cache):
     spec = TrialSpec(name="os", model="tiny_cnn", model_options={"input_size": 64}, policy="report", seed=3)
     model, network = build_trial_model(spec)

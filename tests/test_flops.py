@@ -11,7 +11,13 @@ from keras import layers
 
 import models
 from bench.flops import TRAINING_TO_FORWARD, FlopsError, forward_flops, training_flops
-from tests.flops_reference import tf_profiler_flops
+
+pytestmark = pytest.mark.backends
+# TensorFlow's profiler traces the model as a tf.function: only a model built on that backend
+tensorflow_only = pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="the reference is TensorFlow's profiler, which traces the model as a tf.function: TensorFlow backend only",
+)
 
 
 def _flops(input_shape, *stack) -> int:
@@ -121,10 +127,13 @@ def test_training_estimate_is_three_forward_passes():
 
 
 def _within_3_percent_of_the_profiler(model: keras.Model) -> None:
+    from tests.flops_reference import tf_profiler_flops
+
     ours, reference = forward_flops(model), tf_profiler_flops(model)
     assert ours == pytest.approx(reference, rel=0.03), f"{model.name}: ours {ours:,} vs profiler {reference:,}"
 
 
+@tensorflow_only
 def test_every_convolution_kind_against_the_profiler():
     # Grouped convolutions are left out: on CPU Keras runs them as an XLA call the profiler
     # cannot see into (the hand-worked test above covers them).
@@ -140,10 +149,12 @@ def test_every_convolution_kind_against_the_profiler():
     _within_3_percent_of_the_profiler(keras.Model(inputs, outputs, name="every_convolution"))
 
 
+@tensorflow_only
 def test_levi_hassner_against_the_profiler():
     _within_3_percent_of_the_profiler(models.create_model("levi_hassner"))
 
 
+@tensorflow_only
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["mobilenet_v3_large", "resnet50_v2"])
 def test_transfer_models_against_the_profiler_at_a_small_input(name):

@@ -1,9 +1,10 @@
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import models
 from models.layers import LocalResponseNormalization
+
+pytestmark = pytest.mark.backends
 
 EXPECTED_SHAPES = {
     "conv1": (56, 56, 96),
@@ -53,6 +54,7 @@ def test_forward_pass_gives_class_probabilities(levi_hassner):
 
 @pytest.mark.parametrize("shape", [(2, 13, 13, 96), (3, 6, 6, 384), (1, 4, 4, 7)])
 def test_lrn_equals_tensorflow_op(shape):
+    tf = pytest.importorskip("tensorflow")  # the reference op, on any Keras backend
     rng = np.random.default_rng(sum(shape))
     activations = np.maximum(rng.normal(0, 3, size=shape), 0).astype("float32")  # post-ReLU values
     ours = np.asarray(LocalResponseNormalization(size=5, alpha=1e-4, beta=0.75, bias=1.0)(activations))

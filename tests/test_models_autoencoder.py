@@ -10,6 +10,8 @@ import models
 from bench.flops import forward_flops
 from models.autoencoder import ENCODER_FILTERS, ReconstructionLoss, inference_model
 
+pytestmark = pytest.mark.backends
+
 SMALL = 64  # six stride-2 stages: the smallest input
 
 
@@ -64,7 +66,8 @@ def test_reconstruction_term_is_part_of_the_compiled_loss():
 
 @pytest.mark.slow
 def test_training_reduces_the_reconstruction_error_only_when_it_is_weighted():
-    # an offset the decoder can learn in a few steps, when (and only when) its loss is trained
+    # an offset the decoder can learn in a few steps, when (and only when) its loss is trained; at
+    # Adam's default rate: at 1e-2 some seeds' losses jump into the thousands, on either backend
     images, labels = 1.0 + 0.3 * _smooth_images(16, SMALL, seed=1), np.arange(16) % 2
     errors, decoder_moved = {}, {}
     for weight in (1.0, 0.0):
@@ -72,7 +75,7 @@ def test_training_reduces_the_reconstruction_error_only_when_it_is_weighted():
         network = models.create_model("autoencoder", input_size=SMALL, latent_size=8, reconstruction_weight=weight)
         decoder_before = [w.copy() for w in network.get_layer("reconstruction").get_weights()]
         before = _reconstruction_error(network, images)
-        _like_the_trial(network, learning_rate=1e-2).fit(images, labels, epochs=20, batch_size=16, verbose=0)
+        _like_the_trial(network).fit(images, labels, epochs=40, batch_size=16, verbose=0)
         errors[weight] = _reconstruction_error(network, images) / before
         after = network.get_layer("reconstruction").get_weights()
         decoder_moved[weight] = not all(np.array_equal(a, b) for a, b in zip(decoder_before, after, strict=True))

@@ -13,6 +13,8 @@ from data.transforms import NORMALISATIONS
 from models.__main__ import main as models_main
 from models.transfer import FAMILY_NORMALISATION, keras_applications
 
+pytestmark = pytest.mark.backends
+
 
 def test_every_keras_application_is_a_model_name_with_its_familys_normalisation():
     names = keras_applications()

@@ -14,6 +14,8 @@ from models.transfer import BACKBONE_LAYER, BACKBONES, freeze_backbone
 from models.weights import keras_cache_folder
 from tests.model_zoo import default_model, trainable_parameters
 
+pytestmark = pytest.mark.backends
+
 SMALL = 32
 
 

@@ -3,7 +3,6 @@
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import models
 from data.transforms import (
@@ -13,6 +12,8 @@ from data.transforms import (
     Preprocessing,
     RandomCropPerImage,
 )
+
+pytestmark = pytest.mark.backends
 
 
 def coordinate_images(count, size=256):
@@ -28,6 +29,7 @@ def layer_named(policy, name, seed=0):
 
 
 def test_per_image_standardisation_equals_tensorflow():
+    tf = pytest.importorskip("tensorflow")  # the reference op, on any Keras backend
     images = np.random.default_rng(0).uniform(0, 255, size=(3, 20, 20, 3)).astype("float32")
     images[2] = 17.0  # a constant image: TensorFlow's minimum stddev applies
     ours = np.asarray(PerImageStandardization()(images))
@@ -36,6 +38,7 @@ def test_per_image_standardisation_equals_tensorflow():
 
 
 def test_report_policy_evaluation_is_a_deterministic_centre_crop():
+    tf = pytest.importorskip("tensorflow")  # the reference op, on any Keras backend
     images = np.random.default_rng(1).uniform(0, 255, size=(2, 256, 256, 3)).astype("float32")
     layer = Preprocessing("report", "per_image", seed=0)
     first = np.asarray(layer(images, training=False))

@@ -12,6 +12,8 @@ from bench.trial import FitInput, balanced_subset, build_trial_model, run_trial
 from data.adience import load_faces
 from data.loader import ArrayBatches
 
+pytestmark = pytest.mark.backends  # CI runs these on TensorFlow and again on JAX
+
 
 @pytest.mark.slow
 def test_run_trial_reports_every_epoch(small_cache):
