@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from keras.ops import convert_to_numpy
 
 import models
 from models.layers import LocalResponseNormalization
@@ -47,7 +48,7 @@ def test_layer_output_shapes_match_the_report(levi_hassner):
 
 def test_forward_pass_gives_class_probabilities(levi_hassner):
     images = np.random.default_rng(0).normal(size=(2, 227, 227, 3)).astype("float32")
-    probabilities = np.asarray(levi_hassner(images, training=False))
+    probabilities = convert_to_numpy(levi_hassner(images, training=False))
     assert probabilities.shape == (2, 2)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 
@@ -57,14 +58,14 @@ def test_lrn_equals_tensorflow_op(shape):
     tf = pytest.importorskip("tensorflow")  # the reference op, on any Keras backend
     rng = np.random.default_rng(sum(shape))
     activations = np.maximum(rng.normal(0, 3, size=shape), 0).astype("float32")  # post-ReLU values
-    ours = np.asarray(LocalResponseNormalization(size=5, alpha=1e-4, beta=0.75, bias=1.0)(activations))
+    ours = convert_to_numpy(LocalResponseNormalization(size=5, alpha=1e-4, beta=0.75, bias=1.0)(activations))
     theirs = tf.nn.local_response_normalization(activations, depth_radius=2, bias=1.0, alpha=1e-4 / 5, beta=0.75)
     np.testing.assert_allclose(ours, theirs.numpy(), atol=1e-6, rtol=1e-6)
 
 
 def test_lrn_actually_normalises_large_activations():
     activations = np.full((1, 1, 1, 5), 1000.0, dtype="float32")
-    out = np.asarray(LocalResponseNormalization()(activations))
+    out = convert_to_numpy(LocalResponseNormalization()(activations))
     assert (out < 1000.0 * 0.5).all()
 
 

@@ -81,7 +81,7 @@ def test_output_is_a_batch_of_two_class_probabilities(name):
     shape_input = CONTRACTS[name].shape_input
     model = default_model(name) if shape_input is None else models.create_model(name, input_size=shape_input)
     images = np.random.default_rng(0).normal(size=(3, *model.input.shape[1:])).astype("float32")
-    probabilities = np.asarray(model(images, training=False))
+    probabilities = keras.ops.convert_to_numpy(model(images, training=False))
     assert probabilities.shape == (3, 2)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
 

@@ -18,7 +18,7 @@ SMALL = 64  # six stride-2 stages: the smallest input
 def _smooth_images(count: int, size: int, seed: int) -> np.ndarray:
     """Standardised low-frequency images: structure a small autoencoder can learn quickly."""
     coarse = np.random.default_rng(seed).normal(size=(count, 4, 4, 3)).astype("float32")
-    return np.asarray(keras.ops.image.resize(coarse, (size, size), interpolation="bilinear"))
+    return keras.ops.convert_to_numpy(keras.ops.image.resize(coarse, (size, size), interpolation="bilinear"))
 
 
 def _decoder(model: keras.Model) -> keras.Model:
@@ -26,7 +26,7 @@ def _decoder(model: keras.Model) -> keras.Model:
 
 
 def _reconstruction_error(model: keras.Model, images: np.ndarray) -> float:
-    return float(np.mean((np.asarray(_decoder(model)(images, training=False)) - images) ** 2))
+    return float(np.mean((keras.ops.convert_to_numpy(_decoder(model)(images, training=False)) - images) ** 2))
 
 
 def _like_the_trial(network: keras.Model, learning_rate: float = 1e-3) -> keras.Model:
@@ -58,7 +58,7 @@ def test_reconstruction_term_is_part_of_the_compiled_loss():
     network = models.create_model("autoencoder", input_size=SMALL, latent_size=8, reconstruction_weight=2.5)
     model = _like_the_trial(network)
     images, labels = _smooth_images(8, SMALL, seed=0), np.arange(8) % 2
-    probabilities = np.asarray(network(images, training=False))
+    probabilities = keras.ops.convert_to_numpy(network(images, training=False))
     cross_entropy = float(np.mean(-np.log(probabilities[np.arange(8), labels])))
     expected = cross_entropy + 2.5 * _reconstruction_error(network, images)
     assert model.evaluate(images, labels, batch_size=8, verbose=0) == pytest.approx(expected, rel=1e-4)
@@ -88,7 +88,9 @@ def test_inference_model_drops_the_decoder_and_predicts_the_same():
     classifier = inference_model(model)
     assert not any(isinstance(layer, (keras.layers.Conv2DTranspose, ReconstructionLoss)) for layer in classifier.layers)
     images = _smooth_images(4, SMALL, seed=2)
-    np.testing.assert_array_equal(np.asarray(model(images)), np.asarray(classifier(images)))
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(model(images)), keras.ops.convert_to_numpy(classifier(images))
+    )
     assert classifier.count_params() < model.count_params()
     assert forward_flops(classifier) < forward_flops(model)
     default = inference_model(models.create_model("autoencoder"))
@@ -106,11 +108,13 @@ def test_saved_autoencoder_loads_back_with_its_loss_layer(tmp_path):
     loaded = keras.saving.load_model(tmp_path / "autoencoder.keras")
     assert loaded.get_layer("reconstruction_loss").weight == 0.5
     images = _smooth_images(2, SMALL, seed=5)
-    np.testing.assert_array_equal(np.asarray(model(images)), np.asarray(loaded(images)))
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model(images)), keras.ops.convert_to_numpy(loaded(images)))
     weights_only = models.create_model(
         "autoencoder", input_size=SMALL, latent_size=8, weights=str(tmp_path / "autoencoder.keras")
     )
-    np.testing.assert_array_equal(np.asarray(model(images)), np.asarray(weights_only(images)))
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(model(images)), keras.ops.convert_to_numpy(weights_only(images))
+    )
 
 
 @pytest.mark.parametrize(

@@ -42,7 +42,9 @@ def test_every_keras_application_is_a_model_name_with_its_familys_normalisation(
 def test_caffe_and_torch_normalisations_are_keras_preprocess_input(family, normalisation):
     images = np.random.default_rng(3).uniform(0, 255, size=(2, 8, 8, 3)).astype("float32")
     layer = NORMALISATIONS[normalisation].build(None, None)
-    np.testing.assert_allclose(np.asarray(layer(images)), family.preprocess_input(images.copy()), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(layer(images)), family.preprocess_input(images.copy()), rtol=1e-5, atol=1e-4
+    )
 
 
 def test_a_keras_model_is_built_through_the_generic_transfer_builder():
