@@ -68,12 +68,13 @@ def test_the_model_declares_the_normalisation_a_spec_gets():
     assert TrialSpec(name="c", model="levi_hassner", normalisation="per_channel").normalisation == "per_channel"
 
 
-def test_help_says_what_the_command_does_and_ends_with_three_examples():
+def test_help_says_what_the_command_does_and_ends_with_four_examples():
     text = build_parser().format_help()
     description = text.split("\n\n")[1]
     assert description.startswith("Train and profile every trial of a suite") and "LEADERBOARD.md" in description
     examples = text.rstrip().split("examples:\n", 1)[1].splitlines()
-    assert len(examples) == 3 and all(line.strip().startswith("python -m bench.run --suite") for line in examples)
+    assert len(examples) == 4 and all(line.strip().startswith("python -m bench.run --suite") for line in examples)
+    assert "--backend jax" in examples[-1]
     assert "``" not in text  # no reST markup from a docstring
 
 
