@@ -9,6 +9,7 @@ Slow (about five minutes on two cores); every wait is bounded.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -26,8 +27,33 @@ from tests.conftest import REPO_ROOT
 UNAVAILABLE = cluster_unavailable()
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(UNAVAILABLE is not None, reason=UNAVAILABLE or "")]
 
-GOOD_TRIAL = "tiny_cnn_adam_lr=0.003"  # the selftest trial that runs all its epochs
 RUN_TIMEOUT_S = 420
+# The trial the kill tests interrupt. With the images on the device an epoch of the tiny CNN
+# takes 0.2-0.8 s, so the selftest's 5-epoch trial could end between the line a test waits
+# for and its kill; 30 epochs without a patience rule cannot.
+LONG_EPOCHS = 30
+LONG_TRIAL = "tiny_cnn_long"
+LONG_SUITE = f"""
+name = "killtest"
+description = "one tiny CNN trial long enough to be interrupted"
+[[trials]]
+name = "{LONG_TRIAL}"
+model = "tiny_cnn"
+optimizer = "adam"
+learning_rate = 0.003
+momentum = 0.0
+batch_size = 16
+epochs = {LONG_EPOCHS}
+patience = {LONG_EPOCHS}
+"""
+
+
+def long_suite(folder: Path) -> str:
+    """The path of a suite file holding LONG_TRIAL, written on the driver's side only (pass it
+    with ``--epochs LONG_EPOCHS``: the smoke preset would cut the trial's own)."""
+    path = folder / "killtest.toml"
+    path.write_text(LONG_SUITE)
+    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +91,8 @@ def watch(process: subprocess.Popen, line_has: str, timeout: float = RUN_TIMEOUT
         seen.append(line)
         if line_has in line:
             return seen
-    os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
     pytest.fail(f"no line with {line_has!r} within {timeout} s: {''.join(seen)[-3000:]}")
 
 
@@ -107,12 +134,11 @@ def test_selftest_runs_on_both_workers_with_data_and_code_through_ray(cluster, s
 
 def test_a_killed_worker_s_trial_finishes_on_the_other_from_its_checkpoint(cluster, small_synthetic, tmp_path):
     driver = cluster.run(
-        "--suite", "selftest", "--trials", GOOD_TRIAL, "--epochs", "5", "--data", str(small_synthetic),
-        "--out", str(tmp_path), "--address", ADDRESS, "--storage", str(cluster.storage), "--checkpoint-interval", "0",
-        cwd=tmp_path,
+        "--suite", long_suite(tmp_path), "--epochs", str(LONG_EPOCHS), "--data", str(small_synthetic), "--out", str(tmp_path / "out"),
+        "--address", ADDRESS, "--storage", str(cluster.storage), "--checkpoint-interval", "0", cwd=tmp_path,
     )  # fmt: skip
     try:
-        watch(driver, "epoch 2/5")
+        watch(driver, f"epoch 2/{LONG_EPOCHS}")
         victim = cluster.worker_running("ImplicitFunc")  # the node whose process runs the trial
         assert victim is not None, cluster.logs()
         cluster.kill_worker(victim)
@@ -121,32 +147,34 @@ def test_a_killed_worker_s_trial_finishes_on_the_other_from_its_checkpoint(clust
         cluster.restart_lost_workers()
     assert driver.returncode == 0, output[-3000:]
     assert "retrying" in output
-    folder = run_folder(tmp_path)
+    folder = run_folder(tmp_path / "out")
     results = pd.read_csv(folder / "results.csv")
-    assert list(results["trial"]) == [GOOD_TRIAL] and results["error"].isna().all()
+    assert list(results["trial"]) == [LONG_TRIAL] and results["error"].isna().all()
     assert int(results["attempts"].iloc[0]) == 2
     epochs = epochs_of(folder)
-    assert sorted(epochs["epoch"]) == [1, 2, 3, 4, 5]  # each epoch once
+    assert sorted(epochs["epoch"]) == list(range(1, LONG_EPOCHS + 1))  # each epoch once
     assert epochs.loc[epochs["attempt"] == 2, "epoch"].min() > 1  # went on from its checkpoint
     assert epochs["node_id"].nunique() == 2
 
 
 def test_a_killed_driver_s_run_resumes_from_the_last_checkpoint(cluster, small_synthetic, tmp_path):
-    arguments = ("--suite", "selftest", "--trials", GOOD_TRIAL, "--epochs", "5", "--data", str(small_synthetic))
+    arguments = ("--suite", long_suite(tmp_path), "--epochs", str(LONG_EPOCHS), "--data", str(small_synthetic))
+    arguments += ("--out", str(tmp_path / "out"))
     where = ("--address", ADDRESS, "--storage", str(cluster.storage), "--checkpoint-interval", "0")
-    driver = cluster.run(*arguments, "--out", str(tmp_path), *where, cwd=tmp_path)
-    watch(driver, "epoch 3/5")
-    time.sleep(2.0)  # into epoch 4
+    driver = cluster.run(*arguments, *where, cwd=tmp_path)
+    watch(driver, f"epoch 3/{LONG_EPOCHS}")
+    time.sleep(2.0)  # past the 1 s in which Tune saves its state, so a checkpoint is in it
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait(timeout=30)
-    folder = run_folder(tmp_path)
+    folder = run_folder(tmp_path / "out")
     resumed = cluster.run("--resume", str(folder), cwd=tmp_path)
     output = finish(resumed)
     assert resumed.returncode == 0, output[-3000:]
     epochs = epochs_of(folder)
-    assert sorted(epochs["epoch"]) == [1, 2, 3, 4, 5], output[-3000:]  # each epoch once
-    first_resumed = output.split(f"[{GOOD_TRIAL}] epoch ")[1].split("/")[0]
-    assert int(first_resumed) > 1, output[-3000:]  # not from epoch 1
+    assert sorted(epochs["epoch"]) == list(range(1, LONG_EPOCHS + 1)), output[-3000:]  # each epoch once
+    first_resumed = output.split(f"[{LONG_TRIAL}] epoch ")
+    assert len(first_resumed) > 1, f"the trial ended before the driver was killed: {output[-3000:]}"
+    assert int(first_resumed[1].split("/")[0]) > 1, output[-3000:]  # not from epoch 1
 
 
 def test_several_nodes_without_storage_is_one_line_before_any_trial(cluster, small_synthetic, tmp_path):
