@@ -12,7 +12,7 @@ import dataclasses
 import functools
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,56 +80,92 @@ class TrialData:
 
 
 class FitInput:
-    """What ``model.fit`` is given for a trial's batches, and the callback that keeps their epoch.
+    """What ``model.fit`` is given for a trial's batches: ``fit(x=data, steps_per_epoch=steps_per_epoch)``.
 
-    On the TensorFlow backend the batches go to ``fit`` as a ``tf.data`` pipeline of our own,
-    with a fixed prefetch and tf.data's autotuning off. Given the PyDataset itself, Keras
-    wraps it in ``from_generator(...).prefetch(AUTOTUNE)``, and on a 2-core CPU that
-    autotuned prefetch stalls training for seconds at a time, every thread of the process
-    idle, waiting for the next batch (benchmarks/README.md, overhead; the profile's
-    ``bare-keras-adapter`` variant shows it). On the other backends the PyDataset goes to
-    ``fit`` as it is.
+    Training input (``epochs`` given) is one stream of every batch of epochs ``first_epoch``
+    .. ``epochs`` - 1, each epoch from its own seeded order, with ``steps_per_epoch`` set so
+    Keras keeps one iterator across epochs: epoch k of ``fit`` trains on order k on every
+    backend, whatever Keras reads ahead (on JAX its adapter reads batches before it calls
+    ``on_epoch_begin``, so a PyDataset told the epoch by callbacks served epoch k from
+    order k+1), and a trial restarted from epoch k's checkpoint goes on with order k.
+
+    On TensorFlow the stream is a ``tf.data`` pipeline of our own with a fixed prefetch and
+    tf.data's autotuning off: given the PyDataset itself, Keras wraps it in
+    ``from_generator(...).prefetch(AUTOTUNE)``, and on a 2-core CPU that autotuned prefetch
+    stalls training for seconds at a time (benchmarks/README.md, overhead). Index batches
+    (the images on the device) are sliced in the pipeline from each epoch's positions, made
+    by one Python call per epoch and none per batch; image batches come from a generator.
+    Other backends get a Python generator, read ahead by a thread. Either way an epoch no
+    longer opens a new iterator (23-35 ms on this CPU with the per-epoch pipeline before).
+
+    Validation input (``epochs`` None) is the batches in one order, every epoch alike: the
+    PyDataset, or on TensorFlow a pipeline over epoch 0's batches that each evaluation
+    begins afresh; ``steps_per_epoch`` is None.
     """
 
-    def __init__(self, batches: FaceBatches):
+    def __init__(self, batches: FaceBatches, epochs: int | None = None, first_epoch: int = 0):
+        if epochs is not None and not 0 <= first_epoch < epochs:
+            raise ValueError(f"first_epoch must be in [0, {epochs}), got {first_epoch}")
         self.batches = batches
-        self.callbacks: list[keras.callbacks.Callback] = []
-        self.data: object = batches
+        self.steps_per_epoch: int | None = None if epochs is None else len(batches)
+        self._stream: Iterator | None = None
         if keras.backend.backend() == "tensorflow":
-            self.data = _tensorflow_pipeline(batches)
-            # fit calls on_epoch_begin before it opens the epoch's iterator, and each new
-            # iterator runs the generator afresh: the generator reads the epoch set here
-            self.callbacks.append(_EpochOfBatches(batches))
+            span = (0, 1) if epochs is None else (first_epoch, epochs)
+            if isinstance(batches, IndexBatches):
+                self.data: object = _tensorflow_index_pipeline(batches, *span)
+            else:
+                self.data = _tensorflow_pipeline(batches, *span)
+        elif epochs is None:
+            self.data = batches
+        else:
+            self._stream = batches.stream(epochs, prefetch=batches.prefetch, start=first_epoch)
+            self.data = self._stream
+
+    def close(self) -> None:
+        """Stop the stream's read-ahead thread (also done when the stream is collected)."""
+        if self._stream is not None:
+            self._stream.close()
 
 
-class _EpochOfBatches(keras.callbacks.Callback):
-    def __init__(self, batches: FaceBatches):
-        super().__init__()
-        self.batches = batches
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.batches.begin_at(epoch)  # Keras's own epoch index: right after a restart too
-        self.batches.on_epoch_begin()
-
-
-def _tensorflow_pipeline(batches: FaceBatches):
+def _tensorflow_pipeline(batches: FaceBatches, first_epoch: int, epochs: int):
+    """The image batches of epochs ``first_epoch`` .. ``epochs`` - 1 from a generator; every
+    iterator over it starts afresh at ``first_epoch``."""
     import tensorflow as tf
 
-    def one_epoch():
-        epoch = batches.epoch
-        for index in range(len(batches)):
-            yield batches.batch(epoch, index)
+    side = batches.image_side
+    signature = (tf.TensorSpec((None, side, side, 3), tf.uint8), tf.TensorSpec((None,), tf.int32))
+    generator = functools.partial(batches.stream, epochs, 0, first_epoch)  # tf.data's prefetch reads ahead
+    dataset = tf.data.Dataset.from_generator(generator, output_signature=signature)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality((epochs - first_epoch) * len(batches)))
+    return _fixed_prefetch(dataset, max(1, batches.prefetch))
 
-    if isinstance(batches, IndexBatches):  # the images are on the device already: indices only
-        signature = (tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None,), tf.int32))
-    else:
-        side = batches.image_side
-        signature = (tf.TensorSpec((None, side, side, 3), tf.uint8), tf.TensorSpec((None,), tf.int32))
-    dataset = tf.data.Dataset.from_generator(one_epoch, output_signature=signature)
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(len(batches))).prefetch(max(1, batches.prefetch))
+
+def _tensorflow_index_pipeline(batches: IndexBatches, first_epoch: int, epochs: int):
+    """The index batches of epochs ``first_epoch`` .. ``epochs`` - 1: each epoch's positions made
+    at once (one Python call per epoch, none per batch), its batches sliced from them."""
+    import tensorflow as tf
+
+    sizes = batches.batch_sizes()
+    starts = tf.constant(np.concatenate([[0], np.cumsum(sizes)[:-1]]))
+    sizes = tf.constant(sizes)
+
+    def one_epoch(epoch):
+        made = tf.numpy_function(lambda e: batches.epoch_batches(int(e)), [epoch], (tf.int32, tf.int32), stateful=False)
+        positions, labels = (tf.ensure_shape(part, (len(batches.rows),)) for part in made)
+        slices = tf.data.Dataset.from_tensor_slices((starts, sizes))
+        return slices.map(lambda start, size: (positions[start : start + size], labels[start : start + size]))
+
+    dataset = tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality((epochs - first_epoch) * len(batches)))
+    return _fixed_prefetch(dataset, 2)
+
+
+def _fixed_prefetch(dataset, prefetch: int):
+    import tensorflow as tf
+
     options = tf.data.Options()
     options.autotune.enabled = False
-    return dataset.with_options(options)
+    return dataset.prefetch(prefetch).with_options(options)
 
 
 def balanced_subset(rows: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
@@ -293,9 +329,9 @@ def run_trial(
     )
     train_batches, val_batches = data.index_batches(spec) if on_device == "on" else data.batches(spec)
     first_epoch = state.epoch if state else 0
-    train_batches.begin_at(first_epoch)  # the order of epoch k is a function of (seed, k) only
-    # validation batches keep one order, so their epoch (and FitInput's callback) does not matter
-    train_input, val_input = FitInput(train_batches), FitInput(val_batches)
+    # the order of epoch k is a function of (seed, k) only: a restart goes on with order k
+    train_input = FitInput(train_batches, spec.epochs, first_epoch)
+    val_input = FitInput(val_batches)  # one order every epoch
     reporter = EpochReporter(
         report, static, len(data.train_labels), sampler, infer, oversampled, spec.epochs, spec.patience,
         state=state, checkpoint=functools.partial(_checkpoint, model) if checkpoints else None, rule=checkpoints,
@@ -304,15 +340,15 @@ def run_trial(
         with contextlib.ExitStack() as stack:
             stack.enter_context(sampler)  # the GPU tracker: a lap per epoch, stopped however fit ends
             stack.callback(val_batches.close)
-            stack.callback(train_batches.close)
+            stack.callback(train_input.close)
             trainer.fit(
                 train_input.data,
+                steps_per_epoch=train_input.steps_per_epoch,
                 validation_data=val_input.data,
                 shuffle=False,  # the batches shuffle themselves, seeded, per epoch
                 epochs=spec.epochs,
                 initial_epoch=first_epoch,
                 callbacks=[
-                    *train_input.callbacks,
                     *callbacks,
                     # TerminateOnNaN ends a diverged trial within a step; its NaN epoch is still
                     # reported (results.py calls a trial with a non-finite train loss diverged)

@@ -99,11 +99,11 @@ def measure_model(
 
     def fit(trainer, steps: int, seed: int) -> float:
         batches = IndexBatches(labels[: steps * batch_size], batch_size, shuffle=True, seed=seed)
-        fit_input = FitInput(batches)
+        fit_input = FitInput(batches, epochs=1)
         started = time.perf_counter()
-        trainer.fit(fit_input.data, epochs=1, shuffle=False, callbacks=fit_input.callbacks, verbose=0)
+        trainer.fit(fit_input.data, steps_per_epoch=fit_input.steps_per_epoch, epochs=1, shuffle=False, verbose=0)
         elapsed = time.perf_counter() - started
-        batches.close()
+        fit_input.close()
         return elapsed
 
     keras.backend.clear_session()

@@ -229,7 +229,7 @@ class Trainer:
 
         from bench.execution import resolve_data_on_device, resolve_precision
         from bench.flops import flops_or_nan
-        from bench.trial import FitInput, build_device_trainer, build_trial_model
+        from bench.trial import build_device_trainer, build_trial_model
         from data.device import IndexBatches
         from data.loader import ArrayBatches
         from data.transforms import NORMALISATIONS
@@ -257,7 +257,7 @@ class Trainer:
             batches = ArrayBatches(images, labels, spec.batch_size, True, spec.seed)
         self.batch_size = spec.batch_size
         self.epoch_steps = len(batches)
-        self.fit_input = FitInput(batches)
+        self.batches = batches
         self.build_s = time.perf_counter() - started
         self.compile_s, _ = self.fit(steps=1)  # tracing and XLA's compile: the first step, timed apart
         self.second_step_s, _ = self.fit(steps=1)
@@ -271,17 +271,20 @@ class Trainer:
 
     def fit(self, epochs: int = 1, steps: int | None = None) -> tuple[float, int]:
         """(seconds, steps) of ``fit`` as a trial calls it, to the last step's end."""
+        from bench.trial import FitInput
+
         before = self.sync()
         started = time.perf_counter()
+        fit_input = FitInput(self.batches, epochs)  # every epoch's batches in one stream, as a trial's
         self.trainer.fit(
-            self.fit_input.data,
+            fit_input.data,
             epochs=epochs,
-            steps_per_epoch=steps,
+            steps_per_epoch=steps or fit_input.steps_per_epoch,
             shuffle=False,  # the batches shuffle themselves, seeded, per epoch
-            callbacks=self.fit_input.callbacks,
             verbose=0,
         )
         done = self.sync()
+        fit_input.close()
         return time.perf_counter() - started, done - before
 
     def warm(self) -> float:

@@ -21,7 +21,6 @@ benchmarks/test_harness.py runs the same functions under ``pytest --benchmark``.
 from __future__ import annotations
 
 import argparse
-import functools
 import math
 import random
 import shutil
@@ -182,12 +181,13 @@ def bare_fit(
     data = load_trial_data(spec, cache)
     model, _network = build_trial_model(spec, data.channel_stats)
     train, val = data.batches(spec)
-    fit_input = FitInput(train)
-    data_for_fit, callbacks = (train, []) if keras_adapter else (fit_input.data, fit_input.callbacks)
+    fit_input = FitInput(train, spec.epochs)
+    data_for_fit, steps = (train, None) if keras_adapter else (fit_input.data, fit_input.steps_per_epoch)
     clock = _WallClock(report)
     try:
-        model.fit(data_for_fit, shuffle=False, epochs=spec.epochs, callbacks=[*callbacks, clock], verbose=0)
+        model.fit(data_for_fit, steps_per_epoch=steps, shuffle=False, epochs=spec.epochs, callbacks=[clock], verbose=0)
     finally:
+        fit_input.close()
         train.close()
         val.close()
         del model
@@ -597,22 +597,17 @@ def device_input_faces(cache: FaceCache) -> tuple[np.ndarray, np.ndarray]:
     return faces["slot"].to_numpy(np.int64), faces["label"].to_numpy(np.int32)
 
 
-def _fit_epoch(fit_input: FitInput, epoch: int):
-    """One epoch of exactly what ``fit`` is given, begun as ``fit`` begins it.
+class _FitEpochs:
+    """Epoch after epoch of exactly what ``fit`` is given, read as ``fit`` reads it: one
+    iterator over ``FitInput.data`` kept across epochs, ``steps_per_epoch`` batches each."""
 
-    TensorFlow: ``FitInput``'s callbacks set the epoch, then a fresh iterator over its
-    tf.data pipeline. Other backends: the PyDataset itself, told the epoch began, indexed
-    in order (Keras's adapter for a one-worker PyDataset does the same, without threads).
-    """
-    if keras.backend.backend() == "tensorflow":
-        for callback in fit_input.callbacks:
-            callback.on_epoch_begin(epoch)
-        yield from fit_input.data
-        return
-    dataset = fit_input.data
-    dataset.on_epoch_begin()
-    for index in range(len(dataset)):
-        yield dataset[index]
+    def __init__(self, fit_input: FitInput):
+        self.fit_input = fit_input
+        self._batches = iter(fit_input.data)
+
+    def __call__(self, _epoch: int):
+        for _ in range(self.fit_input.steps_per_epoch):
+            yield next(self._batches)
 
 
 class _DeviceFunctions:
@@ -700,10 +695,11 @@ def measure_input_paths(
     indices = IndexBatches(labels, batch_size, shuffle=True, seed=seed)
     indices_alone = IndexBatches(labels, batch_size, shuffle=True, seed=seed)
     held = [functions.place(indices.batch(0, index))[0] for index in range(len(indices))]
+    fit_inputs = [FitInput(batches, epochs + 1) for batches in (streaming, indices, indices_alone)]
     paths: dict[str, tuple[Callable[[int], object], Callable]] = {
-        "streaming": (functools.partial(_fit_epoch, FitInput(streaming)), functions.streaming),
-        "on_device": (functools.partial(_fit_epoch, FitInput(indices)), functions.on_device),
-        "index_pipeline": (functools.partial(_fit_epoch, FitInput(indices_alone)), lambda batch: batch),
+        "streaming": (_FitEpochs(fit_inputs[0]), functions.streaming),
+        "on_device": (_FitEpochs(fit_inputs[1]), functions.on_device),
+        "index_pipeline": (_FitEpochs(fit_inputs[2]), lambda batch: batch),
         "gather": (lambda _epoch: iter(held), lambda positions: (functions.gather(positions), positions)),
     }
     seconds = dict.fromkeys(paths, 0.0)
@@ -733,8 +729,9 @@ def measure_input_paths(
                     epoch_rates[path].append(count / elapsed)
                     first_batch[path].append(first)
     finally:
-        for batches_of_path in (streaming, indices, indices_alone):
-            batches_of_path.close()
+        for fit_input in fit_inputs:
+            fit_input.close()
+            fit_input.batches.close()
     return {
         path: InputRate(
             path,

@@ -85,3 +85,19 @@ class IndexBatches(FaceBatches):
             raise IndexError(f"batch {index} of {len(self)}")
         positions = np.sort(self.order(epoch)[index * self.batch_size : (index + 1) * self.batch_size])
         return (positions + self.offset).astype(np.int32), self.labels[positions]
+
+    def epoch_batches(self, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """Every batch of epoch ``epoch`` end to end, (int32 positions, int32 labels): batch ``i``
+        is ``[i * batch_size, (i + 1) * batch_size)`` of both, equal to ``batch(epoch, i)``; one
+        permutation per epoch instead of one per batch."""
+        order = self.order(epoch)
+        whole = len(order) // self.batch_size * self.batch_size
+        within = np.sort(order[:whole].reshape(-1, self.batch_size), axis=1).reshape(-1)
+        positions = np.concatenate([within, np.sort(order[whole:])])
+        return (positions + self.offset).astype(np.int32), self.labels[positions]
+
+    def batch_sizes(self) -> np.ndarray:
+        """The size of each batch of an epoch (the last may be short)."""
+        sizes = np.full(len(self), self.batch_size, dtype=np.int64)
+        sizes[-1] = len(self.rows) - self.batch_size * (len(self) - 1)
+        return sizes

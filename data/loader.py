@@ -13,9 +13,11 @@ dataset learns the epoch from ``on_epoch_begin`` (Keras calls ``on_epoch_end`` o
 before training). Pass ``shuffle=False`` to ``fit``: this class shuffles, seeded, and
 in-order requests let the read-ahead hit.
 
-On the TensorFlow backend a trial does not hand the PyDataset to ``fit`` itself:
-``bench.trial.FitInput`` feeds ``batch(epoch, index)`` through a fixed-prefetch tf.data
-pipeline, because Keras's own wrapping (an autotuned prefetch) stalls on a 2-core CPU.
+A trial does not hand its training batches to ``fit`` as a PyDataset:
+``bench.trial.FitInput`` gives ``fit`` one stream of ``batch(epoch, index)`` over all its
+epochs (``stream``; on TensorFlow through a fixed-prefetch tf.data pipeline, because Keras's
+own wrapping, an autotuned prefetch, stalls on a 2-core CPU), so the epoch a batch belongs to
+is the stream's, not a guess from Keras's callbacks.
 """
 
 from __future__ import annotations
@@ -131,10 +133,13 @@ class FaceBatches(keras.utils.PyDataset):
         if reader is not None:
             reader.shutdown(wait=False, cancel_futures=True)
 
-    def stream(self, epochs: int | None = None, prefetch: int = 2) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        """Batches of epochs 0, 1, ... (forever when ``epochs`` is None), read ahead by a thread."""
+    def stream(
+        self, epochs: int | None = None, prefetch: int = 2, start: int = 0
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Batches of epochs ``start``, ``start`` + 1, ... up to ``epochs`` (exclusive; forever when
+        None), each from its own seeded order, read ahead by a thread."""
         if prefetch < 1:
-            yield from self._batches(epochs)
+            yield from self._batches(epochs, start)
             return
         ready: queue.Queue = queue.Queue(maxsize=prefetch)
         stop = threading.Event()
@@ -142,7 +147,7 @@ class FaceBatches(keras.utils.PyDataset):
 
         def produce() -> None:
             try:
-                for item in self._batches(epochs):
+                for item in self._batches(epochs, start):
                     while not stop.is_set():
                         try:
                             ready.put(item, timeout=0.1)
@@ -169,8 +174,8 @@ class FaceBatches(keras.utils.PyDataset):
             stop.set()
             thread.join(timeout=5)
 
-    def _batches(self, epochs: int | None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-        epoch = 0
+    def _batches(self, epochs: int | None, start: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        epoch = start
         while epochs is None or epoch < epochs:
             for index in range(len(self)):
                 yield self.batch(epoch, index)

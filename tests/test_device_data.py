@@ -79,9 +79,24 @@ def test_index_batches_carry_no_images_and_keep_the_loaders_checks():
 def test_fit_is_given_int32_positions_only_on_tensorflow():
     import tensorflow as tf
 
-    dataset = FitInput(IndexBatches(np.arange(10, dtype=np.int32) % 2, 4, shuffle=False)).data
-    positions, labels = next(iter(dataset))
-    assert positions.dtype == tf.int32 and positions.shape == (4,) and labels.dtype == tf.int32
+    batches = IndexBatches(np.arange(10, dtype=np.int32) % 2, 4, shuffle=False)
+    for dataset in (FitInput(batches, epochs=2).data, FitInput(batches).data):  # training, validation
+        assert dataset.element_spec == (tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None,), tf.int32))
+        positions, labels = next(iter(dataset))
+        assert positions.dtype == tf.int32 and positions.shape == (4,) and labels.dtype == tf.int32
+        assert dataset.options().autotune.enabled is False
+
+
+@pytest.mark.parametrize("size, batch_size", [(21, 4), (20, 4), (3, 8)])
+def test_an_epoch_s_index_batches_made_at_once_are_its_batches_one_by_one(size, batch_size):
+    batches = IndexBatches(np.arange(size, dtype=np.int32) % 2, batch_size, shuffle=True, seed=2, offset=7)
+    for epoch in (0, 3):
+        positions, labels = batches.epoch_batches(epoch)
+        one_by_one = [batches.batch(epoch, index) for index in range(len(batches))]
+        np.testing.assert_array_equal(positions, np.concatenate([p for p, _ in one_by_one]))
+        np.testing.assert_array_equal(labels, np.concatenate([b for _, b in one_by_one]))
+        assert list(batches.batch_sizes()) == [len(p) for p, _ in one_by_one]
+        assert positions.dtype == np.int32
 
 
 def test_the_device_trainer_shares_the_models_weights_and_optimizer(small_cache):

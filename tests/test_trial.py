@@ -10,6 +10,7 @@ from bench.measure import EPOCH_METRIC_KEYS
 from bench.specs import TrialSpec
 from bench.trial import FitInput, balanced_subset, build_trial_model, run_trial
 from data.adience import load_faces
+from data.device import IndexBatches
 from data.loader import ArrayBatches
 
 pytestmark = pytest.mark.backends  # CI runs these on TensorFlow and again on JAX
@@ -79,28 +80,65 @@ class _LoggedArrayBatches(ArrayBatches):
         return super().batch(epoch, index)
 
 
-@pytest.mark.skipif(
-    keras.backend.backend() != "tensorflow",
-    reason="known, left open: on JAX, Keras reads 3 batches of epoch 0's order before the first on_epoch_begin and "
-    "the 3 epochs then read orders 1-3 whole (deterministic per seed, but not TensorFlow's epoch-to-order pairing)",
-)
-def test_fit_input_serves_each_epoch_whole_from_its_own_seeded_order():
+def _one_dense_model(side: int) -> keras.Model:
+    inputs = keras.Input((side, side, 3), dtype="uint8")
+    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(pooled))
+    model.compile("sgd", "sparse_categorical_crossentropy")
+    return model
+
+
+@pytest.mark.parametrize("first_epoch", [0, 1])
+def test_fit_input_serves_each_epoch_whole_from_its_own_seeded_order(first_epoch):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (40, 32, 32, 3), dtype=np.uint8)
     labels = rng.integers(0, 2, 40).astype(np.int32)
     batches = _LoggedArrayBatches(images, labels, 8, shuffle=True, seed=3)
-    fit_input = FitInput(batches)
-    inputs = keras.Input((32, 32, 3), dtype="uint8")
-    pooled = keras.layers.GlobalAveragePooling2D()(keras.layers.Rescaling(1 / 255)(inputs))
-    model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(pooled))
-    model.compile("sgd", "sparse_categorical_crossentropy")
-    history = model.fit(fit_input.data, epochs=3, verbose=0, shuffle=False, callbacks=fit_input.callbacks)
-    assert len(history.history["loss"]) == 3
-    # every batch of every epoch read once, from that epoch's order; nothing read ahead into a later epoch
-    served = batches.served
-    assert sorted(served) == [(epoch, index) for epoch in range(3) for index in range(5)]
-    assert [epoch for epoch, _ in served] == sorted(epoch for epoch, _ in served)
+    fit_input = FitInput(batches, epochs=3, first_epoch=first_epoch)
+    assert fit_input.steps_per_epoch == 5
+    model = _one_dense_model(32)
+    history = model.fit(
+        fit_input.data, steps_per_epoch=fit_input.steps_per_epoch, epochs=3, initial_epoch=first_epoch,
+        verbose=0, shuffle=False,
+    )  # fmt: skip
+    fit_input.close()
+    assert len(history.history["loss"]) == 3 - first_epoch
+    # fit's epoch k read order k whole, in order; a restart at epoch 1 begins with order 1
+    assert batches.served == [(epoch, index) for epoch in range(first_epoch, 3) for index in range(5)]
     assert not np.array_equal(batches.order(0), batches.order(1))
+
+
+def test_fit_input_of_index_batches_is_each_epoch_s_batches_in_order():
+    labels = (np.arange(21) % 2).astype(np.int32)
+    batches = IndexBatches(labels, 4, shuffle=True, seed=5, offset=30)  # 6 batches, the last of 1
+    fit_input = FitInput(batches, epochs=4, first_epoch=1)
+    served = iter(fit_input.data)  # one iterator across the epochs, as fit keeps it with steps_per_epoch
+    for epoch in (1, 2, 3):
+        for index in range(fit_input.steps_per_epoch):
+            positions, batch_labels = (keras.ops.convert_to_numpy(part) for part in next(served))
+            expected_positions, expected_labels = batches.batch(epoch, index)
+            np.testing.assert_array_equal(positions, expected_positions)
+            np.testing.assert_array_equal(batch_labels, expected_labels)
+    with pytest.raises(StopIteration):
+        next(served)
+    fit_input.close()
+
+
+def test_fit_input_validation_repeats_one_order_and_sets_no_steps():
+    images = np.arange(10 * 4 * 4 * 3, dtype=np.uint8).reshape(10, 4, 4, 3)
+    batches = ArrayBatches(images, np.zeros(10, np.int32), 4, shuffle=False)
+    fit_input = FitInput(batches)
+    assert fit_input.steps_per_epoch is None
+    model = _one_dense_model(4)
+    first, second = (model.evaluate(fit_input.data, verbose=0) for _ in range(2))
+    assert first == pytest.approx(second)  # each evaluation reads the same batches whole
+
+
+@pytest.mark.parametrize("first_epoch", [-1, 3, 4])
+def test_fit_input_refuses_a_first_epoch_outside_the_run(first_epoch):
+    batches = ArrayBatches(np.zeros((4, 4, 4, 3), np.uint8), np.zeros(4, np.int32), 2, shuffle=False)
+    with pytest.raises(ValueError, match=r"first_epoch must be in \[0, 3\)"):
+        FitInput(batches, epochs=3, first_epoch=first_epoch)
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the tf.data pipeline is the TensorFlow backend's")
@@ -109,10 +147,10 @@ def test_fit_input_on_tensorflow_is_a_fixed_prefetch_without_autotuning():
 
     images = np.zeros((10, 16, 16, 3), np.uint8)
     batches = ArrayBatches(images, np.zeros(10, np.int32), 4, shuffle=False)
-    dataset = FitInput(batches).data
+    dataset = FitInput(batches, epochs=2).data
     assert isinstance(dataset, tf.data.Dataset)
     assert dataset.options().autotune.enabled is False
-    assert int(dataset.cardinality()) == 3  # fit knows the epoch's length (progress, callbacks)
+    assert int(dataset.cardinality()) == 6  # fit knows the run's length: 2 epochs of 3 batches
     first_images, first_labels = next(iter(dataset))
     assert first_images.dtype == tf.uint8 and first_images.shape == (4, 16, 16, 3)
     assert first_labels.dtype == tf.int32
