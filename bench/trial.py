@@ -104,8 +104,9 @@ class FitInput:
     """
 
     def __init__(self, batches: FaceBatches, epochs: int | None = None, first_epoch: int = 0):
-        if epochs is not None and not 0 <= first_epoch < epochs:
-            raise ValueError(f"first_epoch must be in [0, {epochs}), got {first_epoch}")
+        # first_epoch == epochs: a checkpoint of the last epoch, restored; nothing is left to train
+        if epochs is not None and not 0 <= first_epoch <= epochs:
+            raise ValueError(f"first_epoch must be in [0, {epochs}], got {first_epoch}")
         self.batches = batches
         self.steps_per_epoch: int | None = None if epochs is None else len(batches)
         self._stream: Iterator | None = None
@@ -341,6 +342,8 @@ def run_trial(
             stack.enter_context(sampler)  # the GPU tracker: a lap per epoch, stopped however fit ends
             stack.callback(val_batches.close)
             stack.callback(train_input.close)
+            if first_epoch == spec.epochs:  # restored from its last epoch's checkpoint: nothing to train
+                return
             trainer.fit(
                 train_input.data,
                 steps_per_epoch=train_input.steps_per_epoch,

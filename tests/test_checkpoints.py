@@ -101,6 +101,8 @@ def test_a_trial_restored_from_epoch_2_continues_as_if_never_stopped(small_cache
     # time-to-target counts from the first attempt's start, through the restart
     assert resumed[0]["elapsed_seconds"] > whole[1]["elapsed_seconds"]
     assert math.isnan(resumed[0]["checkpoint_seconds"]) and resumed[1]["checkpoint_seconds"] > 0
+    # restored from its last epoch's checkpoint (a retry of a trial lost after it): nothing left to train
+    assert _run(spec, small_cache, tmp_path / "after", restore_from=tmp_path / "whole" / "4") == []
     # a checkpoint allowed no share of the time: the first (its cost unknown), then none
     frugal = _run(spec, small_cache, tmp_path / "frugal", checkpoints=CheckpointRule(min_interval_s=0.0, max_share=0.0))
     assert [int(p.name) for p in (tmp_path / "frugal").iterdir()] == [1]

@@ -134,11 +134,24 @@ def test_fit_input_validation_repeats_one_order_and_sets_no_steps():
     assert first == pytest.approx(second)  # each evaluation reads the same batches whole
 
 
-@pytest.mark.parametrize("first_epoch", [-1, 3, 4])
+@pytest.mark.parametrize("first_epoch", [-1, 4])
 def test_fit_input_refuses_a_first_epoch_outside_the_run(first_epoch):
     batches = ArrayBatches(np.zeros((4, 4, 4, 3), np.uint8), np.zeros(4, np.int32), 2, shuffle=False)
-    with pytest.raises(ValueError, match=r"first_epoch must be in \[0, 3\)"):
+    with pytest.raises(ValueError, match=r"first_epoch must be in \[0, 3\]"):
         FitInput(batches, epochs=3, first_epoch=first_epoch)
+
+
+@pytest.mark.parametrize("index_batches", [False, True])
+def test_fit_input_restored_after_the_last_epoch_trains_nothing(index_batches):
+    labels = np.zeros(4, np.int32)
+    if index_batches:
+        batches = IndexBatches(labels, 2, shuffle=True)
+    else:
+        batches = _LoggedArrayBatches(np.zeros((4, 4, 4, 3), np.uint8), labels, 2, shuffle=True)
+    fit_input = FitInput(batches, epochs=3, first_epoch=3)  # a checkpoint of epoch 3 of 3, restored
+    assert list(fit_input.data) == []
+    if not index_batches:
+        assert batches.served == []
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the tf.data pipeline is the TensorFlow backend's")
