@@ -134,8 +134,9 @@ def test_selftest_runs_on_both_workers_with_data_and_code_through_ray(cluster, s
 
 def test_a_killed_worker_s_trial_finishes_on_the_other_from_its_checkpoint(cluster, small_synthetic, tmp_path):
     driver = cluster.run(
-        "--suite", long_suite(tmp_path), "--epochs", str(LONG_EPOCHS), "--data", str(small_synthetic), "--out", str(tmp_path / "out"),
-        "--address", ADDRESS, "--storage", str(cluster.storage), "--checkpoint-interval", "0", cwd=tmp_path,
+        "--suite", long_suite(tmp_path), "--epochs", str(LONG_EPOCHS), "--data", str(small_synthetic),
+        "--out", str(tmp_path / "out"), "--address", ADDRESS, "--storage", str(cluster.storage),
+        "--checkpoint-interval", "0", cwd=tmp_path,
     )  # fmt: skip
     try:
         watch(driver, f"epoch 2/{LONG_EPOCHS}")
