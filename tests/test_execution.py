@@ -89,20 +89,24 @@ def test_fp16_scales_the_loss():
 @pytest.mark.slow
 @pytest.mark.skipif(
     keras.backend.backend() != "tensorflow",
-    reason="two 6-epoch Levi-Hassner trials take ~12 min on JAX's CPU convolutions (3.5x TensorFlow's); "
-    "the band is checked in the TensorFlow leg",
+    reason="JAX's CPU convolutions take 2-3.5x TensorFlow's time here; the band is checked in the TensorFlow leg",
 )
 def test_a_bf16_levi_hassner_smoke_trial_lands_in_the_fp32_trials_accuracy_band():
-    """The baseline's smoke trial on the built-in data, in fp32 and in bf16: best val accuracy within 3 points."""
+    """The baseline's smoke trial on the built-in data, in fp32 and in bf16: best val accuracy within 3 points.
+
+    The network sees the 227 crop resized to 128 px (the trial's resize layer): 90 s for both
+    trials here instead of 290 s at 227, and it still learns the data's strands (~0.97 in fp32).
+    """
     from bench.plan import PRESETS
     from bench.suites import LEVI_HASSNER_SGD
     from data.cache import ensure_cache
     from data.synthetic import ensure_synthetic_dataset
 
     cache = ensure_cache(ensure_synthetic_dataset())
+    smoke = PRESETS["smoke"].apply(LEVI_HASSNER_SGD).replace(model_options={"input_size": 128})
     best = {}
     for precision in ("fp32", "bf16"):
-        spec = PRESETS["smoke"].apply(LEVI_HASSNER_SGD).replace(precision=precision)
+        spec = smoke.replace(precision=precision)
         reports = []
         run_trial(spec, cache, reports.append)
         assert {r["precision"] for r in reports} == {precision}
