@@ -1,16 +1,56 @@
-"""Shared fixtures: a private dataset cache, the official fold files, small synthetic data."""
+"""Shared fixtures and the test session's own home: the fold files, small synthetic data.
+
+Every pytest process (each xdist worker too) runs in a fresh home of its own, made here
+before any test module imports bench, Keras or Ray: HOME, ~/.ray, ~/.cache, ~/.keras,
+matplotlib's folders, the temp dir (Ray's local temp dirs and every subprocess's) and the
+dataset cache lie under it, and it is removed when the session ends. A token, dataset or
+config left in the user's real home is never read; a test that needs state makes it.
+``ADIENCE_BENCH_CACHE``, where the caller sets it (CI: a folder of its clone, shared by
+both legs so the synthetic dataset is generated once), is the one thing kept.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-# Tests never write into the user's ~/.cache: one cache folder per test session.
-os.environ.setdefault("ADIENCE_BENCH_CACHE", tempfile.mkdtemp(prefix="adience-bench-test-cache-"))
+# Short, under /tmp: Ray's socket paths below it must stay under 107 bytes.
+SESSION_ROOT = Path(tempfile.mkdtemp(prefix="abt-", dir="/tmp"))
+TEST_HOME = SESSION_ROOT / "home"
+CALLERS_ENVIRONMENT = {name: os.environ.get(name) for name in ("HOME", "ADIENCE_BENCH_CACHE")}
+# Ray and the harness read these; a user's own (a cluster address, a token) must not leak in.
+INHERITED_STATE = ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE", "KERAS_HOME")
+
+
+def _enter_session_home() -> None:
+    for folder in (TEST_HOME / ".cache", TEST_HOME / ".config", SESSION_ROOT / "tmp"):
+        folder.mkdir(parents=True)
+    for name in INHERITED_STATE:
+        os.environ.pop(name, None)
+    os.environ.update(
+        HOME=str(TEST_HOME),
+        XDG_CACHE_HOME=str(TEST_HOME / ".cache"),
+        XDG_CONFIG_HOME=str(TEST_HOME / ".config"),
+        MPLCONFIGDIR=str(TEST_HOME / ".config" / "matplotlib"),
+        TMPDIR=str(SESSION_ROOT / "tmp"),
+        TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
+        ADIENCE_BENCH_CACHE=CALLERS_ENVIRONMENT["ADIENCE_BENCH_CACHE"] or str(TEST_HOME / ".cache" / "adience-bench"),
+    )
+    tempfile.tempdir = None  # gettempdir() may have cached /tmp already; it now reads TMPDIR
+
+
+_enter_session_home()
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(SESSION_ROOT, ignore_errors=True)
+
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OFFICIAL_FOLDS = REPO_ROOT.parent / "shared" / "adience"
@@ -57,3 +97,15 @@ def tiny_spec(name: str, **changes):
         "val_limit": 24,
     }
     return TrialSpec(**{**fields, **changes})
+
+
+def run_cli(*args, timeout=900) -> subprocess.CompletedProcess:
+    """``python -m bench.run ARGS`` in a fresh process, from the repository root."""
+    return subprocess.run(
+        [sys.executable, "-m", "bench.run", *args],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )

@@ -10,18 +10,7 @@ import pandas as pd
 import pytest
 
 from bench.run import main
-from tests.conftest import REPO_ROOT
-
-
-def run_cli(*args, timeout=900):
-    return subprocess.run(
-        [sys.executable, "-m", "bench.run", *args],
-        cwd=REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-    )
+from tests.conftest import REPO_ROOT, run_cli
 
 
 def one_error_line(capsys):

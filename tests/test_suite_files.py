@@ -7,9 +7,8 @@ import pytest
 from bench.plan import RunRequest, plan_run
 from bench.run import main
 from bench.suite_files import SuiteFileError, load_suite_file
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, run_cli
 from tests.image_folders import write_image_folder
-from tests.test_cli import run_cli
 
 GOOD = """
 name = "mine"
