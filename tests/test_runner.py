@@ -150,10 +150,11 @@ def test_asha_stops_hopeless_learning_rates_early(tmp_path):
 
 
 @pytest.mark.slow
-def test_resume_after_the_driver_is_killed(tmp_path):
+def test_resume_after_the_driver_is_killed(tmp_path, small_synthetic):
+    """A driver killed mid-run; ``--resume`` finishes the rest and redoes nothing (the session's small dataset)."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     driver = subprocess.Popen(
-        _cli("--suite", "selftest", "--out", str(tmp_path), "--epochs", "3"),
+        _cli("--suite", "selftest", "--data", str(small_synthetic), "--out", str(tmp_path), "--epochs", "3"),
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
