@@ -71,9 +71,7 @@ def test_twenty_trials_with_five_faults_lose_only_the_faulty_ones(small_cache, t
         specs,
         cache=small_cache,
         run_dir=tmp_path,
-        # two at a time, one CPU each: a tiny trial is mostly Ray's and Keras's single-threaded
-        # start-up, and a fault must also spare the trial running beside it
-        scheduling=Scheduling(max_concurrent=2),
+        scheduling=Scheduling(),
         write=lines.append,
         trial_function=faulty_trial({f"t{index:02d}": fault for index, fault in faults.items()}),
     )
