@@ -52,6 +52,28 @@ def pytest_unconfigure(config):
     shutil.rmtree(SESSION_ROOT, ignore_errors=True)
 
 
+# The longest test of each leg (README command (a)'s baseline end to end), alone in its file.
+STARTS_FIRST = "test_cli_baseline.py"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Longest first: the baseline's file, then every file with a slow test, then the quick ones.
+
+    With ``-n 2 --dist loadfile --no-loadscope-reorder`` the workers take whole files in this
+    order, so the long ones start early and the quick ones fill in at the end. (xdist's own
+    reorder puts files with the most tests first: the one-test baseline file started last and
+    the JAX leg waited ~6 minutes on it alone.) The sort is stable: a file keeps its order.
+    """
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+
+    def rank(item) -> int:
+        if item.path.name == STARTS_FIRST:
+            return 0
+        return 1 if item.path in slow_files else 2
+
+    items.sort(key=rank)
+
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OFFICIAL_FOLDS = REPO_ROOT.parent / "shared" / "adience"
 
