@@ -1,6 +1,6 @@
 """tests/README.md's durations table, from the ``--durations`` lines of a pytest log.
 
-    python -m pytest -n 2 --dist loadfile --no-loadscope-reorder | tee tf.log
+    python -m pytest -n 2 --dist loadfile | tee tf.log
     python -m tests.durations_table tf.log --leg TensorFlow --date 2026-12-05
 
 Prints a markdown table of the slowest phases (setup, call or teardown of one test):
