@@ -24,6 +24,7 @@ import pytest
 SESSION_ROOT = Path(tempfile.mkdtemp(prefix="abt-", dir="/tmp"))
 TEST_HOME = SESSION_ROOT / "home"
 CALLERS_DATASET_CACHE = os.environ.get("ADIENCE_BENCH_CACHE")  # kept: CI shares one between its legs
+CALLERS_HOME = Path.home()  # the home this session was started in: never read below
 # Ray and the harness read these; a user's own (a cluster address, a token) must not leak in.
 INHERITED_STATE = ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_AUTH_MODE", "KERAS_HOME")
 
