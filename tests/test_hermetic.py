@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.conftest import CALLERS_HOME, REPO_ROOT, SESSION_ROOT, TEST_HOME
+from tests.conftest import CALLERS_DATASET_CACHE, CALLERS_HOME, IS_WORKER, REPO_ROOT, SESSION_ROOT, SHARED, TEST_HOME
 
 REAL_HOME = Path(pwd.getpwuid(os.getuid()).pw_dir)
 # small enough to generate in a moment; the used home holds a broken copy of it
@@ -25,10 +25,19 @@ def test_home_temp_dir_and_dataset_cache_are_the_sessions_own():
 
     assert Path.home() == TEST_HOME not in (REAL_HOME, CALLERS_HOME)
     assert Path(tempfile.gettempdir()).is_relative_to(SESSION_ROOT)
-    for home in (REAL_HOME, CALLERS_HOME):
-        assert not default_cache_root().is_relative_to(home), home
+    assert default_cache_root() == Path(CALLERS_DATASET_CACHE or SHARED / "datasets")
+    if not CALLERS_DATASET_CACHE:
+        for home in (REAL_HOME, CALLERS_HOME):
+            assert not default_cache_root().is_relative_to(home), home
     for name in ("RAY_ADDRESS", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "KERAS_HOME"):
         assert name not in os.environ, name
+
+
+def test_the_runs_shared_folder_holds_the_jax_compilation_cache():
+    assert Path(os.environ["JAX_COMPILATION_CACHE_DIR"]) == SHARED / "jax-compilation-cache"
+    assert SHARED.is_dir() and SHARED.parent.name.startswith("abt-") and SHARED.parent.parent == Path("/tmp")
+    # a worker's is the folder of the process that started it, made before the workers started
+    assert SHARED.is_relative_to(SESSION_ROOT) != IS_WORKER
 
 
 def test_the_ray_token_file_the_harness_reads_is_in_the_sessions_home():
@@ -59,7 +68,7 @@ def test_the_default_dataset_is_made_in_the_sessions_cache():
     from data.synthetic import SyntheticConfig, ensure_synthetic_dataset
 
     folder = ensure_synthetic_dataset(SyntheticConfig(**LEFTOVER_CONFIG))
-    assert folder.is_relative_to(SESSION_ROOT) and not folder.is_relative_to(CALLERS_HOME)
+    assert folder.is_relative_to(CALLERS_DATASET_CACHE or SHARED)
     assert read_fold_lines(folder / "fold_0_data.txt")  # a broken copy in the caller's home would raise
 
 
@@ -76,7 +85,8 @@ def test_a_session_started_in_a_used_home_passes_the_same(tmp_path):
     for fold in range(5):
         (broken / f"fold_{fold}_data.txt").write_text("not an Adience fold file\n")
     planted = {path: path.read_bytes() for path in used.rglob("*") if path.is_file()}
-    environment = {key: value for key, value in os.environ.items() if key != "ADIENCE_BENCH_CACHE"}
+    # as a user's shell would start it: none of this run's own variables
+    environment = {key: value for key, value in os.environ.items() if not key.startswith(("ADIENCE_BENCH", "PYTEST_"))}
     inner = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", __file__]
     result = subprocess.run(
         [*inner, "-k", "not used_home"],
@@ -87,5 +97,5 @@ def test_a_session_started_in_a_used_home_passes_the_same(tmp_path):
         timeout=300,
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "4 passed" in result.stdout, result.stdout[-1000:]
+    assert "5 passed" in result.stdout, result.stdout[-1000:]
     assert {path: path.read_bytes() for path in used.rglob("*") if path.is_file()} == planted
