@@ -63,7 +63,7 @@ def test_a_subprocess_inherits_the_sessions_home_and_temp_dir():
     assert Path(home) == TEST_HOME and Path(temp).is_relative_to(SESSION_ROOT)
 
 
-def test_the_default_dataset_is_made_in_the_sessions_cache():
+def test_the_default_dataset_is_made_in_the_runs_cache():
     from data.adience import read_fold_lines
     from data.synthetic import SyntheticConfig, ensure_synthetic_dataset
 
