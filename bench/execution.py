@@ -20,24 +20,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-BACKENDS = ("tensorflow", "jax", "torch")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-JIT_CHOICES = ("auto", "on", "off")
-DATA_ON_DEVICE_CHOICES = ("auto", "on", "off")
+from bench.choices import BACKENDS, EXECUTION_KEYS
+
 # auto puts a trial's images on the device when they take at most this share of its memory:
 # four packed trials (--gpus-per-trial 0.25) then hold at most the whole memory's quarter each
 DEVICE_DATA_SHARE = 0.25
 # Keras dtype policies; fp16 also gets a LossScaleOptimizer (compile's auto_scale_loss)
 DTYPE_POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
 BF16_COMPUTE_CAPABILITY = (8, 0)
-# bench.run's flags for these choices: flag -> (choices, help)
-EXECUTION_FLAGS = {
-    "--backend": (BACKENDS, "Keras backend of driver and trials (default: $KERAS_BACKEND, tensorflow)"),
-    "--precision": (PRECISIONS, "fp32, bf16, fp16 (loss-scaled); auto: bf16 on GPUs that have it"),
-    "--jit": (JIT_CHOICES, "XLA; auto: Keras's choice (on GPUs and JAX, off for TF on a CPU)"),
-    "--data-on-device": (DATA_ON_DEVICE_CHOICES, "images on the device, batches gathered there (auto: if they fit)"),
-}
-EXECUTION_KEYS = ("backend", "precision", "jit", "data_on_device")
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from bench.cells import (
     hyperparameters,
     missing,
 )
-from bench.execution import EXECUTION_KEYS
+from bench.choices import EXECUTION_KEYS
 from bench.goals import Goals
 from bench.io import atomic_write_text
 from bench.results import CONFIDENCE, STATUS_COMPLETED, groups_table
@@ -353,11 +353,3 @@ def write_leaderboard(info: RunInfo, trials: pd.DataFrame, path: Path, epochs: p
         plots = [(title, None if p is None else f"{PLOTS_DIR}/{p.name}", note) for title, p, note in plots]
     atomic_write_text(path, render_leaderboard(info, trials, plots))
     return path
-
-
-if __name__ == "__main__":  # the command's earlier name; it lives in bench/compare.py now
-    import sys
-
-    from bench.compare import main
-
-    sys.exit(main())

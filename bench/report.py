@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.choices import EXECUTION_KEYS
 from bench.compare import write_cross_run_leaderboard
 from bench.dataset import RunData
 from bench.env import NODE_FACTS, collect_manifest, node_facts, read_manifest, write_manifest
 from bench.errors import UsageError
-from bench.execution import EXECUTION_KEYS
 from bench.io import atomic_write_text, write_table
 from bench.leaderboard import RunInfo, save_run_info, write_leaderboard
 from bench.mfu import measure_cpu_matmul_peak

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from scipy import stats
 
-from bench.execution import EXECUTION_KEYS
+from bench.choices import EXECUTION_KEYS
 from bench.mfu import model_flops_utilisation, trial_peak
 
 if TYPE_CHECKING:  # records only read a spec's fields; importing bench.specs would import keras

@@ -11,8 +11,9 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+from bench.choices import EXECUTION_FLAGS
 from bench.errors import OneLineArgumentParser, UsageError, one_line_errors
-from bench.execution import EXECUTION_FLAGS, running_backend, select_backend
+from bench.execution import running_backend, select_backend
 from bench.quiet import import_tensorflow_quietly
 
 if __name__ == "__main__" or Path(sys.argv[0]).name == "adience-bench":

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import models
-from bench.execution import DATA_ON_DEVICE_CHOICES, JIT_CHOICES, PRECISIONS
+from bench.choices import DATA_ON_DEVICE_CHOICES, JIT_CHOICES, PRECISIONS
 from data.adience import FOLD_COUNT
 from data.transforms import NORMALISATIONS, POLICIES
 

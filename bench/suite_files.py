@@ -33,7 +33,7 @@ from typing import Any
 from bench.errors import UsageError, did_you_mean
 from bench.goals import BUDGETS, GoalError, check_value
 from bench.specs import Preset, RandomSearch, SpecError, TrialSpec
-from bench.suites import Suite
+from bench.suite import Suite
 
 TOP_LEVEL = {"name": str, "description": str, "target_accuracy": float, "goals": dict, "trials": list}
 TOP_LEVEL |= {"search": dict, "preset": dict}

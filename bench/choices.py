@@ -1,0 +1,19 @@
+"""How a trial may execute, as the command line and a TrialSpec name it: backend, precision,
+XLA and data placement, and the flags that set them.
+
+Imports nothing heavy: ``bench.run`` reads these before it knows which Keras backend to load;
+bench/execution.py resolves ``auto`` on the node that runs a trial.
+"""
+
+BACKENDS = ("tensorflow", "jax", "torch")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+JIT_CHOICES = ("auto", "on", "off")
+DATA_ON_DEVICE_CHOICES = ("auto", "on", "off")
+# bench.run's flags for these choices: flag -> (choices, help)
+EXECUTION_FLAGS = {
+    "--backend": (BACKENDS, "Keras backend of driver and trials (default: $KERAS_BACKEND, tensorflow)"),
+    "--precision": (PRECISIONS, "fp32, bf16, fp16 (loss-scaled); auto: bf16 on GPUs that have it"),
+    "--jit": (JIT_CHOICES, "XLA; auto: Keras's choice (on GPUs and JAX, off for TF on a CPU)"),
+    "--data-on-device": (DATA_ON_DEVICE_CHOICES, "images on the device, batches gathered there (auto: if they fit)"),
+}
+EXECUTION_KEYS = ("backend", "precision", "jit", "data_on_device")
