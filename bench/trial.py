@@ -10,15 +10,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
-import math
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import keras
 import numpy as np
-import pandas as pd
 
 import models
 from bench.checkpoints import CheckpointRule, TrialState, load_checkpoint, save_checkpoint, scratch_folder
@@ -36,169 +33,24 @@ from bench.flops import flops_or_nan
 from bench.gpu import NvmlSampler
 from bench.measure import INFERENCE_BATCH_SIZE, EpochReporter, Reporter, inference_images_per_sec
 from bench.specs import TrialSpec
-from data.adience import require_nonempty_split, split_folds, with_duplicates
-from data.cache import DEFAULT_IMAGE_SIZE, FaceCache, channel_statistics
-from data.device import DeviceImages, IndexBatches
-from data.loader import FaceBatches
+from data.cache import DEFAULT_IMAGE_SIZE, FaceCache
+from data.device import DeviceImages
+from data.fit_input import FitInput
+from data.splits import TrialData, load_split
 from data.transforms import NORMALISATIONS, POLICIES, Preprocessing
-
-EVAL_BATCH_SIZE = 64
-
-
-@dataclass(frozen=True)
-class TrialData:
-    """A trial's split of the decode-once cache: slots and labels, and per-channel statistics."""
-
-    cache: FaceCache
-    train_slots: np.ndarray
-    train_labels: np.ndarray
-    val_slots: np.ndarray
-    val_labels: np.ndarray
-    channel_stats: tuple[list[float], list[float]] | None = None  # training split's (mean, std)
-
-    def batches(self, spec: TrialSpec) -> tuple[FaceBatches, FaceBatches]:
-        """(training batches, shuffled per epoch from the spec's seed; validation batches, in order)."""
-        train = FaceBatches(self.cache, self.train_slots, self.train_labels, spec.batch_size, True, spec.seed)
-        val = FaceBatches(self.cache, self.val_slots, self.val_labels, EVAL_BATCH_SIZE, shuffle=False)
-        return train, val
-
-    @property
-    def image_bytes(self) -> int:
-        """What the training and validation images take, as uint8: what goes to the device."""
-        side = self.cache.image_size
-        return (len(self.train_slots) + len(self.val_slots)) * side * side * 3
-
-    def device_images(self) -> np.ndarray:
-        """The training images, then the validation images, in one array (``index_batches``' positions)."""
-        return np.concatenate([self.cache.read(self.train_slots), self.cache.read(self.val_slots)])
-
-    def index_batches(self, spec: TrialSpec) -> tuple[IndexBatches, IndexBatches]:
-        """``batches`` as positions into ``device_images``: the same images, batch for batch."""
-        train = IndexBatches(self.train_labels, spec.batch_size, True, spec.seed)
-        val = IndexBatches(self.val_labels, EVAL_BATCH_SIZE, shuffle=False, offset=len(self.train_slots))
-        return train, val
-
-
-class FitInput:
-    """What ``model.fit`` is given for a trial's batches: ``fit(x=data, steps_per_epoch=steps_per_epoch)``.
-
-    Training input (``epochs`` given) is one stream of every batch of epochs ``first_epoch``
-    .. ``epochs`` - 1, each epoch from its own seeded order, with ``steps_per_epoch`` set so
-    Keras keeps one iterator across epochs: epoch k of ``fit`` trains on order k on every
-    backend, whatever Keras reads ahead (on JAX its adapter reads batches before it calls
-    ``on_epoch_begin``, so a PyDataset told the epoch by callbacks served epoch k from
-    order k+1), and a trial restarted from epoch k's checkpoint goes on with order k.
-
-    On TensorFlow the stream is a ``tf.data`` pipeline of our own with a fixed prefetch and
-    tf.data's autotuning off: given the PyDataset itself, Keras wraps it in
-    ``from_generator(...).prefetch(AUTOTUNE)``, and on a 2-core CPU that autotuned prefetch
-    stalls training for seconds at a time (benchmarks/README.md, overhead). Index batches
-    (the images on the device) are sliced in the pipeline from each epoch's positions, made
-    by one Python call per epoch and none per batch; image batches come from a generator.
-    Other backends get a Python generator, read ahead by a thread. Either way an epoch no
-    longer opens a new iterator (23-35 ms on this CPU with the per-epoch pipeline before).
-
-    Validation input (``epochs`` None) is the batches in one order, every epoch alike: the
-    PyDataset, or on TensorFlow a pipeline over epoch 0's batches that each evaluation
-    begins afresh; ``steps_per_epoch`` is None.
-    """
-
-    def __init__(self, batches: FaceBatches, epochs: int | None = None, first_epoch: int = 0):
-        # first_epoch == epochs: a checkpoint of the last epoch, restored; nothing is left to train
-        if epochs is not None and not 0 <= first_epoch <= epochs:
-            raise ValueError(f"first_epoch must be in [0, {epochs}], got {first_epoch}")
-        self.batches = batches
-        self.steps_per_epoch: int | None = None if epochs is None else len(batches)
-        self._stream: Iterator | None = None
-        if keras.backend.backend() == "tensorflow":
-            span = (0, 1) if epochs is None else (first_epoch, epochs)
-            if isinstance(batches, IndexBatches):
-                self.data: object = _tensorflow_index_pipeline(batches, *span)
-            else:
-                self.data = _tensorflow_pipeline(batches, *span)
-        elif epochs is None:
-            self.data = batches
-        else:
-            self._stream = batches.stream(epochs, prefetch=batches.prefetch, start=first_epoch)
-            self.data = self._stream
-
-    def close(self) -> None:
-        """Stop the stream's read-ahead thread (also done when the stream is collected)."""
-        if self._stream is not None:
-            self._stream.close()
-
-
-def _tensorflow_pipeline(batches: FaceBatches, first_epoch: int, epochs: int):
-    """The image batches of epochs ``first_epoch`` .. ``epochs`` - 1 from a generator; every
-    iterator over it starts afresh at ``first_epoch``."""
-    import tensorflow as tf
-
-    side = batches.image_side
-    signature = (tf.TensorSpec((None, side, side, 3), tf.uint8), tf.TensorSpec((None,), tf.int32))
-    generator = functools.partial(batches.stream, epochs, 0, first_epoch)  # tf.data's prefetch reads ahead
-    dataset = tf.data.Dataset.from_generator(generator, output_signature=signature)
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality((epochs - first_epoch) * len(batches)))
-    return _fixed_prefetch(dataset, max(1, batches.prefetch))
-
-
-def _tensorflow_index_pipeline(batches: IndexBatches, first_epoch: int, epochs: int):
-    """The index batches of epochs ``first_epoch`` .. ``epochs`` - 1: each epoch's positions made
-    at once (one Python call per epoch, none per batch), its batches sliced from them."""
-    import tensorflow as tf
-
-    sizes = batches.batch_sizes()
-    starts = tf.constant(np.concatenate([[0], np.cumsum(sizes)[:-1]]))
-    sizes = tf.constant(sizes)
-
-    def one_epoch(epoch):
-        made = tf.numpy_function(lambda e: batches.epoch_batches(int(e)), [epoch], (tf.int32, tf.int32), stateful=False)
-        positions, labels = (tf.ensure_shape(part, (len(batches.rows),)) for part in made)
-        slices = tf.data.Dataset.from_tensor_slices((starts, sizes))
-        return slices.map(lambda start, size: (positions[start : start + size], labels[start : start + size]))
-
-    dataset = tf.data.Dataset.range(first_epoch, epochs).flat_map(one_epoch)
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality((epochs - first_epoch) * len(batches)))
-    return _fixed_prefetch(dataset, 2)
-
-
-def _fixed_prefetch(dataset, prefetch: int):
-    import tensorflow as tf
-
-    options = tf.data.Options()
-    options.autotune.enabled = False
-    return dataset.prefetch(prefetch).with_options(options)
-
-
-def balanced_subset(rows: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
-    """At most ``limit`` rows, drawn per class in proportion, deterministic from ``seed``."""
-    if limit is None or len(rows) <= limit:
-        return rows
-    share = limit / len(rows)
-    picked = [
-        group.sample(n=max(1, math.floor(len(group) * share)), random_state=seed)
-        for _, group in rows.groupby("label", sort=True)
-    ]
-    return pd.concat(picked).sort_index().reset_index(drop=True)
 
 
 def load_trial_data(spec: TrialSpec, cache: FaceCache) -> TrialData:
-    """The trial's split of the cache the driver built (bench/dataset.py)."""
-    train, val = split_folds(cache.faces, spec.val_fold, spec.train_folds)
-    require_nonempty_split(train, val, spec.val_fold, spec.train_folds)
-    if spec.keep_duplicates:  # Levi & Hassner's lists: a face listed twice counts twice
-        train, val = with_duplicates(train), with_duplicates(val)
-    train = balanced_subset(train, spec.train_limit, spec.seed)
-    val = balanced_subset(val, spec.val_limit, spec.seed)
-    stats = None
-    if NORMALISATIONS[spec.normalisation].needs_statistics:
-        stats = channel_statistics(cache, train["slot"].to_numpy())  # training split only, never validation
-    return TrialData(
-        cache=cache,
-        train_slots=train["slot"].to_numpy(np.int64),
-        train_labels=train["label"].to_numpy(np.int32),
-        val_slots=val["slot"].to_numpy(np.int64),
-        val_labels=val["label"].to_numpy(np.int32),
-        channel_stats=stats,
+    """The trial's split of the cache the driver built (bench/dataset.py), as its spec asks."""
+    return load_split(
+        cache,
+        spec.val_fold,
+        spec.train_folds,
+        seed=spec.seed,
+        keep_duplicates=spec.keep_duplicates,
+        train_limit=spec.train_limit,
+        val_limit=spec.val_limit,
+        with_statistics=NORMALISATIONS[spec.normalisation].needs_statistics,
     )
 
 
@@ -328,7 +180,11 @@ def run_trial(
     oversampled = functools.partial(
         oversampled_accuracy, oversampled_model, data.cache, data.val_slots, data.val_labels
     )
-    train_batches, val_batches = data.index_batches(spec) if on_device == "on" else data.batches(spec)
+    train_batches, val_batches = (
+        data.index_batches(spec.batch_size, spec.seed)
+        if on_device == "on"
+        else data.batches(spec.batch_size, spec.seed)
+    )
     first_epoch = state.epoch if state else 0
     # the order of epoch k is a function of (seed, k) only: a restart goes on with order k
     train_input = FitInput(train_batches, spec.epochs, first_epoch)

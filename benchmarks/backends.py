@@ -91,8 +91,9 @@ def measure_model(
 
     from bench.execution import current_backend
     from bench.specs import TrialSpec
-    from bench.trial import FitInput, build_device_trainer, build_trial_model
+    from bench.trial import build_device_trainer, build_trial_model
     from data.device import IndexBatches
+    from data.fit_input import FitInput
 
     measured = Measured(name, current_backend(), precision, input_size, batch_size)
     max_steps = len(images) // batch_size

@@ -8,7 +8,7 @@ What it measures, each row one configuration timed alone on the GPU (other worke
    weights), built by the trial's own code (``bench.trial.build_trial_model``), in fp32
    and bf16 (``mixed_bfloat16``), each with its data
    - ``stream``: uint8 batches from host numpy every step (``data.loader.ArrayBatches``
-     through ``bench.trial.FitInput``, as a trial without its data on the device), or
+     through ``data.fit_input.FitInput``, as a trial without its data on the device), or
    - ``device``: the uint8 images held once on the device in a non-trainable variable and
      int32 indices per step (``bench.trial.build_device_trainer`` + ``data.device.IndexBatches``).
    Trained with ``fit`` as a trial is: the first step (compile included) is timed apart,
@@ -271,7 +271,7 @@ class Trainer:
 
     def fit(self, epochs: int = 1, steps: int | None = None) -> tuple[float, int]:
         """(seconds, steps) of ``fit`` as a trial calls it, to the last step's end."""
-        from bench.trial import FitInput
+        from data.fit_input import FitInput
 
         before = self.sync()
         started = time.perf_counter()

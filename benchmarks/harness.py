@@ -45,10 +45,11 @@ import numpy as np  # noqa: E402
 from bench.plan import Scheduling  # noqa: E402
 from bench.results import TrialRecord, train_throughput  # noqa: E402
 from bench.specs import RandomSearch, TrialSpec  # noqa: E402
-from bench.trial import FitInput, build_trial_model, load_trial_data  # noqa: E402
+from bench.trial import build_trial_model, load_trial_data  # noqa: E402
 from benchmarks import bench_pipeline  # noqa: E402
 from data.cache import FaceCache, ensure_cache  # noqa: E402
 from data.device import DeviceImages, IndexBatches  # noqa: E402
+from data.fit_input import FitInput  # noqa: E402
 from data.loader import FaceBatches  # noqa: E402
 from data.synthetic import ensure_synthetic_dataset  # noqa: E402
 
@@ -180,7 +181,7 @@ def bare_fit(
     keras.utils.set_random_seed(spec.seed)
     data = load_trial_data(spec, cache)
     model, _network = build_trial_model(spec, data.channel_stats)
-    train, val = data.batches(spec)
+    train, val = data.batches(spec.batch_size, spec.seed)
     fit_input = FitInput(train, spec.epochs)
     data_for_fit, steps = (train, None) if keras_adapter else (fit_input.data, fit_input.steps_per_epoch)
     clock = _WallClock(report)

@@ -14,7 +14,7 @@ before training). Pass ``shuffle=False`` to ``fit``: this class shuffles, seeded
 in-order requests let the read-ahead hit.
 
 A trial does not hand its training batches to ``fit`` as a PyDataset:
-``bench.trial.FitInput`` gives ``fit`` one stream of ``batch(epoch, index)`` over all its
+``data.fit_input.FitInput`` gives ``fit`` one stream of ``batch(epoch, index)`` over all its
 epochs (``stream``; on TensorFlow through a fixed-prefetch tf.data pipeline, because Keras's
 own wrapping, an autotuned prefetch, stalls on a 2-core CPU), so the epoch a batch belongs to
 is the stream's, not a guess from Keras's callbacks.

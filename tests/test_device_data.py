@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from bench.specs import TrialSpec
-from bench.trial import FitInput, build_device_trainer, build_trial_model, load_trial_data, run_trial
+from bench.trial import build_device_trainer, build_trial_model, load_trial_data, run_trial
 from data.device import DeviceImages, IndexBatches
+from data.fit_input import FitInput
 from tests.conftest import tiny_spec
 
 pytestmark = pytest.mark.backends
@@ -23,8 +24,8 @@ def _gathered(layer: DeviceImages, positions: np.ndarray) -> np.ndarray:
 def test_both_paths_give_the_same_batch_for_each_seed_epoch_and_index(small_cache, seed):
     spec = tiny_spec("same", batch_size=16, train_limit=None, val_limit=None, seed=seed)
     data = load_trial_data(spec, small_cache)
-    streamed_train, streamed_val = data.batches(spec)
-    index_train, index_val = data.index_batches(spec)
+    streamed_train, streamed_val = data.batches(spec.batch_size, spec.seed)
+    index_train, index_val = data.index_batches(spec.batch_size, spec.seed)
     layer = DeviceImages(data.device_images())
     assert len(index_train) == len(streamed_train) > 2 and len(index_val) == len(streamed_val)
     for epoch in (0, 1, 5):
@@ -107,7 +108,7 @@ def test_the_device_trainer_shares_the_models_weights_and_optimizer(small_cache)
     assert trainer.optimizer is model.optimizer
     assert [id(v) for v in trainer.trainable_variables] == [id(v) for v in model.trainable_variables]
     before = [keras.ops.convert_to_numpy(v) for v in model.trainable_variables]
-    train, _ = data.index_batches(spec)
+    train, _ = data.index_batches(spec.batch_size, spec.seed)
     positions, labels = train.batch(0, 0)
     trainer.train_on_batch(positions, labels)
     after = [keras.ops.convert_to_numpy(v) for v in model.trainable_variables]

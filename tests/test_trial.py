@@ -8,10 +8,12 @@ import pytest
 
 from bench.measure import EPOCH_METRIC_KEYS
 from bench.specs import TrialSpec
-from bench.trial import FitInput, balanced_subset, build_trial_model, run_trial
+from bench.trial import build_trial_model, run_trial
 from data.adience import load_faces
 from data.device import IndexBatches
+from data.fit_input import FitInput
 from data.loader import ArrayBatches
+from data.splits import balanced_subset
 
 pytestmark = pytest.mark.backends  # CI runs these on TensorFlow and again on JAX
 
