@@ -2,7 +2,7 @@
 XLA and data placement, and the flags that set them.
 
 Imports nothing heavy: ``bench.run`` reads these before it knows which Keras backend to load;
-bench/execution.py resolves ``auto`` on the node that runs a trial.
+bench/trial/execution.py resolves ``auto`` on the node that runs a trial.
 """
 
 BACKENDS = ("tensorflow", "jax", "torch")

@@ -20,9 +20,9 @@ import keras
 
 import models
 from bench.errors import UsageError
-from bench.flops import TRAINING_TO_FORWARD, flops_or_nan
-from bench.gpu import local_gpu_count, smallest_gpu_memory_bytes
 from bench.specs import TrialSpec
+from bench.trial.flops import TRAINING_TO_FORWARD, flops_or_nan
+from bench.trial.gpu import local_gpu_count, smallest_gpu_memory_bytes
 from data.splits import EVAL_BATCH_SIZE
 
 SECONDS_PER_LAYER_STEP = 0.0035

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import keras
 
-from bench.checkpoints import load_checkpoint
 from bench.specs import TrialSpec
-from bench.trial import build_trial_model, load_trial_data
+from bench.trial.checkpoints import load_checkpoint
+from bench.trial.fit import build_trial_model, load_trial_data
 from data.cache import FaceCache
 from models.autoencoder import CLASSIFIER_LAYER, inference_model
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import models
-from bench.checkpoints import EVERY_EPOCH, CheckpointRule
 from bench.errors import UsageError
 from bench.goals import Goals
 from bench.protocols import Protocol, get_protocol
@@ -34,6 +33,7 @@ from bench.specs import (
     planned_specs,
 )
 from bench.suites import Suite, get_suite
+from bench.trial.checkpoints import EVERY_EPOCH, CheckpointRule
 from data.adience import FOLD_COUNT
 
 AUTO = "auto"  # --gpus-per-trial auto: each trial's share from its model's training memory

@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.errors import error_line
-from bench.measure import EPOCH_METRIC_KEYS
 from bench.results import TrialRecord
 from bench.specs import TrialSpec, apply_sample
+from bench.trial.measure import EPOCH_METRIC_KEYS
 
 STOP_REASONS_FILE = "stop_reasons.json"
 FATAL = "fatal_error"  # a trial's report of an error no retry mends (a bad model option, a missing dataset)

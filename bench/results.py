@@ -16,7 +16,7 @@ import pandas as pd
 from scipy import stats
 
 from bench.choices import EXECUTION_KEYS
-from bench.mfu import model_flops_utilisation, trial_peak
+from bench.trial.mfu import model_flops_utilisation, trial_peak
 
 if TYPE_CHECKING:  # records only read a spec's fields; importing bench.specs would import keras
     from bench.specs import TrialSpec
@@ -273,7 +273,7 @@ def trials_table(
                 "gpu_names": ", ".join(gpu_names),
                 "gpu_shared": _last_text(epochs, "gpu_shared"),
                 "nvml_reason": _last_text(epochs, "nvml_reason"),
-                # how it executed, as its node resolved the spec's choices (bench/execution.py)
+                # how it executed, as its node resolved the spec's choices (bench/trial/execution.py)
                 **{key: _last_text(epochs, key) for key in EXECUTION_KEYS},
                 "peak_flops": peak.flops if peak else math.nan,
                 "peak_source": peak.source if peak else peak_reason,

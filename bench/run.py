@@ -13,8 +13,8 @@ from pathlib import Path
 
 from bench.choices import EXECUTION_FLAGS
 from bench.errors import OneLineArgumentParser, UsageError, one_line_errors
-from bench.execution import running_backend, select_backend
 from bench.quiet import import_tensorflow_quietly
+from bench.trial.execution import running_backend, select_backend
 
 if __name__ == "__main__" or Path(sys.argv[0]).name == "adience-bench":
     select_backend(sys.argv[1:])  # --backend: KERAS_BACKEND, for this process and its trials, before Keras loads

@@ -27,14 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import models
-from bench.checkpoints import CheckpointError, CheckpointRule
 from bench.cluster import code_modules, join_auth_mode, probe, storage_root
 from bench.errors import RunnerError
-from bench.execution import current_backend
 from bench.export import drop_finished_checkpoints, save_best_models
-from bench.gpu import local_gpu_count
 from bench.io import atomic_write_text
-from bench.measure import Patience
 from bench.plan import Plan, Scheduling
 from bench.progress import Progress
 from bench.ray_env import LOCAL_RAY_ENVIRONMENT, TRIAL_ENVIRONMENT, trial_environment
@@ -50,7 +46,11 @@ from bench.records import (
 from bench.resources import NodeCapacity, Resources, check_address, plan_node_resources, plan_resources
 from bench.results import TrialRecord
 from bench.specs import RandomSearch, SpecError, TrialSpec, planned_specs
-from bench.trial import run_trial
+from bench.trial.checkpoints import CheckpointError, CheckpointRule
+from bench.trial.execution import current_backend
+from bench.trial.fit import run_trial
+from bench.trial.gpu import local_gpu_count
+from bench.trial.measure import Patience
 from data.adience import DatasetError
 from data.cache import FaceCache
 

@@ -117,7 +117,7 @@ class TrialSpec:
     search_sample: int | None = None  # a random-search sample: learning rate / latent size drawn by Ray Tune
     run_eagerly: bool = False  # no graph tracing: faster for runs of a few steps on a CPU, slower otherwise
     group: str | None = None  # the report row this trial repeats (seeds, folds); None: its own name
-    # how it executes (bench/execution.py): auto is resolved on the node that runs the trial
+    # how it executes (bench/trial/execution.py): auto is resolved on the node that runs the trial
     precision: str = "auto"  # fp32, bf16 (mixed_bfloat16), fp16 (mixed_float16, loss scaling)
     jit: str = "auto"  # XLA: on, off, or Keras's choice
     data_on_device: str = "auto"  # the split's images on the device, batches gathered there (data/device.py)

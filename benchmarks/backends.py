@@ -3,7 +3,7 @@
 Keras reads ``KERAS_BACKEND`` once, when it is first imported, so each backend runs in a
 subprocess of its own (one after the other, never together: on a CPU they would share its
 cores). Inside, for each model and precision, the trial's own training step: the compiled
-model ``bench.trial.build_trial_model`` makes (256x256 uint8 in, the report policy's
+model ``bench.trial.fit.build_trial_model`` makes (256x256 uint8 in, the report policy's
 augmentation and crop, resized to the network's input, SGD with momentum) behind the
 trial's ``DeviceImages`` layer (``build_device_trainer``: the images on the device, ``fit``
 given int32 positions, ``FitInput`` as a trial gives them), at a small CPU-friendly input.
@@ -89,9 +89,9 @@ def measure_model(
     import keras
     import numpy as np
 
-    from bench.execution import current_backend
     from bench.specs import TrialSpec
-    from bench.trial import build_device_trainer, build_trial_model
+    from bench.trial.execution import current_backend
+    from bench.trial.fit import build_device_trainer, build_trial_model
     from data.device import IndexBatches
     from data.fit_input import FitInput
 

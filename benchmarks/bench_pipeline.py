@@ -36,7 +36,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench.specs import TrialSpec  # noqa: E402
-from bench.trial import build_trial_model  # noqa: E402
+from bench.trial.fit import build_trial_model  # noqa: E402
 from data.adience import split_folds  # noqa: E402
 from data.cache import FaceCache, build_cache, cache_folder, ensure_cache  # noqa: E402
 from data.loader import FaceBatches  # noqa: E402

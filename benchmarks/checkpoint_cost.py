@@ -2,11 +2,11 @@
 
 ``python -m benchmarks.checkpoint_cost [--models levi_hassner efficientnet_v2_m] [--steps 3]``
 
-For each model, the trial's own training model (bench.trial.build_trial_model: 256x256 uint8
+For each model, the trial's own training model (bench.trial.fit.build_trial_model: 256x256 uint8
 in, the report's 227 crop, the suite's optimizer) trains ``--steps`` steps of the suite's batch
 size after a warm-up step; its steady img/s and the report protocol's training images per
 epoch (folds 0-3 of the official fold files: 14,047 unique gender-labelled faces) give the
-epoch's seconds on this machine. Then bench.checkpoints.save_checkpoint writes the model's and
+epoch's seconds on this machine. Then bench.trial.checkpoints.save_checkpoint writes the model's and
 optimizer's variables ``--saves`` times, and each folder is copied as Tune copies a reported
 checkpoint into the run's storage (a local folder here). It prints seconds, size and the share
 of an epoch, and the epoch length at which one checkpoint per epoch stays under 2%.
@@ -59,8 +59,8 @@ def spec_of(model: str):
 def measure(model_name: str, steps: int, saves: int, epoch_images: int) -> dict:
     import keras
 
-    from bench.checkpoints import TrialState, save_checkpoint
-    from bench.trial import build_trial_model
+    from bench.trial.checkpoints import TrialState, save_checkpoint
+    from bench.trial.fit import build_trial_model
 
     spec = spec_of(model_name)
     keras.backend.clear_session()

@@ -56,7 +56,7 @@ def synthetic_cache(synthetic_data):
 
 def pytest_benchmark_update_machine_info(config, machine_info):
     """The harness's own environment manifest beside pytest-benchmark's machine info."""
-    from bench.env import collect_manifest
+    from bench.trial.env import collect_manifest
 
     manifest = collect_manifest(seeds=[0], argv=["-m", "pytest", *sys.argv[1:]])
     machine_info["adience_bench"] = {**manifest.to_dict(), "bench_size": config.getoption("bench_size")}

@@ -5,12 +5,12 @@ What it measures, each row one configuration timed alone on the GPU (other worke
 1. Every report model (Levi & Hassner, MobileNetV3Large, ResNet50V2, EfficientNetV2M) at
    the report's sizes: 256x256 uint8 cache-sized images, the ``report`` policy's 227 crop on
    the device, batch 32, the suites' own row for the model (optimiser, options; random
-   weights), built by the trial's own code (``bench.trial.build_trial_model``), in fp32
+   weights), built by the trial's own code (``bench.trial.fit.build_trial_model``), in fp32
    and bf16 (``mixed_bfloat16``), each with its data
    - ``stream``: uint8 batches from host numpy every step (``data.loader.ArrayBatches``
      through ``data.fit_input.FitInput``, as a trial without its data on the device), or
    - ``device``: the uint8 images held once on the device in a non-trainable variable and
-     int32 indices per step (``bench.trial.build_device_trainer`` + ``data.device.IndexBatches``).
+     int32 indices per step (``bench.trial.fit.build_device_trainer`` + ``data.device.IndexBatches``).
    Trained with ``fit`` as a trial is: the first step (compile included) is timed apart,
    then one untimed warm-up epoch, then whole epochs for at least ``--steps`` steps and
    ``--min-seconds`` (img/s = images / seconds of that window).
@@ -19,8 +19,8 @@ What it measures, each row one configuration timed alone on the GPU (other worke
    summed img/s and energy per image.
 3. Per row: NVML energy per image (the total-energy counter's delta over the timed window,
    whole device), mean power and GPU utilisation, the trainer's peak device memory (XLA's
-   ``peak_bytes_in_use``), and MFU = 3 x forward FLOPs per image (``bench.flops``) x img/s
-   over (a) the datasheet's dense bf16 peak (``bench.mfu``: 989.4 TFLOP/s for H100 SXM and
+   ``peak_bytes_in_use``), and MFU = 3 x forward FLOPs per image (``bench.trial.flops``) x img/s
+   over (a) the datasheet's dense bf16 peak (``bench.trial.mfu``: 989.4 TFLOP/s for H100 SXM and
    H200) and (b) a bf16 matrix-product peak measured here first (``keras.ops.matmul`` of two
    8192x8192 bf16 matrices, the best of 5 timed rounds of 20 products).
 
@@ -227,9 +227,9 @@ class Trainer:
     def __init__(self, job: Job, settings: Settings):
         import keras
 
-        from bench.execution import resolve_data_on_device, resolve_precision
-        from bench.flops import flops_or_nan
-        from bench.trial import build_device_trainer, build_trial_model
+        from bench.trial.execution import resolve_data_on_device, resolve_precision
+        from bench.trial.fit import build_device_trainer, build_trial_model
+        from bench.trial.flops import flops_or_nan
         from data.device import IndexBatches
         from data.loader import ArrayBatches
         from data.transforms import NORMALISATIONS
@@ -517,8 +517,8 @@ def measure_matmul_peak(size: int, repeats: int, rounds: int = 5) -> float:
 
 def find_peaks(settings: Settings) -> Peaks:
     """The datasheet's dense bf16 peak of the first visible GPU, and the measured bf16 matmul peak."""
-    from bench.gpu import driver_facts
-    from bench.mfu import gpu_peak_flops
+    from bench.trial.gpu import driver_facts
+    from bench.trial.mfu import gpu_peak_flops
 
     facts, reason = driver_facts()
     peaks = Peaks(datasheet_reason=None, measured_reason=None)
@@ -527,7 +527,7 @@ def find_peaks(settings: Settings) -> Peaks:
         peaks.device = names[0]
         found = gpu_peak_flops(names[0], "bfloat16")
         if found is None:
-            peaks.datasheet_reason = f"no datasheet peak for {names[0]} in bench/mfu.py"
+            peaks.datasheet_reason = f"no datasheet peak for {names[0]} in bench/trial/mfu.py"
         else:
             peaks.datasheet_flops, peaks.datasheet_source = found
     else:
@@ -619,7 +619,7 @@ class Run:
 
             self.check_models(models)
             try:
-                from bench.env import collect_manifest
+                from bench.trial.env import collect_manifest
 
                 self.manifest = collect_manifest(seeds=[0], argv=["benchmarks/gpu_check.py", *self.argv]).to_dict()
             except Exception as error:  # the figures matter more than the manifest
@@ -698,7 +698,7 @@ class Run:
             row.status, row.note = "skipped", f"needs ~{needed:.0f} s, {s.deadline - elapsed():.0f} s left"
             progress(f"{label}: skipped ({row.note})")
             return
-        from bench.gpu import NvmlSampler
+        from bench.trial.gpu import NvmlSampler
 
         try:
             for worker in workers:
@@ -723,7 +723,7 @@ class Run:
         )
 
     def fill(self, row: Row, results: list[dict], reading) -> None:
-        from bench.mfu import model_flops_utilisation
+        from bench.trial.mfu import model_flops_utilisation
 
         row.images = sum(r["images"] for r in results)
         row.steps = sum(r["steps"] for r in results)

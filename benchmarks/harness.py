@@ -45,7 +45,7 @@ import numpy as np  # noqa: E402
 from bench.plan import Scheduling  # noqa: E402
 from bench.results import TrialRecord, train_throughput  # noqa: E402
 from bench.specs import RandomSearch, TrialSpec  # noqa: E402
-from bench.trial import build_trial_model, load_trial_data  # noqa: E402
+from bench.trial.fit import build_trial_model, load_trial_data  # noqa: E402
 from benchmarks import bench_pipeline  # noqa: E402
 from data.cache import FaceCache, ensure_cache  # noqa: E402
 from data.device import DeviceImages, IndexBatches  # noqa: E402

@@ -1,7 +1,7 @@
 """Where the harness's training time goes: the overhead ratio taken apart, with CPU accounting.
 
 The overhead benchmark (harness.measure_overhead) compares two things that differ in two
-ways at once: the harness trial runs ``bench.trial.run_trial`` (validation each epoch,
+ways at once: the harness trial runs ``bench.trial.fit.run_trial`` (validation each epoch,
 the reporter callback, the NVML sampler, the inference timing after epoch 1) *inside a Ray
 worker process*, while the bare ``fit`` runs in the benchmark's own process. This script
 runs five variants of the same TrialSpec in alternation, so each cost shows on its own:
@@ -52,7 +52,7 @@ from bench.quiet import import_tensorflow_quietly  # noqa: E402
 import_tensorflow_quietly()
 
 from bench.specs import TrialSpec  # noqa: E402
-from bench.trial import load_trial_data, run_trial  # noqa: E402
+from bench.trial.fit import load_trial_data, run_trial  # noqa: E402
 from benchmarks.harness import bare_fit, overhead_spec  # noqa: E402
 from data.cache import FaceCache, ensure_cache  # noqa: E402
 from data.synthetic import ensure_synthetic_dataset  # noqa: E402

@@ -25,8 +25,8 @@ import_tensorflow_quietly()
 import keras  # noqa: E402
 
 import models  # noqa: E402
-from bench.execution import DTYPE_POLICIES, current_backend, dtype_policy  # noqa: E402
-from bench.flops import TRAINING_TO_FORWARD, forward_flops  # noqa: E402
+from bench.trial.execution import DTYPE_POLICIES, current_backend, dtype_policy  # noqa: E402
+from bench.trial.flops import TRAINING_TO_FORWARD, forward_flops  # noqa: E402
 
 WARMUP_CALLS = 2  # graph tracing and the allocator's first rounds, never timed
 PRECISIONS_ENV = "ADIENCE_BENCH_PRECISIONS"
@@ -54,14 +54,14 @@ class Built:
         self.precision = precision
         keras.backend.clear_session()
         keras.utils.set_random_seed(0)
-        with dtype_policy(precision):  # as bench.trial.build_trial_model builds a trial's network
+        with dtype_policy(precision):  # as bench.trial.fit.build_trial_model builds a trial's network
             self.network = models.create_model(name, input_size=self.input_size)
         self.model = self.network
         if precision != "fp32":  # the loss reads float32 probabilities, as in the trial
             inputs = keras.Input((self.input_size, self.input_size, 3))
             outputs = keras.layers.Activation("linear", dtype="float32")(self.network(inputs))
             self.model = keras.Model(inputs, outputs)
-        # the trial's loss and optimiser family (bench.trial compiles the same way)
+        # the trial's loss and optimiser family (bench.trial.fit compiles the same way)
         self.model.compile(optimizer=keras.optimizers.SGD(1e-3, momentum=0.9), loss="sparse_categorical_crossentropy")
         rng = np.random.default_rng(0)
         self.images = rng.standard_normal((batch_size, self.input_size, self.input_size, 3)).astype("float32")

@@ -9,7 +9,7 @@ that holds them, in a non-trainable uint8 variable (on a CPU the "device" is hos
 ``data.loader.FaceBatches``, so for one (seed, epoch, batch index) both paths give the same
 images (tests/test_device_data.py pins it, per backend).
 
-Whether a trial's images go there (``--data-on-device auto|on|off``) is bench/execution.py's
+Whether a trial's images go there (``--data-on-device auto|on|off``) is bench/trial/execution.py's
 decision.
 """
 

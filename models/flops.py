@@ -1,6 +1,6 @@
 """Forward FLOPs per image, counted from a Keras model's layers (``forward_flops``).
 
-The harness reads it through ``bench.flops``; it lives in ``models`` so that ``python -m
+The harness reads it through ``bench.trial.flops``; it lives in ``models`` so that ``python -m
 models`` can report FLOPs without the models package importing bench.
 
 A multiply-add counts as 2 FLOPs. The count walks the functional graph, nested models

@@ -1,7 +1,7 @@
 """Fault injection for the reliability tests: a trial that raises, diverges or loses its process at epoch K.
 
 A fault is ``"raise@K"``, ``"missing@K"``, ``"nan@K"`` or ``"kill@K"`` (K counts from 1). ``faulty_trial``
-is a trial function (what ``bench.runner.run_trials`` and ``bench.trial.run_trial`` take)
+is a trial function (what ``bench.runner.run_trials`` and ``bench.trial.fit.run_trial`` take)
 that acts out the faults named per trial, so the tests can check that a bad trial costs
 nothing but itself; the harness itself knows nothing of faults.
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from bench.trial import run_trial
+from bench.trial.fit import run_trial
 from data.adience import DatasetError
 
 FAULT_KINDS = ("raise", "missing", "nan", "kill")

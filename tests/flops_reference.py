@@ -1,4 +1,4 @@
-"""The reference FLOP count the tests hold bench.flops to: TensorFlow's profiler on the frozen graph.
+"""The reference FLOP count the tests hold bench.trial.flops to: TensorFlow's profiler on the frozen graph.
 
 TensorFlow backend only. The model is traced for one image in inference mode, its variables
 frozen into constants, and ``tf.compat.v1.profiler`` sums the FLOPs its op registry knows

@@ -9,8 +9,10 @@ import keras
 import numpy as np
 import pytest
 
-from bench import checkpoints
-from bench.checkpoints import (
+from bench.plan import Scheduling
+from bench.specs import SpecError
+from bench.trial import checkpoints
+from bench.trial.checkpoints import (
     EVERY_EPOCH,
     CheckpointError,
     CheckpointRule,
@@ -20,9 +22,7 @@ from bench.checkpoints import (
     scratch_folder,
     state_bytes,
 )
-from bench.plan import Scheduling
-from bench.specs import SpecError
-from bench.trial import build_trial_model, run_trial
+from bench.trial.fit import build_trial_model, run_trial
 from tests.conftest import tiny_spec
 
 

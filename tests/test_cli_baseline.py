@@ -57,7 +57,9 @@ def test_baseline_suite_runs_end_to_end_through_ray(tmp_path):
     assert (row.backend, row.precision, row.data_on_device) == (backend, "fp32", "on")  # auto, on a CPU
     assert f"- executed as: {backend} backend, fp32, XLA {row.jit}, images on the device" in text
     assert manifest["keras_backend"] == backend and manifest["execution"]["precision"] == "auto"
-    assert row.gflops_per_image == pytest.approx(1.3014, abs=1e-3) and row.mfu > 0  # bench.flops, measured CPU peak
+    assert (
+        row.gflops_per_image == pytest.approx(1.3014, abs=1e-3) and row.mfu > 0
+    )  # bench.trial.flops, measured CPU peak
     for name in ("learning_curves", "accuracy_vs_params", "accuracy_vs_gflops", "accuracy_vs_time_to_target"):
         assert (run_dir / "plots" / f"{name}.png").read_bytes()[:4] == b"\x89PNG" and f"](plots/{name}.png)" in text
     assert f"{run_dir.name}/LEADERBOARD.md" in (tmp_path / "LEADERBOARD.md").read_text()

@@ -10,7 +10,7 @@ from PIL import Image
 
 from bench.run import main as bench_main
 from bench.specs import TrialSpec
-from bench.trial import run_trial
+from bench.trial.fit import run_trial
 from data.__main__ import main as data_main
 from data.adience import DatasetError, load_faces
 from data.cache import ensure_cache

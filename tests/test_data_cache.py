@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from bench.specs import TrialSpec
-from bench.trial import load_trial_data
+from bench.trial.fit import load_trial_data
 from data.adience import load_faces, split_folds
 from data.cache import IMAGES_FILE, MANIFEST_FILE, channel_statistics, ensure_cache, open_cache
 from data.decode import decode_face

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from bench.specs import TrialSpec
-from bench.trial import build_device_trainer, build_trial_model, load_trial_data, run_trial
+from bench.trial.fit import build_device_trainer, build_trial_model, load_trial_data, run_trial
 from data.device import DeviceImages, IndexBatches
 from data.fit_input import FitInput
 from tests.conftest import tiny_spec

@@ -1,10 +1,10 @@
-"""bench.env: the manifest names every field, or says why one is missing."""
+"""bench.trial.env: the manifest names every field, or says why one is missing."""
 
 import dataclasses
 import json
 import re
 
-from bench.env import EnvManifest, collect_manifest, read_manifest, write_manifest
+from bench.trial.env import EnvManifest, collect_manifest, read_manifest, write_manifest
 from tests.conftest import REPO_ROOT
 from tests.fake_nvml import FakeGpu, FakeNvml, ManualClock
 

@@ -6,14 +6,14 @@ import keras
 import numpy as np
 import pytest
 
-from bench.evaluation import build_oversampled_model, oversampled_accuracy
 from bench.leaderboard import render_leaderboard
-from bench.measure import Patience
 from bench.plan import RunRequest, plan_run
 from bench.results import TrialRecord, trials_table
 from bench.runner import PatienceStopper
 from bench.specs import TrialSpec
-from bench.trial import build_trial_model, run_trial
+from bench.trial.evaluation import build_oversampled_model, oversampled_accuracy
+from bench.trial.fit import build_trial_model, run_trial
+from bench.trial.measure import Patience
 from data.adience import load_faces, with_duplicates
 from data.views import OversampledViews, view_offsets
 from tests.test_results_and_leaderboard import epoch, run_info

@@ -1,4 +1,4 @@
-"""bench/execution.py and the trial's precision: auto resolved per node, mixed policies where they belong."""
+"""bench/trial/execution.py and the trial's precision: auto resolved per node, mixed policies where they belong."""
 
 import json
 import math
@@ -7,7 +7,8 @@ import keras
 import numpy as np
 import pytest
 
-from bench.execution import (
+from bench.specs import SpecError, TrialSpec
+from bench.trial.execution import (
     fits_on_device,
     requested_backend,
     resolve_data_on_device,
@@ -15,8 +16,7 @@ from bench.execution import (
     running_backend,
     select_backend,
 )
-from bench.specs import SpecError, TrialSpec
-from bench.trial import build_trial_model, run_trial
+from bench.trial.fit import build_trial_model, run_trial
 from tests.conftest import tiny_spec
 
 pytestmark = pytest.mark.backends

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import data.transforms  # noqa: F401  (registers the preprocessing layers load_model needs)
-from bench.checkpoints import TrialState, save_checkpoint
 from bench.export import export_model
-from bench.trial import build_trial_model, load_trial_data
+from bench.trial.checkpoints import TrialState, save_checkpoint
+from bench.trial.fit import build_trial_model, load_trial_data
 from models.autoencoder import CLASSIFIER_LAYER
 from tests.conftest import tiny_spec
 

@@ -1,4 +1,4 @@
-"""bench.flops: forward FLOPs per image from the Keras layers, multiply-add = 2 FLOPs.
+"""bench.trial.flops: forward FLOPs per image from the Keras layers, multiply-add = 2 FLOPs.
 
 Each rule against a figure worked out by hand, then whole models against TensorFlow's
 profiler (tests/flops_reference.py): within 3%."""
@@ -10,7 +10,7 @@ import pytest
 from keras import layers
 
 import models
-from bench.flops import TRAINING_TO_FORWARD, FlopsError, forward_flops, training_flops
+from bench.trial.flops import TRAINING_TO_FORWARD, FlopsError, forward_flops, training_flops
 
 pytestmark = pytest.mark.backends
 # TensorFlow's profiler traces the model as a tf.function: only a model built on that backend

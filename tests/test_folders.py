@@ -5,7 +5,7 @@ import json
 import pytest
 
 from bench.specs import TrialSpec
-from bench.trial import build_trial_model, load_trial_data, run_trial
+from bench.trial.fit import build_trial_model, load_trial_data, run_trial
 from data.__main__ import main as data_main
 from data.adience import DatasetError, split_folds
 from data.cache import ensure_cache

@@ -1,4 +1,4 @@
-"""bench.gpu: the NVML sampler against a fake pynvml, discovery and the manifest's driver facts."""
+"""bench.trial.gpu: the NVML sampler against a fake pynvml, discovery and the manifest's driver facts."""
 
 import math
 import sys
@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from bench.gpu import (
+from bench.trial.gpu import (
     GpuReading,
     NvmlSampler,
     NvmlUnavailable,
@@ -15,7 +15,7 @@ from bench.gpu import (
     open_nvml,
     visible_gpu_selectors,
 )
-from bench.measure import gpu_report
+from bench.trial.measure import gpu_report
 from tests.fake_nvml import FakeGpu, FakeNvml, ManualClock
 
 PID = 4242

@@ -4,8 +4,8 @@ import math
 
 import pytest
 
-from bench.measure import measure_inference
 from bench.results import epochs_to_plateau, epochs_to_target, time_to_target, train_throughput
+from bench.trial.measure import measure_inference
 from tests.fake_nvml import ManualClock
 
 # --------------------------------------------------------------------------- throughput

@@ -1,10 +1,10 @@
-"""bench.mfu: datasheet peaks by GPU name, the measured CPU peak, and MFU's definition."""
+"""bench.trial.mfu: datasheet peaks by GPU name, the measured CPU peak, and MFU's definition."""
 
 import math
 
 import pytest
 
-from bench.mfu import gpu_peak_flops, measure_cpu_matmul_peak, model_flops_utilisation, trial_peak
+from bench.trial.mfu import gpu_peak_flops, measure_cpu_matmul_peak, model_flops_utilisation, trial_peak
 
 # --------------------------------------------------------------------------- MFU
 

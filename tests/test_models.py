@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import models
-from bench.flops import forward_flops
+from bench.trial.flops import forward_flops
 from models.autoencoder import CLASSIFIER_LAYER
 from models.transfer import BACKBONE_LAYER, BACKBONES, freeze_backbone
 from tests.model_zoo import default_model, trainable_parameters
@@ -41,7 +41,7 @@ class Contract:
     input_size: int  # default input size
     shape_input: int | None  # the shape test's input: the smallest the builder accepts; None: the default model
     params: int  # at the default input size
-    flops: int  # forward FLOPs per image at the default input size, bench.flops's count
+    flops: int  # forward FLOPs per image at the default input size, bench.trial.flops's count
     trainable: dict = field(default_factory=dict)  # frozen option -> trainable parameters (transfer models)
 
 

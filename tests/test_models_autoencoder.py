@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import models
-from bench.flops import forward_flops
+from bench.trial.flops import forward_flops
 from models.autoencoder import ENCODER_FILTERS, ReconstructionLoss, inference_model
 
 pytestmark = pytest.mark.backends
@@ -30,7 +30,7 @@ def _reconstruction_error(model: keras.Model, images: np.ndarray) -> float:
 
 
 def _like_the_trial(network: keras.Model, learning_rate: float = 1e-3) -> keras.Model:
-    """Wrapped and compiled as bench/trial.py does: one classification loss, nothing else."""
+    """Wrapped and compiled as bench/trial/fit.py does: one classification loss, nothing else."""
     images = keras.Input(network.input.shape[1:])
     model = keras.Model(images, network(keras.layers.Identity()(images)))
     model.compile(optimizer=keras.optimizers.Adam(learning_rate), loss="sparse_categorical_crossentropy")

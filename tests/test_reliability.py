@@ -12,7 +12,6 @@ import pytest
 from bench.goals import Goals
 from bench.io import write_table
 from bench.leaderboard import RunInfo, write_leaderboard
-from bench.measure import resident_memory_bytes
 from bench.plan import Scheduling
 from bench.results import (
     STATUS_COMPLETED,
@@ -24,6 +23,7 @@ from bench.results import (
     trials_table,
 )
 from bench.runner import local_ray_options, run_trials, start_ray, stop_ray
+from bench.trial.measure import resident_memory_bytes
 from tests.conftest import tiny_spec
 from tests.faults import Fault, InjectedFault, faulty_trial
 

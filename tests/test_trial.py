@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from bench.measure import EPOCH_METRIC_KEYS
 from bench.specs import TrialSpec
-from bench.trial import build_trial_model, run_trial
+from bench.trial.fit import build_trial_model, run_trial
+from bench.trial.measure import EPOCH_METRIC_KEYS
 from data.adience import load_faces
 from data.device import IndexBatches
 from data.fit_input import FitInput
@@ -59,7 +59,7 @@ def test_trial_model_takes_cached_images_and_wraps_the_network():
 
 
 def test_caffe_step_schedule_divides_the_learning_rate_by_ten_every_10k_steps():
-    from bench.trial import build_optimizer
+    from bench.trial.fit import build_optimizer
 
     spec = TrialSpec(name="c", model="levi_hassner", learning_rate=1e-3, lr_decay_steps=10_000, weight_decay=5e-4)
     optimizer = build_optimizer(spec)

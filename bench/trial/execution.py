@@ -142,7 +142,7 @@ def jit_compile_argument(requested: str) -> bool | str:
 def device_memory_bytes() -> float | None:
     """Memory of the device a trial's images would go to: the first visible GPU's, else the host's available."""
     if gpu_compute_capabilities():
-        from bench.gpu import smallest_gpu_memory_bytes
+        from bench.trial.gpu import smallest_gpu_memory_bytes
 
         return smallest_gpu_memory_bytes()
     return host_available_memory_bytes()

@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.gpu import driver_facts
 from bench.io import atomic_write_text
+from bench.trial.gpu import driver_facts
 
 MANIFEST_NAME = "manifest.json"
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -59,7 +59,7 @@ class EnvManifest:
     cpu_matmul_peak_flops: float | None = None  # measured once per run, for CPU MFU
     missing: dict[str, str] = field(default_factory=dict)
     jax: str | None = None
-    # what the run asked of its trials (bench/execution.py): backend, precision, jit, data_on_device;
+    # what the run asked of its trials (bench/trial/execution.py): backend, precision, jit, data_on_device;
     # each trial reports what its node resolved "auto" to (results.csv, the leaderboard)
     execution: dict[str, str] = field(default_factory=dict)
 

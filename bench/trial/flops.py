@@ -10,7 +10,7 @@ import math
 
 import keras
 
-from bench.mfu import TRAINING_TO_FORWARD
+from bench.trial.mfu import TRAINING_TO_FORWARD
 from models.flops import ACTIVATION_FLOPS, FlopsError, flops_rule, forward_flops
 
 __all__ = [

@@ -4,7 +4,7 @@
 The over-sampled model shares the trial's network and normalisation and adds only
 ``data.views.OversampledViews`` before them and a mean over each face's views after them:
 keras.ops throughout, so it runs on every backend. It costs about ten validation passes, so
-a trial measures it at its end (bench/measure.py), not every epoch.
+a trial measures it at its end (bench/trial/measure.py), not every epoch.
 """
 
 from __future__ import annotations

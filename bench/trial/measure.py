@@ -20,8 +20,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from bench.checkpoints import CheckpointRule, TrialState
-from bench.gpu import GpuReading, NvmlSampler
+from bench.trial.checkpoints import CheckpointRule, TrialState
+from bench.trial.gpu import GpuReading, NvmlSampler
 
 # what a trial reports each epoch, in this order (results tables keep it)
 EPOCH_METRIC_KEYS = (
@@ -49,7 +49,7 @@ EPOCH_METRIC_KEYS = (
     "node_keras",
     "node_ray",
     "node_jax",
-    # how it executed, resolved on its node (bench/execution.py)
+    # how it executed, resolved on its node (bench/trial/execution.py)
     "backend",
     "precision",
     "jit",
@@ -182,7 +182,7 @@ class EpochReporter(keras.callbacks.Callback):
     the end of epoch 1, and the over-sampled accuracy at the trial's last epoch (its budget's,
     or the one the patience rule ends it at), each before that epoch's report: a scheduler may
     stop the trial after any report. Their time and GPU energy count in no epoch and not in
-    elapsed seconds. Where ``rule`` says a checkpoint is due (bench.checkpoints.CheckpointRule),
+    elapsed seconds. Where ``rule`` says a checkpoint is due (bench.trial.checkpoints.CheckpointRule),
     ``checkpoint`` writes the trial's state to a folder that goes out with the epoch's report.
     Elapsed seconds count from the first attempt's start (``state.origin``), a lost attempt
     included: MLPerf's rule.

@@ -18,10 +18,11 @@ import keras
 import numpy as np
 
 import models
-from bench.checkpoints import CheckpointRule, TrialState, load_checkpoint, save_checkpoint, scratch_folder
-from bench.env import node_facts
-from bench.evaluation import build_oversampled_model, oversampled_accuracy
-from bench.execution import (
+from bench.specs import TrialSpec
+from bench.trial.checkpoints import CheckpointRule, TrialState, load_checkpoint, save_checkpoint, scratch_folder
+from bench.trial.env import node_facts
+from bench.trial.evaluation import build_oversampled_model, oversampled_accuracy
+from bench.trial.execution import (
     Execution,
     current_backend,
     dtype_policy,
@@ -29,10 +30,9 @@ from bench.execution import (
     resolve_data_on_device,
     resolve_precision,
 )
-from bench.flops import flops_or_nan
-from bench.gpu import NvmlSampler
-from bench.measure import INFERENCE_BATCH_SIZE, EpochReporter, Reporter, inference_images_per_sec
-from bench.specs import TrialSpec
+from bench.trial.flops import flops_or_nan
+from bench.trial.gpu import NvmlSampler
+from bench.trial.measure import INFERENCE_BATCH_SIZE, EpochReporter, Reporter, inference_images_per_sec
 from data.cache import DEFAULT_IMAGE_SIZE, FaceCache
 from data.device import DeviceImages
 from data.fit_input import FitInput
@@ -146,7 +146,7 @@ def run_trial(
     Early stopping (patience, ASHA) is the scheduler's: bench/runner.py stops the trial
     between epochs. Called without a scheduler, every epoch runs. ``callbacks`` run first
     in every epoch (tests inject faults through them). Where the ``checkpoints`` rule says so
-    (none: never), an epoch's report carries a checkpoint folder (bench/checkpoints.py);
+    (none: never), an epoch's report carries a checkpoint folder (bench/trial/checkpoints.py);
     ``restore_from`` such a folder continues the trial from the epoch after it.
     """
     started_at = time.time()
