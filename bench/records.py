@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.errors import error_line
-from bench.results import TrialRecord
+from bench.report.results import TrialRecord
 from bench.specs import TrialSpec, apply_sample
 from bench.trial.measure import EPOCH_METRIC_KEYS
 

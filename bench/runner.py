@@ -43,8 +43,8 @@ from bench.records import (
     records_from,
     resolve_spec,
 )
+from bench.report.results import TrialRecord
 from bench.resources import NodeCapacity, Resources, check_address, plan_node_resources, plan_resources
-from bench.results import TrialRecord
 from bench.specs import RandomSearch, SpecError, TrialSpec, planned_specs
 from bench.trial.checkpoints import CheckpointError, CheckpointRule
 from bench.trial.execution import current_backend

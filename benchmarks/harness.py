@@ -43,7 +43,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from bench.plan import Scheduling  # noqa: E402
-from bench.results import TrialRecord, train_throughput  # noqa: E402
+from bench.report.results import TrialRecord, train_throughput  # noqa: E402
 from bench.specs import RandomSearch, TrialSpec  # noqa: E402
 from bench.trial.fit import build_trial_model, load_trial_data  # noqa: E402
 from benchmarks import bench_pipeline  # noqa: E402

@@ -6,9 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-from bench.leaderboard import render_leaderboard
 from bench.plan import RunRequest, plan_run
-from bench.results import TrialRecord, trials_table
+from bench.report.leaderboard import render_leaderboard
+from bench.report.results import TrialRecord, trials_table
 from bench.runner import PatienceStopper
 from bench.specs import TrialSpec
 from bench.trial.evaluation import build_oversampled_model, oversampled_accuracy

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from bench.results import epochs_to_plateau, epochs_to_target, time_to_target, train_throughput
+from bench.report.results import epochs_to_plateau, epochs_to_target, time_to_target, train_throughput
 from bench.trial.measure import measure_inference
 from tests.fake_nvml import ManualClock
 

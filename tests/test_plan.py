@@ -6,7 +6,7 @@ import pytest
 
 from bench import plan as planning
 from bench.plan import RunRequest, Scheduling, plan_run
-from bench.results import TrialRecord
+from bench.report.results import TrialRecord
 from bench.run import build_parser, main
 from bench.specs import Problem, SpecError, TrialSpec
 from tests.test_results_and_leaderboard import epoch

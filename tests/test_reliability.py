@@ -11,9 +11,9 @@ import pytest
 
 from bench.goals import Goals
 from bench.io import write_table
-from bench.leaderboard import RunInfo, write_leaderboard
 from bench.plan import Scheduling
-from bench.results import (
+from bench.report.leaderboard import RunInfo, write_leaderboard
+from bench.report.results import (
     STATUS_COMPLETED,
     STATUS_DIVERGED,
     STATUS_FAILED,

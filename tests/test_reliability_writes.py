@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from bench.goals import Goals
-from bench.leaderboard import RunInfo, render_leaderboard, write_leaderboard
-from bench.results import TrialRecord, trials_table
+from bench.report.leaderboard import RunInfo, render_leaderboard, write_leaderboard
+from bench.report.results import TrialRecord, trials_table
 from bench.specs import TrialSpec
 from tests.conftest import REPO_ROOT
 
@@ -21,7 +21,7 @@ WRITER = """
 import itertools, sys
 import pandas as pd
 import pytest
-from bench.leaderboard import write_leaderboard
+from bench.report.leaderboard import write_leaderboard
 from tests.test_reliability_writes import info
 trials = pd.read_parquet(sys.argv[1])
 for version in itertools.count(1):
@@ -97,8 +97,8 @@ def test_a_failed_rename_leaves_every_output_as_it_was(tmp_path, monkeypatch):
     through a temporary file and a rename: when the rename fails, each file stays as it was."""
     from bench import io
     from bench.io import atomic_write_text, write_table
-    from bench.leaderboard import save_run_info
-    from bench.results import epochs_table
+    from bench.report.leaderboard import save_run_info
+    from bench.report.results import epochs_table
     from bench.runner import PatienceStopper
     from bench.trial.env import collect_manifest, write_manifest
     from tests.fake_nvml import FakeNvml, ManualClock

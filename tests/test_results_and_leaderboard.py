@@ -7,13 +7,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from bench.answer import SMOKE_SENTENCE, ranked_rows
-from bench.compare import compare_runs, main, render_cross_run_leaderboard
 from bench.goals import MET, MISSED, SMOKE, UNMEASURED, GoalError, Goals, check_row, meets_every_budget, parse_goal
 from bench.io import atomic_write_text, read_table, write_table
-from bench.leaderboard import RunInfo, load_run_info, render_leaderboard, save_run_info, write_leaderboard
-from bench.plots import pareto_front, plot_learning_curves, plot_tradeoff, write_plots
-from bench.results import TrialRecord, epochs_table, groups_table, summarise, trials_table
+from bench.report.answer import SMOKE_SENTENCE, ranked_rows
+from bench.report.compare import compare_runs, main, render_cross_run_leaderboard
+from bench.report.leaderboard import RunInfo, load_run_info, render_leaderboard, save_run_info, write_leaderboard
+from bench.report.plots import pareto_front, plot_learning_curves, plot_tradeoff, write_plots
+from bench.report.results import TrialRecord, epochs_table, groups_table, summarise, trials_table
 from bench.specs import TrialSpec
 
 GOLDEN = Path(__file__).parent / "golden" / "leaderboard.md"

@@ -3,7 +3,7 @@ others with the budgets each one misses), then an accuracy table and a cost tabl
 the same row numbers as the plots, the published figures, the trials and the definitions.
 
 The header comes from ``RunInfo``, saved beside the board as ``run_info.json`` for
-``bench/compare.py`` (the board across runs, two runs compared).
+``bench/report/compare.py`` (the board across runs, two runs compared).
 """
 
 from __future__ import annotations
@@ -18,8 +18,11 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from bench.answer import SMOKE_SENTENCE, answer_lines, ranked_rows, verdict_cell
-from bench.cells import (
+from bench.choices import EXECUTION_KEYS
+from bench.goals import Goals
+from bench.io import atomic_write_text
+from bench.report.answer import SMOKE_SENTENCE, answer_lines, ranked_rows, verdict_cell
+from bench.report.cells import (
     format_accuracy,
     format_count,
     format_energy,
@@ -28,10 +31,7 @@ from bench.cells import (
     hyperparameters,
     missing,
 )
-from bench.choices import EXECUTION_KEYS
-from bench.goals import Goals
-from bench.io import atomic_write_text
-from bench.results import CONFIDENCE, STATUS_COMPLETED, groups_table
+from bench.report.results import CONFIDENCE, STATUS_COMPLETED, groups_table
 
 RUN_INFO_NAME = "run_info.json"
 LEADERBOARD_NAME = "LEADERBOARD.md"
@@ -345,7 +345,7 @@ def write_leaderboard(info: RunInfo, trials: pd.DataFrame, path: Path, epochs: p
     """LEADERBOARD.md at ``path``; with ``epochs``, the plots too (``plots/`` beside it)."""
     plots: list[tuple[str, str | None, str]] = []
     if epochs is not None:
-        from bench import plots as plotting  # matplotlib: only where plots are drawn
+        from bench.report import plots as plotting  # matplotlib: only where plots are drawn
 
         ranked = ranked_rows(groups_table(trials), info.goals, info.preset == "smoke")
         numbers = {row.group: number for number, row, _ in ranked}

@@ -11,7 +11,6 @@ import math
 import pandas as pd
 from tabulate import tabulate
 
-from bench.cells import missing
 from bench.goals import (
     MET,
     MISSED,
@@ -23,6 +22,7 @@ from bench.goals import (
     format_budget_value,
     meets_every_budget,
 )
+from bench.report.cells import missing
 
 CHECK, CROSS = "✓", "✗"
 Ranked = list[tuple[int, object, list[Verdict]]]  # (row number, per-row table row, its verdicts)

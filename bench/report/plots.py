@@ -23,7 +23,7 @@ from matplotlib.lines import Line2D
 
 from bench.goals import Goals
 from bench.io import atomic_write_bytes
-from bench.results import groups_table
+from bench.report.results import groups_table
 
 DPI = 110
 PlotEntry = tuple[str, Path | None, str]  # (title, PNG path or None when not drawn, note)

@@ -17,13 +17,13 @@ from pathlib import Path
 import pandas as pd
 
 from bench.choices import EXECUTION_KEYS
-from bench.compare import write_cross_run_leaderboard
 from bench.dataset import RunData
 from bench.errors import UsageError
 from bench.io import atomic_write_text, write_table
-from bench.leaderboard import RunInfo, save_run_info, write_leaderboard
 from bench.plan import Plan, RunRequest
-from bench.results import STATUS_FAILED, TrialRecord, epochs_table, trials_table
+from bench.report.compare import write_cross_run_leaderboard
+from bench.report.leaderboard import RunInfo, save_run_info, write_leaderboard
+from bench.report.results import STATUS_FAILED, TrialRecord, epochs_table, trials_table
 from bench.trial.env import NODE_FACTS, collect_manifest, node_facts, read_manifest, write_manifest
 from bench.trial.mfu import measure_cpu_matmul_peak
 
