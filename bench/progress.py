@@ -3,7 +3,7 @@
 No ray here: ``bench/runner.py`` forwards Ray Tune's trial events to ``Progress``. The time
 left weighs each trial's remaining epochs (its budget, less what ran; nothing for a trial
 that ended) by what one of its epochs costs: measured once it has run one, else its
-up-front estimate (bench/estimate.py) scaled by how the measured trials compared with
+up-front estimate (bench/plan/estimate.py) scaled by how the measured trials compared with
 theirs, else the mean measured epoch; a trial not yet started also pays the time finished
 trials spent outside their epochs (building the model, the inference and over-sampled
 measurements), in proportion to its epoch cost; all of it divided among the trials that
@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from bench.errors import error_line
-from bench.estimate import format_duration
+from bench.plan.estimate import format_duration
 
 
 class Progress:

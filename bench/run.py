@@ -21,8 +21,9 @@ if __name__ == "__main__" or Path(sys.argv[0]).name == "adience-bench":
 import_tensorflow_quietly()  # before anything below imports keras
 
 import models  # noqa: E402
-from bench import dataset, estimate, plan, suites  # noqa: E402
-from bench.goals import GoalError, parse_goal  # noqa: E402
+from bench.plan import dataset, estimate, suites  # noqa: E402
+from bench.plan import planner as plan  # noqa: E402
+from bench.plan.goals import GoalError, parse_goal  # noqa: E402
 from bench.report import run_folder as report  # noqa: E402
 from bench.specs import SpecError  # noqa: E402
 from data.adience import FOLD_COUNT, DatasetError  # noqa: E402

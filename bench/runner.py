@@ -31,7 +31,7 @@ from bench.cluster import code_modules, join_auth_mode, probe, storage_root
 from bench.errors import RunnerError
 from bench.export import drop_finished_checkpoints, save_best_models
 from bench.io import atomic_write_text
-from bench.plan import Plan, Scheduling
+from bench.plan.planner import Plan, Scheduling
 from bench.progress import Progress
 from bench.ray_env import LOCAL_RAY_ENVIRONMENT, TRIAL_ENVIRONMENT, trial_environment
 from bench.records import (

@@ -45,7 +45,7 @@ def report_training_images() -> tuple[int, str]:
 
 
 def spec_of(model: str):
-    from bench import suites
+    from bench.plan import suites
 
     if model == "levi_hassner":
         return suites.LEVI_HASSNER_SGD

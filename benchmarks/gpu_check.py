@@ -188,8 +188,8 @@ class Job:
 def trial_spec(model: str, settings: Settings, precision: str, data_on_device: str):
     """The report's row for ``model`` (the suites' spec with the best published figure), at
     this run's input and batch size, random weights; a default spec for a model in no suite."""
+    from bench.plan.suites import get_suite
     from bench.specs import TrialSpec
-    from bench.suites import get_suite
 
     rows = [spec for suite in SUITES for spec in get_suite(suite).specs if spec.model == model]
     base = max(rows, key=lambda spec: -1.0 if spec.reference is None else spec.reference, default=None)

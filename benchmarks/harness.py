@@ -42,7 +42,7 @@ import_tensorflow_quietly()
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from bench.plan import Scheduling  # noqa: E402
+from bench.plan.planner import Scheduling  # noqa: E402
 from bench.report.results import TrialRecord, train_throughput  # noqa: E402
 from bench.specs import RandomSearch, TrialSpec  # noqa: E402
 from bench.trial.fit import build_trial_model, load_trial_data  # noqa: E402
@@ -312,7 +312,7 @@ def measure_scheduling(cache: FaceCache, trials: int = 100) -> HarnessRatio:
 # --------------------------------------------------------------------------- early stopping
 
 
-ASHA_GRACE_PERIOD = 1  # the runner's defaults (bench.plan.Scheduling)
+ASHA_GRACE_PERIOD = 1  # the runner's defaults (bench.plan.planner.Scheduling)
 ASHA_REDUCTION_FACTOR = 3
 REPLAYED_ORDERS = 200
 

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from bench.plan import Scheduling
+from bench.plan.planner import Scheduling
 from bench.specs import SpecError
 from bench.trial import checkpoints
 from bench.trial.checkpoints import (

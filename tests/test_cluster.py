@@ -7,7 +7,7 @@ import pytest
 
 from bench import cluster
 from bench.errors import RunnerError
-from bench.plan import Scheduling
+from bench.plan.planner import Scheduling
 from tests.conftest import REPO_ROOT
 
 

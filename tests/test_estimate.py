@@ -3,7 +3,7 @@
 import pytest
 
 import models
-from bench.estimate import (
+from bench.plan.estimate import (
     TRACE_SECONDS_PER_LAYER,
     ModelCost,
     count_layers,

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from bench.plan import RunRequest, plan_run
+from bench.plan.planner import RunRequest, plan_run
 from bench.report.leaderboard import render_leaderboard
 from bench.report.results import TrialRecord, trials_table
 from bench.runner import PatienceStopper

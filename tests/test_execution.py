@@ -97,8 +97,8 @@ def test_a_bf16_levi_hassner_smoke_trial_lands_in_the_fp32_trials_accuracy_band(
     The network sees the 227 crop resized to 128 px (the trial's resize layer): 90 s for both
     trials here instead of 290 s at 227, and it still learns the data's strands (~0.97 in fp32).
     """
-    from bench.plan import PRESETS
-    from bench.suites import LEVI_HASSNER_SGD
+    from bench.plan.planner import PRESETS
+    from bench.plan.suites import LEVI_HASSNER_SGD
     from data.cache import ensure_cache
     from data.synthetic import ensure_synthetic_dataset
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import models
-from bench.plan import RunRequest, plan_run
+from bench.plan.planner import RunRequest, plan_run
 from bench.progress import Progress
 from data.transforms import NORMALISATIONS
 from models.__main__ import main as models_main

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from bench import plan as planning
-from bench.plan import RunRequest, Scheduling, plan_run
+from bench.plan import planner as planning
+from bench.plan.planner import RunRequest, Scheduling, plan_run
 from bench.report.results import TrialRecord
 from bench.run import build_parser, main
 from bench.specs import Problem, SpecError, TrialSpec

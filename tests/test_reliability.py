@@ -9,9 +9,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.goals import Goals
 from bench.io import write_table
-from bench.plan import Scheduling
+from bench.plan.goals import Goals
+from bench.plan.planner import Scheduling
 from bench.report.leaderboard import RunInfo, write_leaderboard
 from bench.report.results import (
     STATUS_COMPLETED,

@@ -197,12 +197,12 @@ def test_fold_rows_reaching_outside_the_dataset_are_counted_skips(dataset):
     ],
 )
 def test_an_unexpected_error_is_one_line_naming_its_traceback_log(raised, code, expected, capsys, monkeypatch):
-    import bench.plan
+    import bench.plan.planner
 
     def plan_run(request):  # stands in for a failure no check foresaw, inside the real CLI
         raise raised
 
-    monkeypatch.setattr(bench.plan, "plan_run", plan_run)
+    monkeypatch.setattr(bench.plan.planner, "plan_run", plan_run)
     assert bench_main(["--suite", "selftest"]) == code
     line = one_error_line(capsys)
     assert line.startswith(expected), line

@@ -10,7 +10,7 @@ import time
 import pandas as pd
 import pytest
 
-from bench.goals import Goals
+from bench.plan.goals import Goals
 from bench.report.leaderboard import RunInfo, render_leaderboard, write_leaderboard
 from bench.report.results import TrialRecord, trials_table
 from bench.specs import TrialSpec

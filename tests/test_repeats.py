@@ -2,10 +2,10 @@
 
 import pytest
 
-from bench.plan import expand_specs
+from bench.plan.planner import expand_specs
+from bench.plan.suites import get_suite
 from bench.run import main
 from bench.specs import TrialSpec
-from bench.suites import get_suite
 
 
 def spec(**changes):

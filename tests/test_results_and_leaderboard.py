@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from bench.goals import MET, MISSED, SMOKE, UNMEASURED, GoalError, Goals, check_row, meets_every_budget, parse_goal
 from bench.io import atomic_write_text, read_table, write_table
+from bench.plan.goals import MET, MISSED, SMOKE, UNMEASURED, GoalError, Goals, check_row, meets_every_budget, parse_goal
 from bench.report.answer import SMOKE_SENTENCE, ranked_rows
 from bench.report.compare import compare_runs, main, render_cross_run_leaderboard
 from bench.report.leaderboard import RunInfo, load_run_info, render_leaderboard, save_run_info, write_leaderboard

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from bench.errors import RunnerError, UsageError
-from bench.plan import Scheduling
+from bench.plan.planner import Scheduling
 from bench.records import epochs_that_count
 from bench.resources import NodeCapacity, check_address, plan_node_resources, plan_resources
 from bench.runner import PatienceStopper, run_trials
@@ -192,7 +192,7 @@ def test_resume_after_the_driver_is_killed(tmp_path, small_synthetic):
 
 
 def test_auto_gpu_shares_follow_each_models_training_memory(monkeypatch):
-    from bench import estimate
+    from bench.plan import estimate
 
     monkeypatch.setattr(estimate, "smallest_gpu_memory_bytes", lambda: 16 * 2**30)
     specs = [tiny("small", batch_size=16), tiny("big", model="resnet50_v2", model_options={"input_size": 227})]
@@ -202,7 +202,7 @@ def test_auto_gpu_shares_follow_each_models_training_memory(monkeypatch):
 
 
 def test_auto_gpu_shares_without_a_gpu_is_a_one_line_error(monkeypatch):
-    from bench import estimate
+    from bench.plan import estimate
 
     monkeypatch.setattr(estimate, "smallest_gpu_memory_bytes", lambda: None)
     with pytest.raises(UsageError, match="no NVIDIA GPU was found"):

@@ -1,8 +1,8 @@
 import pytest
 
-from bench.plan import PRESETS, get_preset
+from bench.plan.planner import PRESETS, get_preset
+from bench.plan.suites import Suite, UnknownSuiteError, get_suite, list_suites, register_suite
 from bench.specs import SpecError, TrialSpec
-from bench.suites import Suite, UnknownSuiteError, get_suite, list_suites, register_suite
 
 
 def make_spec(**changes):
@@ -109,7 +109,7 @@ def test_transfer_suite_holds_the_reports_13_rows():
 
 
 def test_transfer_smoke_budget_is_small_random_and_eager():
-    from bench.plan import RunRequest, plan_run
+    from bench.plan.planner import RunRequest, plan_run
 
     request = RunRequest("transfer", "smoke", "", True, None, {}, False, {})
     plan = plan_run(request)

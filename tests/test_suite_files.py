@@ -4,9 +4,9 @@ import textwrap
 
 import pytest
 
-from bench.plan import RunRequest, plan_run
+from bench.plan.planner import RunRequest, plan_run
+from bench.plan.suite_files import SuiteFileError, load_suite_file
 from bench.run import main
-from bench.suite_files import SuiteFileError, load_suite_file
 from tests.conftest import REPO_ROOT, run_cli
 from tests.image_folders import write_image_folder
 

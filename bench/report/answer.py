@@ -11,7 +11,7 @@ import math
 import pandas as pd
 from tabulate import tabulate
 
-from bench.goals import (
+from bench.plan.goals import (
     MET,
     MISSED,
     SMOKE,

@@ -19,8 +19,8 @@ import pandas as pd
 from tabulate import tabulate
 
 from bench.choices import EXECUTION_KEYS
-from bench.goals import Goals
 from bench.io import atomic_write_text
+from bench.plan.goals import Goals
 from bench.report.answer import SMOKE_SENTENCE, answer_lines, ranked_rows, verdict_cell
 from bench.report.cells import (
     format_accuracy,
@@ -58,7 +58,7 @@ class RunInfo:
     command: str = ""
     repeats: int = 1
     cv: bool = False
-    protocol: str = ""  # bench/protocols.py: the protocol's description
+    protocol: str = ""  # bench/plan/protocols.py: the protocol's description
     counting: str = ""  # how faces were counted (each once, or every listed line)
     nodes: str = ""  # nodes whose versions differ from the driver's ("" when none do)
 

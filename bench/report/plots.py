@@ -21,8 +21,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from bench.goals import Goals
 from bench.io import atomic_write_bytes
+from bench.plan.goals import Goals
 from bench.report.results import groups_table
 
 DPI = 110

@@ -17,10 +17,10 @@ from pathlib import Path
 import pandas as pd
 
 from bench.choices import EXECUTION_KEYS
-from bench.dataset import RunData
 from bench.errors import UsageError
 from bench.io import atomic_write_text, write_table
-from bench.plan import Plan, RunRequest
+from bench.plan.dataset import RunData
+from bench.plan.planner import Plan, RunRequest
 from bench.report.compare import write_cross_run_leaderboard
 from bench.report.leaderboard import RunInfo, save_run_info, write_leaderboard
 from bench.report.results import STATUS_FAILED, TrialRecord, epochs_table, trials_table

@@ -41,7 +41,7 @@ from data.transforms import NORMALISATIONS, POLICIES, Preprocessing
 
 
 def load_trial_data(spec: TrialSpec, cache: FaceCache) -> TrialData:
-    """The trial's split of the cache the driver built (bench/dataset.py), as its spec asks."""
+    """The trial's split of the cache the driver built (bench/plan/dataset.py), as its spec asks."""
     return load_split(
         cache,
         spec.val_fold,

@@ -7,9 +7,9 @@ accuracy for the row and ``reference_epochs`` the epochs it trained for it.
 from __future__ import annotations
 
 from bench.errors import did_you_mean
+from bench.plan.suite import Suite, UnknownSuiteError
+from bench.plan.suite_files import load_suite_file
 from bench.specs import Preset, RandomSearch, TrialSpec
-from bench.suite import Suite, UnknownSuiteError
-from bench.suite_files import load_suite_file
 
 _SUITES: dict[str, Suite] = {}
 
@@ -44,7 +44,7 @@ def describe_suites(names: list[str] | None = None) -> str:
 
 
 def get_suite(name: str) -> Suite:
-    """A registered suite by name, or the suite a ``.toml`` file describes (bench/suite_files.py)."""
+    """A registered suite by name, or the suite a ``.toml`` file describes (bench/plan/suite_files.py)."""
     if name.endswith(".toml"):
         return load_suite_file(name)
     try:

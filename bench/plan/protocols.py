@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from bench.errors import did_you_mean
+from bench.plan.suites import LEVI_HASSNER_CAFFE
 from bench.specs import SpecError, TrialSpec
-from bench.suites import LEVI_HASSNER_CAFFE
 
 
 @dataclass(frozen=True)

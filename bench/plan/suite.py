@@ -1,6 +1,6 @@
 """A suite: a named experiment of TrialSpecs (and a random search), its scheduling and goals.
 
-The report's suites (bench/suites.py) and a user's TOML suite files (bench/suite_files.py)
+The report's suites (bench/plan/suites.py) and a user's TOML suite files (bench/plan/suite_files.py)
 are both made of this.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from bench.goals import Goals
+from bench.plan.goals import Goals
 from bench.specs import Preset, RandomSearch, TrialSpec, planned_specs
 
 
@@ -31,7 +31,7 @@ class Suite:
     asha_reduction_factor: int = 3
     smoke: Preset | None = None  # the suite's own smoke budget, where the general one is too slow
     parts: tuple[Suite, ...] = ()  # a suite made of others ("all"): each keeps its own presets
-    budgets: Mapping[str, float] = field(default_factory=dict)  # bench/goals.py's budget name -> value
+    budgets: Mapping[str, float] = field(default_factory=dict)  # bench/plan/goals.py's budget name -> value
     metric: str = "val_accuracy"
     mode: str = "max"
 

@@ -3,7 +3,7 @@
     name = "backbones"                      # the run folder and the leaderboard say it
     description = "three keras.applications backbones"
     target_accuracy = 0.8                   # epochs- and time-to-target count to it
-    [goals]                                 # bench/goals.py's budget names
+    [goals]                                 # bench/plan/goals.py's budget names
     accuracy = 0.8
     time = 1800
     [[trials]]                              # one table per trial: TrialSpec's field names
@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UsageError, did_you_mean
-from bench.goals import BUDGETS, GoalError, check_value
+from bench.plan.goals import BUDGETS, GoalError, check_value
+from bench.plan.suite import Suite
 from bench.specs import Preset, RandomSearch, SpecError, TrialSpec
-from bench.suite import Suite
 
 TOP_LEVEL = {"name": str, "description": str, "target_accuracy": float, "goals": dict, "trials": list}
 TOP_LEVEL |= {"search": dict, "preset": dict}

@@ -20,8 +20,9 @@ from pathlib import Path
 
 import models
 from bench.errors import UsageError
-from bench.goals import Goals
-from bench.protocols import Protocol, get_protocol
+from bench.plan.goals import Goals
+from bench.plan.protocols import Protocol, get_protocol
+from bench.plan.suites import Suite, get_suite
 from bench.specs import (
     Preset,
     Problem,
@@ -32,7 +33,6 @@ from bench.specs import (
     integer_problem,
     planned_specs,
 )
-from bench.suites import Suite, get_suite
 from bench.trial.checkpoints import EVERY_EPOCH, CheckpointRule
 from data.adience import FOLD_COUNT
 
@@ -140,7 +140,7 @@ class RunRequest:
     scheduling: Scheduling = field(default_factory=Scheduling)
     repeats: int = 1
     cv: bool = False
-    protocol: str = "report"  # bench/protocols.py
+    protocol: str = "report"  # bench/plan/protocols.py
     model_modules: tuple[str, ...] = ()  # user modules whose register_model calls add models
     goals: dict = field(default_factory=dict)  # budget name -> value, over the suite's (--goal)
     backend: str = "tensorflow"  # Keras backend of the driver and trials (--backend; --resume keeps it)
@@ -224,7 +224,7 @@ def plan_run(request: RunRequest) -> Plan:
         asha_reduction_factor=suite.asha_reduction_factor,
     )
     if scheduling.gpus_per_trial == AUTO:
-        from bench.estimate import auto_gpu_shares  # builds every model once: only when asked
+        from bench.plan.estimate import auto_gpu_shares  # builds every model once: only when asked
 
         scheduling = replace(scheduling, gpus_per_trial=None, gpu_shares=auto_gpu_shares(planned_specs(specs, search)))
     goals = suite.goals(request.synthetic).with_budgets(request.goals)
