@@ -137,7 +137,7 @@ def _main(args: argparse.Namespace, argv: list[str] | None) -> int:
 
 
 def _run(request, planned: plan.Plan, data: dataset.RunData, run_dir: Path, *, resume: bool, epoch_seconds=None) -> int:
-    from bench.runner import run_plan  # imports ray: keep argument errors fast
+    from bench.execute.runner import run_plan  # imports ray: keep argument errors fast
 
     records = run_plan(planned, data.cache, run_dir, resume=resume, epoch_seconds=epoch_seconds or {})
     written = report.write_report(run_dir, request, planned, data, records)

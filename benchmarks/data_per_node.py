@@ -5,7 +5,7 @@ of the full Adience set: 17,492 faces at 256x256 (3.4 GB).
 
 Needs root (a real two-node cluster of ``ray start`` processes on 127.0.0.1, the worker in
 namespaces of its own: tests/cluster_nodes.py). The driver puts the cache's pixels into the
-store, as ``tune.with_parameters`` does in bench/runner.py, and tasks read them as trials do:
+store, as ``tune.with_parameters`` does in bench/execute/runner.py, and tasks read them as trials do:
 on the head (the node that holds them), then twice on the worker (the first read transfers them
 there, the second finds them). Each line gives the seconds, the shared memory the node's object
 store took (/dev/shm, where both nodes of this machine keep their stores) and the reading

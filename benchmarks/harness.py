@@ -104,7 +104,7 @@ def _quiet(_line: str) -> None:
 
 
 def _run_trials(specs, cache: FaceCache, **kwargs) -> tuple[list[TrialRecord], float]:
-    from bench.runner import run_trials  # imports ray
+    from bench.execute.runner import run_trials  # imports ray
 
     run_dir = Path(tempfile.mkdtemp(prefix="bench-harness-"))
     try:

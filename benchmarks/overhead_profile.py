@@ -241,7 +241,7 @@ def _windows_from_log(path: Path) -> tuple[list[tuple[float, float]], set[int]]:
 
 
 def _in_ray(trial_function: Callable, spec: TrialSpec, cache: FaceCache) -> tuple[list[tuple[float, float]], set[int]]:
-    from bench.runner import run_trials  # imports ray
+    from bench.execute.runner import run_trials  # imports ray
 
     run_dir = Path(tempfile.mkdtemp(prefix="overhead-profile-"))
     log = run_dir / "epochs.jsonl"

@@ -1,7 +1,7 @@
 """Fault injection for the reliability tests: a trial that raises, diverges or loses its process at epoch K.
 
 A fault is ``"raise@K"``, ``"missing@K"``, ``"nan@K"`` or ``"kill@K"`` (K counts from 1). ``faulty_trial``
-is a trial function (what ``bench.runner.run_trials`` and ``bench.trial.fit.run_trial`` take)
+is a trial function (what ``bench.execute.runner.run_trials`` and ``bench.trial.fit.run_trial`` take)
 that acts out the faults named per trial, so the tests can check that a bad trial costs
 nothing but itself; the harness itself knows nothing of faults.
 

@@ -65,7 +65,7 @@ def test_harness_ratio_judges_its_goal_in_either_direction():
 
 @pytest.mark.slow
 def test_runner_runs_noop_trials_through_ray(small_cache, tmp_path):
-    from bench.runner import run_trials
+    from bench.execute.runner import run_trials
     from bench.specs import TrialSpec
     from benchmarks.harness import noop_trial
 

@@ -1,12 +1,12 @@
-"""Joining a cluster (bench/cluster.py): the code that travels, the auth mode, the probe, the storage."""
+"""Joining a cluster (bench/execute/cluster.py): the code that travels, the auth mode, the probe, the storage."""
 
 import time
 from pathlib import Path
 
 import pytest
 
-from bench import cluster
 from bench.errors import RunnerError
+from bench.execute import cluster
 from bench.plan.planner import Scheduling
 from tests.conftest import REPO_ROOT
 

@@ -6,10 +6,10 @@ import keras
 import numpy as np
 import pytest
 
+from bench.execute.runner import PatienceStopper
 from bench.plan.planner import RunRequest, plan_run
 from bench.report.leaderboard import render_leaderboard
 from bench.report.results import TrialRecord, trials_table
-from bench.runner import PatienceStopper
 from bench.specs import TrialSpec
 from bench.trial.evaluation import build_oversampled_model, oversampled_accuracy
 from bench.trial.fit import build_trial_model, run_trial

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import data.transforms  # noqa: F401  (registers the preprocessing layers load_model needs)
-from bench.export import export_model
+from bench.execute.export import export_model
 from bench.trial.checkpoints import TrialState, save_checkpoint
 from bench.trial.fit import build_trial_model, load_trial_data
 from models.autoencoder import CLASSIFIER_LAYER

@@ -41,7 +41,7 @@ def test_the_runs_shared_folder_holds_the_jax_compilation_cache():
 
 
 def test_the_ray_token_file_the_harness_reads_is_in_the_sessions_home():
-    from bench.cluster import TOKEN_FILE, has_token
+    from bench.execute.cluster import TOKEN_FILE, has_token
 
     assert TOKEN_FILE.is_relative_to(TEST_HOME) and not TOKEN_FILE.is_relative_to(CALLERS_HOME)
     saved = TOKEN_FILE.read_bytes() if TOKEN_FILE.is_file() else None

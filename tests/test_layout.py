@@ -36,7 +36,7 @@ def test_only_the_runner_imports_ray():
         for path in modules(package)
         if any(name == "ray" or name.startswith("ray.") for name in imported(path))
     ]
-    assert importers == ["bench/runner.py"]
+    assert importers == ["bench/execute/runner.py"]
 
 
 @pytest.mark.parametrize("package", ["models", "data"])

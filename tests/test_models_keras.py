@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import models
+from bench.execute.progress import Progress
 from bench.plan.planner import RunRequest, plan_run
-from bench.progress import Progress
 from data.transforms import NORMALISATIONS
 from models.__main__ import main as models_main
 from models.transfer import FAMILY_NORMALISATION, keras_applications

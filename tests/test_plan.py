@@ -80,7 +80,7 @@ def test_help_says_what_the_command_does_and_ends_with_four_examples():
 
 def test_a_run_is_planned_once_and_its_leaderboard_written(tmp_path, small_synthetic, monkeypatch, capsys):
     """The whole command, in process, with the runner replaced by one that reports two epochs per trial."""
-    import bench.runner
+    import bench.execute.runner
 
     calls = []
     real_plan_run = planning.plan_run
@@ -94,7 +94,7 @@ def test_a_run_is_planned_once_and_its_leaderboard_written(tmp_path, small_synth
         return [TrialRecord(spec=spec, epochs=[epoch(1, 0.7), epoch(2, 0.8)]) for spec in planned.all_specs]
 
     monkeypatch.setattr(planning, "plan_run", counting_plan_run)
-    monkeypatch.setattr(bench.runner, "run_plan", fake_run_plan)
+    monkeypatch.setattr(bench.execute.runner, "run_plan", fake_run_plan)
     args = ["--suite", "selftest", "--data", str(small_synthetic), "--out", str(tmp_path), "--epochs", "2"]
     assert main(args) == 0
     assert len(calls) == 1
@@ -110,7 +110,7 @@ def test_a_run_is_planned_once_and_its_leaderboard_written(tmp_path, small_synth
 
 def test_the_levi_protocol_runs_five_folds_and_writes_the_published_comparison(tmp_path, small_synthetic, monkeypatch):
     """``--protocol levi`` through the whole command, the runner replaced: folds, counting and figures."""
-    import bench.runner
+    import bench.execute.runner
 
     planned_trials = []
 
@@ -119,7 +119,7 @@ def test_the_levi_protocol_runs_five_folds_and_writes_the_published_comparison(t
         last = epoch(2, 0.8, val_accuracy_oversampled=0.81)
         return [TrialRecord(spec=spec, epochs=[epoch(1, 0.7), last]) for spec in planned.all_specs]
 
-    monkeypatch.setattr(bench.runner, "run_plan", fake_run_plan)
+    monkeypatch.setattr(bench.execute.runner, "run_plan", fake_run_plan)
     args = ["--suite", "baseline", "--protocol", "levi", "--trials", "levi_hassner_caffe*", "--epochs", "1"]
     assert main([*args, "--data", str(small_synthetic), "--out", str(tmp_path)]) == 0
     assert [spec.val_fold for spec in planned_trials] == [0, 1, 2, 3, 4]

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bench.execute.runner import local_ray_options, run_trials, start_ray, stop_ray
 from bench.io import write_table
 from bench.plan.goals import Goals
 from bench.plan.planner import Scheduling
@@ -22,7 +23,6 @@ from bench.report.results import (
     trial_status,
     trials_table,
 )
-from bench.runner import local_ray_options, run_trials, start_ray, stop_ray
 from bench.trial.measure import resident_memory_bytes
 from tests.conftest import tiny_spec
 from tests.faults import Fault, InjectedFault, faulty_trial

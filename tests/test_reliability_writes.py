@@ -96,10 +96,10 @@ def test_a_failed_rename_leaves_every_output_as_it_was(tmp_path, monkeypatch):
     """Results, epochs, leaderboard, plots, manifest, run info, run.json and stop reasons all go
     through a temporary file and a rename: when the rename fails, each file stays as it was."""
     from bench import io
+    from bench.execute.runner import PatienceStopper
     from bench.io import atomic_write_text, write_table
     from bench.report.leaderboard import save_run_info
     from bench.report.results import epochs_table
-    from bench.runner import PatienceStopper
     from bench.trial.env import collect_manifest, write_manifest
     from tests.fake_nvml import FakeNvml, ManualClock
     from tests.test_results_and_leaderboard import epoch

@@ -12,10 +12,10 @@ import pandas as pd
 import pytest
 
 from bench.errors import RunnerError, UsageError
+from bench.execute.records import epochs_that_count
+from bench.execute.resources import NodeCapacity, check_address, plan_node_resources, plan_resources
+from bench.execute.runner import PatienceStopper, run_trials
 from bench.plan.planner import Scheduling
-from bench.records import epochs_that_count
-from bench.resources import NodeCapacity, check_address, plan_node_resources, plan_resources
-from bench.runner import PatienceStopper, run_trials
 from bench.specs import RandomSearch, SpecError, apply_sample
 from tests.conftest import REPO_ROOT
 from tests.conftest import tiny_spec as tiny
@@ -210,8 +210,8 @@ def test_auto_gpu_shares_without_a_gpu_is_a_one_line_error(monkeypatch):
 
 
 def test_per_trial_gpu_requests_with_auto_shares():
-    from bench.resources import Resources
-    from bench.runner import trial_resources
+    from bench.execute.resources import Resources
+    from bench.execute.runner import trial_resources
 
     request = trial_resources(Resources(2, 0.125, 8), {"small": 0.125, "big": 0.5})
     assert request({"spec": {"name": "big"}}).required_resources == {"CPU": 2, "GPU": 0.5}

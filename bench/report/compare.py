@@ -8,7 +8,6 @@ work on runs made on other machines and by earlier versions.
 from __future__ import annotations
 
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -245,6 +244,3 @@ def _main(argv: list[str] | None) -> int:
             return 1
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

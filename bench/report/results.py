@@ -1,7 +1,7 @@
 """Tidy result tables: per trial epoch, per trial, per report row; the convergence and
 throughput measures they hold; mean, std and t confidence intervals over repeats (scipy).
 
-Imports no ray: ``bench/runner.py`` turns Ray Tune's results into TrialRecords first.
+Imports no ray: ``bench/execute/runner.py`` turns Ray Tune's results into TrialRecords first.
 """
 
 from __future__ import annotations

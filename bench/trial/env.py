@@ -21,11 +21,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench import REPO_ROOT
 from bench.io import atomic_write_text
 from bench.trial.gpu import driver_facts
 
 MANIFEST_NAME = "manifest.json"
-REPO_ROOT = Path(__file__).resolve().parent.parent
 # Distributions that can provide `import tensorflow`, in the order they are looked up.
 TENSORFLOW_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tf-nightly")
 

@@ -1,6 +1,6 @@
 """One trial: its split of the decoded cache + its model + fit, reporting once per epoch.
 
-This module imports no ray: ``bench/runner.py`` passes ``tune.report`` in as ``report``,
+This module imports no ray: ``bench/execute/runner.py`` passes ``tune.report`` in as ``report``,
 so a trial also runs (and is tested) without Ray. A trial receives the opened
 ``FaceCache`` the driver built; it reads images from it and no fold file.
 """
@@ -143,7 +143,7 @@ def run_trial(
 ) -> None:
     """Train ``spec`` on its split of ``cache`` for its epoch budget, calling ``report`` once per epoch.
 
-    Early stopping (patience, ASHA) is the scheduler's: bench/runner.py stops the trial
+    Early stopping (patience, ASHA) is the scheduler's: bench/execute/runner.py stops the trial
     between epochs. Called without a scheduler, every epoch runs. ``callbacks`` run first
     in every epoch (tests inject faults through them). Where the ``checkpoints`` rule says so
     (none: never), an epoch's report carries a checkpoint folder (bench/trial/checkpoints.py);

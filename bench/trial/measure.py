@@ -2,7 +2,7 @@
 the timed inference loop, the process's resident memory.
 
 ``EpochReporter`` is the Keras callback that turns each epoch into one flat dict of
-``EPOCH_METRIC_KEYS`` (the row ``bench/runner.py`` hands to Ray Tune and ``bench/report/results.py``
+``EPOCH_METRIC_KEYS`` (the row ``bench/execute/runner.py`` hands to Ray Tune and ``bench/report/results.py``
 tables); the timing definitions are DESIGN.md's measurement rules.
 """
 

@@ -1,6 +1,6 @@
 """The progress lines a run prints: one per trial event, with an estimate of the time left.
 
-No ray here: ``bench/runner.py`` forwards Ray Tune's trial events to ``Progress``. The time
+No ray here: ``bench/execute/runner.py`` forwards Ray Tune's trial events to ``Progress``. The time
 left weighs each trial's remaining epochs (its budget, less what ran; nothing for a trial
 that ended) by what one of its epochs costs: measured once it has run one, else its
 up-front estimate (bench/plan/estimate.py) scaled by how the measured trials compared with

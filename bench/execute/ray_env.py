@@ -1,6 +1,6 @@
 """The environment Ray and every trial run with, each variable with the reason for it.
 
-``bench/runner.py`` applies both before it imports ray (Ray reads some at import time, and a
+``bench/execute/runner.py`` applies both before it imports ray (Ray reads some at import time, and a
 local cluster passes the driver's environment on to its workers); a cluster's trials get
 ``TRIAL_ENVIRONMENT`` through the job's runtime_env.
 """

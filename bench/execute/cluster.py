@@ -17,9 +17,9 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from bench import REPO_ROOT
 from bench.errors import RunnerError, error_line
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("bench", "models", "data")  # what a trial imports of this project
 JOIN_TIMEOUT_S = 90.0  # importing and starting Ray in a child takes 5-20 s on a busy 2-core machine
 PROBE_POLL_S = 0.2

@@ -27,14 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import models
-from bench.cluster import code_modules, join_auth_mode, probe, storage_root
+from bench import REPO_ROOT
 from bench.errors import RunnerError
-from bench.export import drop_finished_checkpoints, save_best_models
-from bench.io import atomic_write_text
-from bench.plan.planner import Plan, Scheduling
-from bench.progress import Progress
-from bench.ray_env import LOCAL_RAY_ENVIRONMENT, TRIAL_ENVIRONMENT, trial_environment
-from bench.records import (
+from bench.execute.cluster import code_modules, join_auth_mode, probe, storage_root
+from bench.execute.export import drop_finished_checkpoints, save_best_models
+from bench.execute.progress import Progress
+from bench.execute.ray_env import LOCAL_RAY_ENVIRONMENT, TRIAL_ENVIRONMENT, trial_environment
+from bench.execute.records import (
     ASHA_REASON,
     FATAL,
     STOP_REASONS_FILE,
@@ -43,8 +42,10 @@ from bench.records import (
     records_from,
     resolve_spec,
 )
+from bench.execute.resources import NodeCapacity, Resources, check_address, plan_node_resources, plan_resources
+from bench.io import atomic_write_text
+from bench.plan.planner import Plan, Scheduling
 from bench.report.results import TrialRecord
-from bench.resources import NodeCapacity, Resources, check_address, plan_node_resources, plan_resources
 from bench.specs import RandomSearch, SpecError, TrialSpec, planned_specs
 from bench.trial.checkpoints import CheckpointError, CheckpointRule
 from bench.trial.execution import current_backend
@@ -65,7 +66,6 @@ from ray._private import ray_constants  # noqa: E402
 from ray._raylet import Config  # noqa: E402
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
 
-_REPO_ROOT = str(Path(__file__).resolve().parent.parent)
 EXPERIMENT_NAME = "tune"
 LOOPBACK = "127.0.0.1"
 
@@ -219,7 +219,7 @@ def start_ray(scheduling: Scheduling, model_modules: Sequence[str] = ()) -> RayI
     if ray.is_initialized():  # a caller (a test, a notebook) already joined a cluster
         return RayInstance()
     # the harness, and the working folder a user's --model-module is imported from
-    paths = [_REPO_ROOT, os.getcwd(), os.environ.get("PYTHONPATH")]
+    paths = [str(REPO_ROOT), os.getcwd(), os.environ.get("PYTHONPATH")]
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(filter(None, paths)))
     if scheduling.address:
         join_cluster(scheduling, model_modules)
