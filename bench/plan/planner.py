@@ -20,6 +20,7 @@ from pathlib import Path
 
 import models
 from bench.errors import UsageError
+from bench.plan.dataset import RunData, prepare_dataset
 from bench.plan.goals import Goals
 from bench.plan.protocols import Protocol, get_protocol
 from bench.plan.suites import Suite, get_suite
@@ -253,3 +254,19 @@ def expand_specs(specs: list[TrialSpec], repeats: int, cv: bool) -> list[TrialSp
                     suffix.append(f"seed={seed}")
                 expanded.append(spec.replace(name=".".join([spec.name, *suffix]), **changes))
     return expanded
+
+
+@dataclass(frozen=True)
+class PreparedRun:
+    """A run ready to execute: its request (with the data folder found), its Plan, its decoded data."""
+
+    request: RunRequest
+    plan: Plan
+    data: RunData
+
+
+def prepare_run(request: RunRequest) -> PreparedRun:
+    """Plan ``request``, then find or make its data and decode it once: a new run and ``--resume`` alike."""
+    planned = plan_run(request)  # a bad suite, --trials or override fails here, before any data is read
+    data = prepare_dataset(request.data_root, request.synthetic, planned.all_specs)
+    return PreparedRun(replace(request, data_root=str(data.root)), planned, data)

@@ -243,4 +243,3 @@ def _main(argv: list[str] | None) -> int:
         if regressions and args.fail_on_regression:
             return 1
     return 0
-
