@@ -117,14 +117,39 @@ class Settings:
 
 
 GPU_DEFAULTS = dict(
-    models=REPORT_MODELS, precisions=PRECISIONS, data=DATA_PATHS, pack=(1, 2, 4), pack_model=PACKED_MODEL,
-    pack_precision="auto", pack_data="auto", input_size=227, batch_size=32, epoch_steps=32, steps=30,
-    min_seconds=3.0, matmul_size=8192, matmul_repeats=20, deadline=420.0, jobs=0, thin=False,
-)  # fmt: skip
+    models=REPORT_MODELS,
+    precisions=PRECISIONS,
+    data=DATA_PATHS,
+    pack=(1, 2, 4),
+    pack_model=PACKED_MODEL,
+    pack_precision="auto",
+    pack_data="auto",
+    input_size=227,
+    batch_size=32,
+    epoch_steps=32,
+    steps=30,
+    min_seconds=3.0,
+    matmul_size=8192,
+    matmul_repeats=20,
+    deadline=420.0,
+    jobs=0,
+    thin=False,
+)
 DRY_DEFAULTS = dict(
-    GPU_DEFAULTS, models=("levi_hassner", "mobilenet_v3_large"), pack=(1, 2), input_size=64, batch_size=8,
-    epoch_steps=3, steps=3, min_seconds=0.3, matmul_size=256, matmul_repeats=4, deadline=300.0, jobs=3, thin=True,
-)  # fmt: skip
+    GPU_DEFAULTS,
+    models=("levi_hassner", "mobilenet_v3_large"),
+    pack=(1, 2),
+    input_size=64,
+    batch_size=8,
+    epoch_steps=3,
+    steps=3,
+    min_seconds=0.3,
+    matmul_size=256,
+    matmul_repeats=4,
+    deadline=300.0,
+    jobs=3,
+    thin=True,
+)
 
 
 def elapsed() -> float:

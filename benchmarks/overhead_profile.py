@@ -247,9 +247,12 @@ def _in_ray(trial_function: Callable, spec: TrialSpec, cache: FaceCache) -> tupl
     log = run_dir / "epochs.jsonl"
     try:
         (record,) = run_trials(
-            [spec], cache=cache, run_dir=run_dir, write=lambda _line: None,
+            [spec],
+            cache=cache,
+            run_dir=run_dir,
+            write=lambda _line: None,
             trial_function=WallStampedTrial(trial_function, str(log)),
-        )  # fmt: skip
+        )
         if record.error:
             raise RuntimeError(f"the {spec.name} trial failed: {record.error}")
         return _windows_from_log(log)
@@ -425,8 +428,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("this profile reads /proc: Linux only")
     cache = ensure_cache(args.data or ensure_synthetic_dataset())
     spec = replace(overhead_spec(), name="overhead-profile", train_limit=args.train, epochs=args.epochs)
-    print(f"{spec.model}, batch {spec.batch_size}, {args.train} training faces, {args.epochs} epochs; "
-          f"{os.cpu_count()} CPUs; load average before: {os.getloadavg()[0]:.2f}", flush=True)  # fmt: skip
+    print(
+        f"{spec.model}, batch {spec.batch_size}, {args.train} training faces, {args.epochs} epochs; "
+        f"{os.cpu_count()} CPUs; load average before: {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
     variants = tuple(name for name in VARIANTS if name in args.variants)
     runs = profile(cache, spec, args.rounds, variants, write=lambda line: print(line, flush=True))
     summary = summarize(runs)

@@ -55,8 +55,12 @@ def summarise(name: str) -> ModelSummary:
 def describe(name: str) -> dict:
     """What the registry says of ``name``, without building it."""
     entry = models.get_model_entry(name)
-    return {"name": name, "description": entry.description, "input_size": entry.default_input_size,
-            "normalisation": entry.normalisation}  # fmt: skip
+    return {
+        "name": name,
+        "description": entry.description,
+        "input_size": entry.default_input_size,
+        "normalisation": entry.normalisation,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,10 +46,25 @@ def cluster_unavailable() -> str | None:
         if made.returncode != 0:
             return f"cannot create a network namespace: {made.stderr.strip() or made.returncode}"
         mounted = subprocess.run(
-            ["ip", "netns", "exec", name, "unshare", "-m", "--propagation", "private", "mount", "-t", "tmpfs",
-             "tmpfs", "/mnt"],
-            capture_output=True, text=True, timeout=20,
-        )  # fmt: skip
+            [
+                "ip",
+                "netns",
+                "exec",
+                name,
+                "unshare",
+                "-m",
+                "--propagation",
+                "private",
+                "mount",
+                "-t",
+                "tmpfs",
+                "tmpfs",
+                "/mnt",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
         if mounted.returncode != 0:
             return f"cannot give a node its own mount namespace: {mounted.stderr.strip() or mounted.returncode}"
     finally:
@@ -87,10 +102,19 @@ class LocalCluster:
         subprocess.run(self._in_namespace(["ip", "link", "set", "lo", "up"]), check=True, timeout=20)
         self.head = self._start(
             "head",
-            [str(RAY), "start", "--head", f"--port={PORT}", "--num-cpus=0", "--include-dashboard=false",
-             "--disable-usage-stats", f"--temp-dir={self.root / 'ray-head'}", "--block"],
+            [
+                str(RAY),
+                "start",
+                "--head",
+                f"--port={PORT}",
+                "--num-cpus=0",
+                "--include-dashboard=false",
+                "--disable-usage-stats",
+                f"--temp-dir={self.root / 'ray-head'}",
+                "--block",
+            ],
             self.environment(**FAST_HEALTH_CHECKS),
-        )  # fmt: skip
+        )
         self.wait_for_nodes(1)
         for index in range(1, workers + 1):
             self.start_worker(f"worker{index}", cpus_per_worker)
@@ -125,8 +149,12 @@ class LocalCluster:
         )
         done = subprocess.run(
             self._in_namespace([sys.executable, "-c", code]),
-            env=self.environment(RAY_ADDRESS=ADDRESS), capture_output=True, text=True, timeout=60, cwd="/",
-        )  # fmt: skip
+            env=self.environment(RAY_ADDRESS=ADDRESS),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd="/",
+        )
         return int(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 and done.stdout.strip() else 0
 
     def wait_for_nodes(self, count: int, timeout: float = 120.0) -> None:
@@ -150,9 +178,14 @@ class LocalCluster:
         env = self.environment(token=token) | {"PYTHONUNBUFFERED": "1"} | (extra or {})
         command = self._in_namespace([sys.executable, "-m", "bench.run", *args])
         return subprocess.Popen(
-            command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            command,
+            env=env,
+            cwd=cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
             start_new_session=True,
-        )  # fmt: skip
+        )
 
     def python_on_worker(self, name: str, code: str) -> str:
         """What ``code`` prints when run by the Python of worker node ``name``, in its namespaces."""

@@ -114,9 +114,23 @@ def test_selftest_suite_runs_end_to_end_with_the_backend_and_precision_asked_for
 
     backend = keras.backend.backend()  # this leg's: tensorflow, or jax in CI's second leg
     result = run_cli(
-        "--suite", "selftest", "--epochs", "2", "--data", str(small_synthetic), "--out", str(tmp_path),
-        "--backend", backend, "--precision", "bf16", "--jit", "auto", "--data-on-device", "off",
-    )  # fmt: skip
+        "--suite",
+        "selftest",
+        "--epochs",
+        "2",
+        "--data",
+        str(small_synthetic),
+        "--out",
+        str(tmp_path),
+        "--backend",
+        backend,
+        "--precision",
+        "bf16",
+        "--jit",
+        "auto",
+        "--data-on-device",
+        "off",
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     run_dir = next(tmp_path.glob("*-selftest"))
     results = pd.read_csv(run_dir / "results.csv")

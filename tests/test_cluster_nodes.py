@@ -120,9 +120,20 @@ def test_a_worker_node_sees_none_of_the_drivers_files_and_not_this_project(clust
 
 def test_selftest_runs_on_both_workers_with_data_and_code_through_ray(cluster, small_synthetic, tmp_path):
     driver = cluster.run(
-        "--suite", "selftest", "--epochs", "2", "--data", str(small_synthetic), "--out", str(tmp_path),
-        "--address", ADDRESS, "--storage", str(cluster.storage), cwd=tmp_path,
-    )  # fmt: skip
+        "--suite",
+        "selftest",
+        "--epochs",
+        "2",
+        "--data",
+        str(small_synthetic),
+        "--out",
+        str(tmp_path),
+        "--address",
+        ADDRESS,
+        "--storage",
+        str(cluster.storage),
+        cwd=tmp_path,
+    )
     output = finish(driver)
     assert driver.returncode == 0, output[-3000:]
     folder = run_folder(tmp_path)
@@ -134,10 +145,22 @@ def test_selftest_runs_on_both_workers_with_data_and_code_through_ray(cluster, s
 
 def test_a_killed_worker_s_trial_finishes_on_the_other_from_its_checkpoint(cluster, small_synthetic, tmp_path):
     driver = cluster.run(
-        "--suite", long_suite(tmp_path), "--epochs", str(LONG_EPOCHS), "--data", str(small_synthetic),
-        "--out", str(tmp_path / "out"), "--address", ADDRESS, "--storage", str(cluster.storage),
-        "--checkpoint-interval", "0", cwd=tmp_path,
-    )  # fmt: skip
+        "--suite",
+        long_suite(tmp_path),
+        "--epochs",
+        str(LONG_EPOCHS),
+        "--data",
+        str(small_synthetic),
+        "--out",
+        str(tmp_path / "out"),
+        "--address",
+        ADDRESS,
+        "--storage",
+        str(cluster.storage),
+        "--checkpoint-interval",
+        "0",
+        cwd=tmp_path,
+    )
     try:
         watch(driver, f"epoch 2/{LONG_EPOCHS}")
         victim = cluster.worker_running("ImplicitFunc")  # the node whose process runs the trial
@@ -180,9 +203,16 @@ def test_a_killed_driver_s_run_resumes_from_the_last_checkpoint(cluster, small_s
 
 def test_several_nodes_without_storage_is_one_line_before_any_trial(cluster, small_synthetic, tmp_path):
     driver = cluster.run(
-        "--suite", "selftest", "--data", str(small_synthetic), "--out", str(tmp_path), "--address", ADDRESS,
+        "--suite",
+        "selftest",
+        "--data",
+        str(small_synthetic),
+        "--out",
+        str(tmp_path),
+        "--address",
+        ADDRESS,
         cwd=tmp_path,
-    )  # fmt: skip
+    )
     output = finish(driver, timeout=180)
     assert driver.returncode == 2, output[-3000:]
     (line,) = [line for line in output.splitlines() if line.startswith("error:")]
@@ -193,9 +223,18 @@ def test_joining_a_token_cluster_without_the_token_is_one_line(cluster, small_sy
     home = tmp_path / "home"  # no ~/.ray/auth_token there
     home.mkdir()
     driver = cluster.run(
-        "--suite", "selftest", "--data", str(small_synthetic), "--out", str(tmp_path / "out"), "--address", ADDRESS,
-        token=False, cwd=tmp_path, extra={"HOME": str(home)},
-    )  # fmt: skip
+        "--suite",
+        "selftest",
+        "--data",
+        str(small_synthetic),
+        "--out",
+        str(tmp_path / "out"),
+        "--address",
+        ADDRESS,
+        token=False,
+        cwd=tmp_path,
+        extra={"HOME": str(home)},
+    )
     output = finish(driver, timeout=180)
     assert driver.returncode == 2, output[-3000:]
     (line,) = [line for line in output.splitlines() if line.startswith("error:")]

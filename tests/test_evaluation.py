@@ -94,8 +94,13 @@ def test_keeping_duplicates_reproduces_levi_and_hassners_per_fold_lists(official
     listed = with_duplicates(faces)
     assert len(faces) == 17_492 and len(listed) == 17_603
     assert listed.groupby("fold").size().tolist() == [4007, 3624, 3191, 3318, 3463]
-    assert listed.equals(with_duplicates(load_faces(official_folds, keep_duplicates=True).faces.drop_duplicates(
-        ["user_id", "face_id", "original_image"]).reset_index(drop=True)))  # fmt: skip
+    assert listed.equals(
+        with_duplicates(
+            load_faces(official_folds, keep_duplicates=True)
+            .faces.drop_duplicates(["user_id", "face_id", "original_image"])
+            .reset_index(drop=True)
+        )
+    )
 
 
 def protocol_request(protocol: str, trials: str | None = None) -> RunRequest:

@@ -91,15 +91,27 @@ def test_time_left_weighs_each_trial_by_its_cost_per_epoch():
     estimates = {"tiny": 1.0, **{f"effnet{i}": 60.0 for i in range(5)}}
     progress = Progress(lines.append, budgets, estimates)
     for epoch in (1, 2):
-        progress.epoch("tiny", "tiny", {"epoch": epoch, "epoch_seconds": 1.2, "val_accuracy": 0.5,
-                                        "train_accuracy": 0.5, "train_images_per_sec": 1.0})  # fmt: skip
+        progress.epoch(
+            "tiny",
+            "tiny",
+            {
+                "epoch": epoch,
+                "epoch_seconds": 1.2,
+                "val_accuracy": 0.5,
+                "train_accuracy": 0.5,
+                "train_images_per_sec": 1.0,
+            },
+        )
     progress.completed("tiny", "tiny", 2, 0.5, "")
     # five EfficientNet trials of 2 epochs each at 60 s x the 1.2 the measured trial ran over its estimate
     assert progress.seconds_left() == pytest.approx(5 * 2 * 60 * 1.2)
     assert Progress(lines.append, budgets, estimates, concurrency=2).seconds_left() is None  # nothing measured yet
     unestimated = Progress(lines.append, {"a": 3, "b": 3})
-    unestimated.epoch("a", "a", {"epoch": 1, "epoch_seconds": 10.0, "val_accuracy": 0.5, "train_accuracy": 0.5,
-                                 "train_images_per_sec": 1.0})  # fmt: skip
+    unestimated.epoch(
+        "a",
+        "a",
+        {"epoch": 1, "epoch_seconds": 10.0, "val_accuracy": 0.5, "train_accuracy": 0.5, "train_images_per_sec": 1.0},
+    )
     assert unestimated.seconds_left() == pytest.approx(2 * 10 + 3 * 10)  # the mean measured epoch for b
 
 
@@ -111,7 +123,16 @@ def test_trials_not_yet_started_also_pay_what_finished_ones_spent_outside_their_
     progress.started("a", "a")
     clock.advance(30.0)  # 10 s building the model, then two 10 s epochs
     for epoch in (1, 2):
-        progress.epoch("a", "a", {"epoch": epoch, "epoch_seconds": 10.0, "val_accuracy": 0.5, "train_accuracy": 0.5,
-                                  "train_images_per_sec": 1.0})  # fmt: skip
+        progress.epoch(
+            "a",
+            "a",
+            {
+                "epoch": epoch,
+                "epoch_seconds": 10.0,
+                "val_accuracy": 0.5,
+                "train_accuracy": 0.5,
+                "train_images_per_sec": 1.0,
+            },
+        )
     progress.completed("a", "a", 2, 0.5, "")
     assert progress.seconds_left() == pytest.approx(2 * 10 + 10)  # b: two epochs and its own 10 s outside them

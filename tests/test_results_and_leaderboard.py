@@ -506,9 +506,16 @@ def test_tradeoff_plot_numbers_every_point_as_its_row_without_overprinting(tmp_p
     groups, _ = crowded_groups()
     numbers = {group: 10 + index for index, group in enumerate(groups["group"])}
     drawn = plot_tradeoff(
-        groups, numbers, "params", 1e6, "parameters (millions)", tmp_path / "p.png", "Accuracy vs parameters",
-        accuracy_budget=0.6, x_budget=2000,
-    )  # fmt: skip
+        groups,
+        numbers,
+        "params",
+        1e6,
+        "parameters (millions)",
+        tmp_path / "p.png",
+        "Accuracy vs parameters",
+        accuracy_budget=0.6,
+        x_budget=2000,
+    )
     assert sorted(p.number for p in drawn.points) == sorted(numbers.values())
     assert {p.group: p.number for p in drawn.points} == numbers
     assert drawn.overlapping_labels == 0 and drawn.points_inside_axes

@@ -100,9 +100,13 @@ def test_fit_input_serves_each_epoch_whole_from_its_own_seeded_order(first_epoch
     assert fit_input.steps_per_epoch == 5
     model = _one_dense_model(32)
     history = model.fit(
-        fit_input.data, steps_per_epoch=fit_input.steps_per_epoch, epochs=3, initial_epoch=first_epoch,
-        verbose=0, shuffle=False,
-    )  # fmt: skip
+        fit_input.data,
+        steps_per_epoch=fit_input.steps_per_epoch,
+        epochs=3,
+        initial_epoch=first_epoch,
+        verbose=0,
+        shuffle=False,
+    )
     fit_input.close()
     assert len(history.history["loss"]) == 3 - first_epoch
     # fit's epoch k read order k whole, in order; a restart at epoch 1 begins with order 1

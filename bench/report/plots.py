@@ -133,10 +133,12 @@ def plot_tradeoff(
     if data.empty:
         return None
     points = sorted(
-        (DrawnPoint(numbers[row.group], row.group, getattr(row, column) / scale, row.best_val_accuracy)
-         for row in data.itertuples(index=False)),
+        (
+            DrawnPoint(numbers[row.group], row.group, getattr(row, column) / scale, row.best_val_accuracy)
+            for row in data.itertuples(index=False)
+        ),
         key=lambda p: p.number,
-    )  # fmt: skip
+    )
     drawn = Drawn(path, points)
     errors = {
         row.group: (row.best_val_accuracy_ci_high - row.best_val_accuracy_ci_low) / 2
@@ -235,11 +237,18 @@ def _outside(legend, axes_list) -> bool:
 
 # (column, scale, title, x label, file name, the Goals field drawn as its budget, note)
 TRADEOFFS = (
-    ("time_to_target_seconds", 1.0, "Accuracy vs time to target", "wall seconds to val accuracy {target:.2f}",
-     "accuracy_vs_time_to_target", "time", "Rows that never reached the target are left out."),
+    (
+        "time_to_target_seconds",
+        1.0,
+        "Accuracy vs time to target",
+        "wall seconds to val accuracy {target:.2f}",
+        "accuracy_vs_time_to_target",
+        "time",
+        "Rows that never reached the target are left out.",
+    ),
     ("params", 1e6, "Accuracy vs parameters", "parameters (millions)", "accuracy_vs_params", "params", ""),
     ("gflops_per_image", 1.0, "Accuracy vs GFLOPs", "forward GFLOPs per image", "accuracy_vs_gflops", None, ""),
-)  # fmt: skip
+)
 
 
 def write_plots(

@@ -144,8 +144,11 @@ def node_differences(records: list[TrialRecord]) -> list[str]:
     lines = []
     for facts, trials in seen.items():
         values = dict(facts)
-        said = ", ".join(f"{name.removeprefix('node_')} {values[name]} (driver {driver[name]})" for name in NODE_FACTS
-                         if name != "node_host" and values[name] and values[name] != driver[name])  # fmt: skip
+        said = ", ".join(
+            f"{name.removeprefix('node_')} {values[name]} (driver {driver[name]})"
+            for name in NODE_FACTS
+            if name != "node_host" and values[name] and values[name] != driver[name]
+        )
         lines.append(
             f"warning: {len(trials)} trial(s) ran on {values['node_host']} with {said}: figures may not compare"
         )

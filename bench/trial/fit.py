@@ -90,9 +90,14 @@ def build_trial_model(
         network = models.create_model(spec.model, **{**spec.model_options, **classes})
         mean, std = channel_stats or (None, None)
         preprocessing = Preprocessing(
-            spec.policy, spec.normalisation, seed=spec.seed, channel_mean=mean, channel_std=std,
-            name="preprocessing", dtype="float32",
-        )  # fmt: skip
+            spec.policy,
+            spec.normalisation,
+            seed=spec.seed,
+            channel_mean=mean,
+            channel_std=std,
+            name="preprocessing",
+            dtype="float32",
+        )
         images = keras.Input((DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE, 3), dtype="uint8", name="cached_image")
         prepared = preprocessing(images)
         model_side = int(network.input.shape[1])
@@ -190,9 +195,18 @@ def run_trial(
     train_input = FitInput(train_batches, spec.epochs, first_epoch)
     val_input = FitInput(val_batches)  # one order every epoch
     reporter = EpochReporter(
-        report, static, len(data.train_labels), sampler, infer, oversampled, spec.epochs, spec.patience,
-        state=state, checkpoint=functools.partial(_checkpoint, model) if checkpoints else None, rule=checkpoints,
-    )  # fmt: skip
+        report,
+        static,
+        len(data.train_labels),
+        sampler,
+        infer,
+        oversampled,
+        spec.epochs,
+        spec.patience,
+        state=state,
+        checkpoint=functools.partial(_checkpoint, model) if checkpoints else None,
+        rule=checkpoints,
+    )
     try:
         with contextlib.ExitStack() as stack:
             stack.enter_context(sampler)  # the GPU tracker: a lap per epoch, stopped however fit ends
