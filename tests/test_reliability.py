@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench.execute.runner import local_ray_options, run_trials, start_ray, stop_ray
+from bench.execute.ray_session import local_ray_options, start_ray, stop_ray
+from bench.execute.runner import run_trials
 from bench.io import write_table
 from bench.plan.goals import Goals
 from bench.plan.planner import Scheduling

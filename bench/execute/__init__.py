@@ -1,7 +1,12 @@
 """The execute stage: where and how a plan runs.
 
-Ray Tune (runner.py, the only module in the project that imports ray), the resources each
-node offers (resources.py), joining a cluster (cluster.py), the Ray environment
-(ray_env.py), the records of each trial's attempts (records.py), progress lines
-(progress.py), and the export of each row's best model (export.py).
+Ray Tune (runner.py), the Ray a run starts or joins (ray_session.py, cluster.py), the
+resources each node offers (resources.py), the Ray environment (ray_env.py), the records
+of each trial's attempts (records.py), progress lines (progress.py), and the export of each
+row's best model (export.py). The only stage that imports ray; importing it sets Ray's
+environment first.
 """
+
+from bench.execute.ray_env import apply_ray_environment
+
+apply_ray_environment()

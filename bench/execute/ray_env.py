@@ -1,11 +1,16 @@
 """The environment Ray and every trial run with, each variable with the reason for it.
 
-``bench/execute/runner.py`` applies both before it imports ray (Ray reads some at import time, and a
-local cluster passes the driver's environment on to its workers); a cluster's trials get
-``TRIAL_ENVIRONMENT`` through the job's runtime_env.
+Importing bench/execute/ applies both (``apply_ray_environment``) before any of its modules
+imports ray: Ray reads some at import time, and a local cluster passes the driver's
+environment on to its workers. A cluster's trials get ``TRIAL_ENVIRONMENT`` through the
+job's runtime_env.
 """
 
 from __future__ import annotations
+
+import os
+
+USER_AUTH_MODE = os.environ.get("RAY_AUTH_MODE")  # the user's own, read before it is set: for joining a cluster
 
 # Set before ray is imported: Ray reads some of these at import time, and the local
 # cluster it starts passes the driver's environment on to its workers.
@@ -37,3 +42,10 @@ TRIAL_ENVIRONMENT = {
 def trial_environment(backend: str) -> dict[str, str]:
     """A cluster's trial processes: TRIAL_ENVIRONMENT and the driver's Keras backend (a local Ray inherits it)."""
     return {**TRIAL_ENVIRONMENT, "KERAS_BACKEND": backend}
+
+
+def apply_ray_environment() -> None:
+    """This process's environment, for a local Ray and the trials it starts."""
+    os.environ.update(LOCAL_RAY_ENVIRONMENT)
+    os.environ.update(TRIAL_ENVIRONMENT)
+    os.environ.setdefault("RAY_AUTH_MODE", "token")  # explicit: Ray 2.60 turns it on in some starts and not others

@@ -1,10 +1,6 @@
-"""A Plan's trials -> one Ray Tune experiment -> TrialRecords. The only module that imports ray.
+"""A Plan's trials -> one Ray Tune experiment -> TrialRecords.
 
-Local runs start a private Ray instance: no dashboard (``dashboard`` asks for one, on
-127.0.0.1 only), no usage statistics, bound to 127.0.0.1, a temporary folder of its own,
-Ray's token authentication left on (Ray's default for a local cluster). ``address`` joins an
-existing cluster instead, whose own settings apply.
-
+The Ray it runs on is a private local one or a cluster joined (bench/execute/ray_session.py).
 On a cluster the job carries the harness's code to the nodes (``py_modules``), every trial
 gets its data through Ray's object store (no path on a worker's disk), and Tune's storage
 must be shared (``storage``). Every trial checkpoints each epoch; a retried trial (a lost
@@ -19,20 +15,19 @@ import json
 import logging
 import math
 import os
-import shutil
-import sys
-import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
 import models
-from bench import REPO_ROOT
 from bench.errors import RunnerError
-from bench.execute.cluster import code_modules, join_auth_mode, probe, storage_root
+from bench.execute.cluster import storage_root
 from bench.execute.export import drop_finished_checkpoints, save_best_models
 from bench.execute.progress import Progress
-from bench.execute.ray_env import LOCAL_RAY_ENVIRONMENT, TRIAL_ENVIRONMENT, trial_environment
+from bench.execute.ray_session import start_ray, stop_ray
 from bench.execute.records import (
     ASHA_REASON,
     FATAL,
@@ -42,32 +37,19 @@ from bench.execute.records import (
     records_from,
     resolve_spec,
 )
-from bench.execute.resources import NodeCapacity, Resources, check_address, plan_node_resources, plan_resources
+from bench.execute.resources import NodeCapacity, Resources, plan_node_resources, plan_resources
 from bench.io import atomic_write_text
 from bench.plan.planner import Plan, Scheduling
 from bench.report.results import TrialRecord
 from bench.specs import RandomSearch, SpecError, TrialSpec, planned_specs
 from bench.trial.checkpoints import CheckpointError, CheckpointRule
-from bench.trial.execution import current_backend
 from bench.trial.fit import run_trial
 from bench.trial.gpu import local_gpu_count
 from bench.trial.measure import Patience
 from data.adience import DatasetError
 from data.cache import FaceCache
 
-USER_AUTH_MODE = os.environ.get("RAY_AUTH_MODE")  # the user's own, for joining a cluster
-os.environ.update(LOCAL_RAY_ENVIRONMENT)
-os.environ.update(TRIAL_ENVIRONMENT)
-os.environ.setdefault("RAY_AUTH_MODE", "token")  # explicit: Ray 2.60 turns it on in some starts and not others
-
-import ray  # noqa: E402
-from ray import tune  # noqa: E402
-from ray._private import ray_constants  # noqa: E402
-from ray._raylet import Config  # noqa: E402
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
-
 EXPERIMENT_NAME = "tune"
-LOOPBACK = "127.0.0.1"
 
 
 def trial_resources(resources: Resources, gpu_shares: dict[str, float] | None):
@@ -183,75 +165,6 @@ def _trainable(
             trial_function(spec, cache, report, restore_from=restore_from, checkpoints=checkpoints)
     except DETERMINISTIC as error:
         tune.report({"epoch": 0, "val_accuracy": math.nan, FATAL: error_message(error), "node_id": node_id})
-
-
-@dataclass
-class RayInstance:
-    """The Ray a run uses: whether this process started (or joined) it, and its temp folder."""
-
-    temp_dir: str | None = None
-    started_here: bool = field(default=False)
-
-
-def join_cluster(scheduling: Scheduling, model_modules: Sequence[str] = ()) -> None:
-    """Join ``scheduling.address`` with the harness's code travelling along (``py_modules``): its
-    nodes need the dependencies installed, not this project, and see none of this machine's files."""
-    check_address(scheduling.address)
-    os.environ["RAY_AUTH_MODE"] = join_auth_mode({**os.environ, "RAY_AUTH_MODE": USER_AUTH_MODE or ""})
-    Config.initialize("")  # as Ray itself does when it sets the mode: this process sees it now
-    # a cluster's nodes are reached at their network address: the local-run loopback rule is not for it
-    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "1"
-    ray_constants.ENABLE_RAY_CLUSTER = True
-    probe(scheduling.address, os.environ)
-    try:
-        ray.init(
-            address=scheduling.address,
-            log_to_driver=False,
-            logging_level=logging.ERROR,
-            runtime_env={"py_modules": code_modules(model_modules), "env_vars": trial_environment(current_backend())},
-        )
-    except (ConnectionError, RuntimeError, ValueError) as error:
-        raise RunnerError(f"cannot join the Ray cluster at {scheduling.address}: {error}") from None
-
-
-def start_ray(scheduling: Scheduling, model_modules: Sequence[str] = ()) -> RayInstance:
-    """Join ``scheduling.address``, or start a private local Ray; a Ray already running is used as it is."""
-    if ray.is_initialized():  # a caller (a test, a notebook) already joined a cluster
-        return RayInstance()
-    # the harness, and the working folder a user's --model-module is imported from
-    paths = [str(REPO_ROOT), os.getcwd(), os.environ.get("PYTHONPATH")]
-    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(filter(None, paths)))
-    if scheduling.address:
-        join_cluster(scheduling, model_modules)
-        return RayInstance(started_here=True)
-    temp_dir = tempfile.mkdtemp(prefix="adience-ray-")
-    context = ray.init(**local_ray_options(scheduling, temp_dir))
-    if scheduling.dashboard and getattr(context, "dashboard_url", None):
-        print(f"Ray dashboard: http://{context.dashboard_url} (this machine only)")
-    return RayInstance(temp_dir=temp_dir, started_here=True)
-
-
-def local_ray_options(scheduling: Scheduling, temp_dir: str) -> dict:
-    """``ray.init`` arguments of a private local Ray: no dashboard unless asked, and then on loopback only."""
-    options = {
-        "include_dashboard": scheduling.dashboard,
-        "_temp_dir": temp_dir,
-        "log_to_driver": False,
-        "logging_level": logging.ERROR,
-        "num_gpus": scheduling.num_gpus,
-    }
-    if scheduling.dashboard:
-        options["dashboard_host"] = LOOPBACK
-    return options
-
-
-def stop_ray(instance: RayInstance) -> None:
-    """Shut down what ``start_ray`` started, and remove its temp folder."""
-    if instance.started_here and ray.is_initialized():
-        ray.shutdown()
-    if instance.temp_dir:
-        shutil.rmtree(instance.temp_dir, ignore_errors=True)
-    sys.stdout.flush()
 
 
 def _param_space(specs: Sequence[TrialSpec], search: RandomSearch | None) -> dict:
