@@ -69,6 +69,19 @@ def balanced_subset(rows: pd.DataFrame, limit: int | None, seed: int) -> pd.Data
     return pd.concat(picked).sort_index().reset_index(drop=True)
 
 
+def split_rows(
+    faces: pd.DataFrame, val_fold: int, train_folds: Sequence[int], keep_duplicates: bool = False
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(training rows, validation rows) of ``faces``: fold ``val_fold`` against ``train_folds``, a
+    one-line DatasetError where either is empty; with ``keep_duplicates`` a face listed twice counts twice
+    (Levi & Hassner's lists)."""
+    train, val = split_folds(faces, val_fold, train_folds)
+    require_nonempty_split(train, val, val_fold, train_folds)
+    if keep_duplicates:
+        train, val = with_duplicates(train), with_duplicates(val)
+    return train, val
+
+
 def load_split(
     cache: FaceCache,
     val_fold: int,
@@ -82,10 +95,7 @@ def load_split(
 ) -> TrialData:
     """Fold ``val_fold`` against ``train_folds`` of ``cache``, each capped (``balanced_subset``) at
     its limit; ``with_statistics``: the training split's per-channel (mean, std) too."""
-    train, val = split_folds(cache.faces, val_fold, train_folds)
-    require_nonempty_split(train, val, val_fold, train_folds)
-    if keep_duplicates:  # Levi & Hassner's lists: a face listed twice counts twice
-        train, val = with_duplicates(train), with_duplicates(val)
+    train, val = split_rows(cache.faces, val_fold, train_folds, keep_duplicates)
     train = balanced_subset(train, train_limit, seed)
     val = balanced_subset(val, val_limit, seed)
     stats = channel_statistics(cache, train["slot"].to_numpy()) if with_statistics else None

@@ -9,11 +9,11 @@ import pytest
 from bench.specs import TrialSpec
 from bench.trial.fit import build_trial_model, run_trial
 from bench.trial.measure import EPOCH_METRIC_KEYS
-from data.adience import load_faces
+from data.adience import DatasetError, load_faces
 from data.device import IndexBatches
 from data.fit_input import FitInput
 from data.loader import ArrayBatches
-from data.splits import balanced_subset
+from data.splits import balanced_subset, split_rows
 
 pytestmark = pytest.mark.backends  # CI runs these on TensorFlow and again on JAX
 
@@ -47,6 +47,17 @@ def test_balanced_subset_keeps_both_classes_and_is_deterministic(small_synthetic
     assert len(first) <= 20 and set(first["gender"]) == {0, 1}
     assert first.equals(balanced_subset(faces, 20, seed=1))
     assert balanced_subset(faces, None, seed=1) is faces
+
+
+def test_split_rows_holds_out_one_fold_counts_listed_duplicates_and_refuses_an_empty_fold(small_synthetic):
+    faces = load_faces(small_synthetic).faces
+    train, val = split_rows(faces, 4, (0, 1, 2, 3))
+    assert set(val["fold"]) == {4} and set(train["fold"]) == {0, 1, 2, 3}
+    listed_twice = faces.assign(listed=np.where(faces.index == train.index[0], 2, faces["listed"]))
+    train_listed, val_listed = split_rows(listed_twice, 4, (0, 1, 2, 3), keep_duplicates=True)
+    assert len(train_listed) == len(train) + 1 and len(val_listed) == len(val)
+    with pytest.raises(DatasetError, match="validation fold 4"):
+        split_rows(faces[faces["fold"] != 4], 4, (0, 1, 2, 3))
 
 
 def test_trial_model_takes_cached_images_and_wraps_the_network():

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.specs import TrialSpec
-from data.adience import require_nonempty_split, split_folds, with_duplicates
 from data.cache import FaceCache, ensure_cache
 from data.datasets import load_dataset
+from data.splits import split_rows
 from data.synthetic import ensure_synthetic_dataset
 
 
@@ -52,10 +52,7 @@ def prepare_dataset(
         write(line)
     sizes = []
     for spec in specs:
-        train, val = split_folds(cache.faces, spec.val_fold, spec.train_folds)
-        require_nonempty_split(train, val, spec.val_fold, spec.train_folds)
-        if spec.keep_duplicates:
-            train, val = with_duplicates(train), with_duplicates(val)
+        train, val = split_rows(cache.faces, spec.val_fold, spec.train_folds, spec.keep_duplicates)
         sizes.append((min(len(train), spec.train_limit or len(train)), min(len(val), spec.val_limit or len(val))))
     write(f"Cache: {len(cache.faces)} faces at {cache.image_size}x{cache.image_size} in {cache.folder}")
     return RunData(root, synthetic, cache, sizes)
