@@ -6,7 +6,9 @@ bench/trial/execution.py resolves ``auto`` on the node that runs a trial.
 """
 
 BACKENDS = ("tensorflow", "jax", "torch")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# a trial's precision once resolved: one vocabulary from spec to record to MFU peak
+RESOLVED_PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("auto", *RESOLVED_PRECISIONS)
 JIT_CHOICES = ("auto", "on", "off")
 DATA_ON_DEVICE_CHOICES = ("auto", "on", "off")
 # bench.run's flags for these choices: flag -> (choices, help)

@@ -13,9 +13,10 @@ import argparse
 import sys
 from pathlib import Path
 
+import bench.execute  # noqa: F401  (the Ray and trial environment: no GPU preallocation, before any backend loads)
 from bench.errors import one_line_errors
 from bench.quiet import import_tensorflow_quietly
-from bench.trial.execution import running_backend, select_backend
+from bench.trial.execution import keep_driver_off_accelerators, running_backend, select_backend
 
 if __name__ == "__main__" or Path(sys.argv[0]).name == "adience-bench":
     # --backend sets KERAS_BACKEND for this process and its trials, before Keras loads
@@ -63,6 +64,7 @@ def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
 def new_run(args: argparse.Namespace, argv: list[str]) -> int:
     request = from_args(args)
     run_folder.check_out_folder(args.out)
+    _drive_on_cpu()
     prepared = prepare_run(request)  # a bad suite, --trials or override fails here, before data and Ray
     estimated = estimate_run(prepared.plan.all_specs, prepared.data.split_sizes, prepared.plan.scheduling)
     print(estimated.line)
@@ -73,9 +75,17 @@ def new_run(args: argparse.Namespace, argv: list[str]) -> int:
 def resume(run_dir: Path) -> int:
     request = RunRequest.from_file(run_dir / run_folder.RUN_FILE)
     running_backend(request.backend)
+    _drive_on_cpu()
     prepared = prepare_run(request)
     print(f"Resuming {run_dir.name}: suite {request.suite}")
     return execute_and_report(prepared, run_dir, resume=True)
+
+
+def _drive_on_cpu() -> None:
+    """The models this process builds (estimates, GPU shares) hold no GPU: its trials need them."""
+    warning = keep_driver_off_accelerators()
+    if warning:
+        print(warning, file=sys.stderr)
 
 
 def execute_and_report(prepared: PreparedRun, run_dir: Path, *, resume: bool, epoch_seconds=None) -> int:

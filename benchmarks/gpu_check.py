@@ -19,10 +19,11 @@ What it measures, each row one configuration timed alone on the GPU (other worke
    summed img/s and energy per image.
 3. Per row: NVML energy per image (the total-energy counter's delta over the timed window,
    whole device), mean power and GPU utilisation, the trainer's peak device memory (XLA's
-   ``peak_bytes_in_use``), and MFU = 3 x forward FLOPs per image (``bench.trial.flops``) x img/s
-   over (a) the datasheet's dense bf16 peak (``bench.trial.mfu``: 989.4 TFLOP/s for H100 SXM and
-   H200) and (b) a bf16 matrix-product peak measured here first (``keras.ops.matmul`` of two
-   8192x8192 bf16 matrices, the best of 5 timed rounds of 20 products).
+   ``peak_bytes_in_use``), and MFU = training FLOPs per image (``bench.trial.flops.training_flops``)
+   x img/s over (a) the datasheet's dense peak in the row's precision (``bench.trial.mfu.device_peak``:
+   H100 SXM and H200 989.4 TFLOP/s bf16, 494.7 TF32) and (b) for bf16 rows, a bf16
+   matrix-product peak measured here first (``keras.ops.matmul`` of two 8192x8192 bf16
+   matrices, the best of 5 timed rounds of 20 products).
 
 Time: each configuration runs in its own spawned worker process (20 on the GPU: 16 rows
 and 4 packed trainers), so the 16 CPU cores compile them side by side (all at once;
@@ -254,7 +255,7 @@ class Trainer:
 
         from bench.trial.execution import resolve_data_on_device, resolve_precision
         from bench.trial.fit import build_device_trainer, build_trial_model
-        from bench.trial.flops import flops_or_nan
+        from bench.trial.flops import flops_or_nan, training_flops
         from data.device import IndexBatches
         from data.loader import ArrayBatches
         from data.transforms import NORMALISATIONS
@@ -273,6 +274,7 @@ class Trainer:
             stats = (pixels.mean(axis=0).tolist(), pixels.std(axis=0).tolist())
         self.model, network = build_trial_model(spec, stats, 2, self.precision)
         self.flops_per_image = flops_or_nan(network)
+        self.train_flops_per_image = flops_or_nan(network, training_flops)
         self.params = int(network.count_params())
         if on_device == "on":
             self.trainer = build_device_trainer(self.model, images, spec)
@@ -329,6 +331,7 @@ class Trainer:
             "precision": self.precision,
             "data": self.data,
             "flops_per_image": self.flops_per_image,
+            "train_flops_per_image": self.train_flops_per_image,
             "params": self.params,
             "batch_size": self.batch_size,
             "build_s": self.build_s,
@@ -449,7 +452,8 @@ class Row:
     images_per_sec: float | None = None
     step_ms: float | None = None  # per trainer
     flops_per_image: float | None = None  # forward
-    train_tflops: float | None = None  # 3 x forward FLOPs x img/s
+    train_flops_per_image: float | None = None  # bench.trial.flops.training_flops
+    train_tflops: float | None = None  # training FLOPs per image x img/s
     mfu_datasheet: float | None = None
     mfu_measured: float | None = None
     power_w: float | None = None
@@ -505,13 +509,23 @@ def format_table(rows: list[Row]) -> str:
 
 @dataclass
 class Peaks:
-    datasheet_flops: float | None = None
-    datasheet_source: str | None = None
+    """The first GPU's datasheet peak in each precision (bench.trial.mfu.device_peak) and the
+    bf16 matrix-product peak measured here (the peak of bf16 rows only)."""
+
+    datasheet: dict[str, dict] = field(default_factory=dict)  # precision -> {flops, source} or {reason}
     datasheet_reason: str | None = "not looked up before the deadline"
     measured_flops: float | None = None
     measured_source: str | None = None
     measured_reason: str | None = "not measured before the deadline"
     device: str = ""
+
+    def datasheet_flops(self, precision: str) -> float | None:
+        return self.datasheet.get(precision, {}).get("flops")
+
+    def describe_datasheet(self) -> str:
+        if not self.datasheet:
+            return f"n/a ({self.datasheet_reason})"
+        return "; ".join(f"{precision} {_peak(**peak)}" for precision, peak in self.datasheet.items())
 
 
 def measure_matmul_peak(size: int, repeats: int, rounds: int = 5) -> float:
@@ -541,20 +555,19 @@ def measure_matmul_peak(size: int, repeats: int, rounds: int = 5) -> float:
 
 
 def find_peaks(settings: Settings) -> Peaks:
-    """The datasheet's dense bf16 peak of the first visible GPU, and the measured bf16 matmul peak."""
+    """The first visible GPU's dense datasheet peak in each precision, and the measured bf16 matmul peak."""
+    from bench.choices import RESOLVED_PRECISIONS
     from bench.trial.gpu import driver_facts
-    from bench.trial.mfu import gpu_peak_flops
+    from bench.trial.mfu import device_peak
 
     facts, reason = driver_facts()
     peaks = Peaks(datasheet_reason=None, measured_reason=None)
     names = facts.get("gpus") or []
     if names:
         peaks.device = names[0]
-        found = gpu_peak_flops(names[0], "bfloat16")
-        if found is None:
-            peaks.datasheet_reason = f"no datasheet peak for {names[0]} in bench/trial/mfu.py"
-        else:
-            peaks.datasheet_flops, peaks.datasheet_source = found
+        for precision in RESOLVED_PRECISIONS:
+            peak, why = device_peak(names[0], precision)
+            peaks.datasheet[precision] = {"flops": peak.flops, "source": peak.source} if peak else {"reason": why}
     else:
         peaks.datasheet_reason = f"no GPU, so no datasheet peak ({reason})"
     try:
@@ -623,7 +636,7 @@ class Run:
             measured = self.peaks.measured_flops
             progress(
                 f"bf16 matmul peak measured: {'n/a' if measured is None else f'{measured / 1e12:.1f} TFLOP/s'}; "
-                f"datasheet: {self.peaks.datasheet_source or self.peaks.datasheet_reason}"
+                f"datasheet: {self.peaks.describe_datasheet()}"
             )
             for index, row in enumerate(self.rows):
                 self.measure_row(index, row)
@@ -712,6 +725,7 @@ class Run:
         first = workers[0].info if workers and workers[0].info else {}
         row.precision, row.data = first.get("precision", row.precision), first.get("data", row.data)
         row.flops_per_image = first.get("flops_per_image")
+        row.train_flops_per_image = first.get("train_flops_per_image")
         if any(w.info for w in workers):
             row.compile_s = max(w.info["compile_s"] for w in workers if w.info)
         if failed:
@@ -757,11 +771,14 @@ class Run:
         row.step_ms = 1000 * row.seconds * row.trainers / row.steps
         peaks = [r["peak_memory_bytes"] for r in results]
         row.peak_memory_bytes = None if None in peaks else sum(peaks)
-        flops = row.flops_per_image
+        flops = row.train_flops_per_image
         if flops is not None and math.isfinite(flops):
-            row.train_tflops = 3 * flops * row.images_per_sec / 1e12
-        row.mfu_datasheet = model_flops_utilisation(flops, row.images_per_sec, self.peaks.datasheet_flops)
-        row.mfu_measured = model_flops_utilisation(flops, row.images_per_sec, self.peaks.measured_flops)
+            row.train_tflops = flops * row.images_per_sec / 1e12
+        # each row against the peak of the precision it ran in; the measured peak is bf16's
+        datasheet = self.peaks.datasheet_flops(row.precision)
+        measured = self.peaks.measured_flops if row.precision == "bf16" else None
+        row.mfu_datasheet = model_flops_utilisation(flops, row.images_per_sec, datasheet)
+        row.mfu_measured = model_flops_utilisation(flops, row.images_per_sec, measured)
         row.power_w, row.gpu_util = reading.power_w_mean, reading.gpu_util_mean
         row.energy_j, row.energy_source = reading.energy_j, reading.energy_source
         row.mj_per_image = None if reading.energy_j is None else 1000 * reading.energy_j / row.images
@@ -808,8 +825,8 @@ class Run:
             f"{' (cut short)' if cut else ''}"
         )
         print(
-            f"MFU = 3 x forward FLOPs/img x img/s over: datasheet "
-            f"{_peak(peaks.datasheet_flops, peaks.datasheet_source, peaks.datasheet_reason)}; measured "
+            "MFU = training FLOPs/img (bench.trial.flops.training_flops) x img/s over the peak of the row's "
+            f"precision: datasheet {peaks.describe_datasheet()}; measured (bf16 rows) "
             f"{_peak(peaks.measured_flops, peaks.measured_source, peaks.measured_reason)}"
         )
         print(
@@ -841,7 +858,7 @@ class Run:
         sys.stdout.flush()
 
 
-def _peak(flops: float | None, source: str | None, reason: str | None) -> str:
+def _peak(flops: float | None = None, source: str | None = None, reason: str | None = None) -> str:
     return f"{flops / 1e12:.1f} TFLOP/s ({source})" if flops else f"n/a ({reason})"
 
 

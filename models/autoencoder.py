@@ -16,6 +16,7 @@ from __future__ import annotations
 import keras
 from keras import layers, ops
 
+from models.layers import softmax_classifier
 from models.registry import ModelOptionError, builder_variant, is_integer, register_model
 from models.weights import check_weights_option, load_whole_model_weights
 
@@ -37,6 +38,8 @@ class ReconstructionLoss(keras.layers.Layer):
     """
 
     def __init__(self, weight: float = 1.0, **kwargs):
+        # float32 under a mixed policy too: the probabilities it passes through stay float32
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         self.weight = float(weight)
 
@@ -101,7 +104,7 @@ def build_autoencoder(
         )(y)
 
     z = layers.Dropout(dropout, name="classifier_dropout")(latent)
-    probabilities = layers.Dense(num_classes, activation="softmax", name=CLASSIFIER_LAYER)(z)
+    probabilities = softmax_classifier(z, num_classes, CLASSIFIER_LAYER)
     outputs = ReconstructionLoss(reconstruction_weight, name="reconstruction_loss")([probabilities, image, y])
     return load_whole_model_weights(keras.Model(image, outputs, name=name), weights)
 
@@ -109,7 +112,7 @@ def build_autoencoder(
 def inference_model(model: keras.Model) -> keras.Model:
     """The classifier path of a built autoencoder, without the decoder (shares its weights)."""
     try:
-        classifier = model.get_layer(CLASSIFIER_LAYER)
+        classifier = model.get_layer(f"{CLASSIFIER_LAYER}_softmax")  # softmax_classifier's probabilities
     except ValueError:
         raise ModelOptionError(f"{model.name}: not an autoencoder built by models.autoencoder") from None
     return keras.Model(model.input, classifier.output, name=f"{model.name}_inference")

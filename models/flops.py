@@ -1,4 +1,5 @@
-"""Forward FLOPs per image, counted from a Keras model's layers (``forward_flops``).
+"""Forward FLOPs per image, counted from a Keras model's layers (``forward_flops``), call by call
+(``layer_calls``, which the harness's training count reads).
 
 The harness reads it through ``bench.trial.flops``; it lives in ``models`` so that ``python -m
 models`` can report FLOPs without the models package importing bench.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import keras
 
@@ -76,12 +78,26 @@ def flops_rule(*layer_types: type) -> Callable[[Rule], Rule]:
     return decorate
 
 
+@dataclass(frozen=True)
+class LayerCall:
+    """One call of a layer in a forward pass: its FLOPs, and whether the layer has weights that train."""
+
+    operation: keras.Operation
+    flops: int
+    trains: bool
+
+
 def forward_flops(model: keras.Model) -> int:
     """Forward FLOPs for one image at ``model``'s input size (multiply-add = 2 FLOPs)."""
+    return sum(call.flops for call in layer_calls(model))
+
+
+def layer_calls(model: keras.Model) -> list[LayerCall]:
+    """Every layer call of ``model``'s forward pass in execution order, nested models flattened."""
     graph = _functional_graph(model)
-    total = 0
-    for nodes in graph._nodes_by_depth.values():
-        for node in nodes:
+    calls = []
+    for depth in sorted(graph._nodes_by_depth, reverse=True):  # the deepest nodes run first
+        for node in graph._nodes_by_depth[depth]:
             operation = node.operation
             if isinstance(operation, keras.layers.InputLayer):
                 continue
@@ -89,10 +105,11 @@ def forward_flops(model: keras.Model) -> int:
             outputs = [_per_image(t.shape, operation) for t in node.outputs]
             if isinstance(operation, keras.Model):
                 _check_nested_input(operation, inputs)
-                total += forward_flops(operation)
+                calls.extend(layer_calls(operation))
             else:
-                total += _rule_for(operation)(operation, inputs, outputs)
-    return int(total)
+                flops = int(_rule_for(operation)(operation, inputs, outputs))
+                calls.append(LayerCall(operation, flops, bool(getattr(operation, "trainable_weights", ()))))
+    return calls
 
 
 def _functional_graph(model: keras.Model) -> keras.Model:

@@ -1,5 +1,5 @@
 """Custom layers shared by the model builders, written with ``keras.ops`` only so they
-run on every Keras backend (TensorFlow, JAX, PyTorch)."""
+run on every Keras backend (TensorFlow, JAX, PyTorch), and the classifier head they share."""
 
 from __future__ import annotations
 
@@ -46,3 +46,13 @@ class LocalResponseNormalization(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "size": self.size, "alpha": self.alpha, "beta": self.beta, "bias": self.bias}
+
+
+def softmax_classifier(features, num_classes: int, name: str):
+    """``Dense(num_classes, name=name)`` logits, then their softmax in float32 (layer ``name_softmax``).
+
+    Under a mixed policy the softmax itself runs in float32 (Keras's mixed-precision guide):
+    computed in bf16, probabilities near 1 round to exactly 1.0 and the loss loses them.
+    """
+    logits = keras.layers.Dense(num_classes, name=name)(features)
+    return keras.layers.Activation("softmax", dtype="float32", name=f"{name}_softmax")(logits)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from models.layers import LocalResponseNormalization
+from models.layers import LocalResponseNormalization, softmax_classifier
 from models.registry import ModelOptionError, builder_variant, is_integer, register_model
 from models.weights import check_weights_option, load_whole_model_weights
 
@@ -86,7 +86,7 @@ def build_levi_hassner(
     x = layers.Dropout(dropout, name="do1")(x)
     x = layers.Dense(512, activation="relu", name="fc2")(x)
     x = layers.Dropout(dropout, name="do2")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="fc3")(x)
+    outputs = softmax_classifier(x, num_classes, "fc3")
     return load_whole_model_weights(keras.Model(inputs, outputs, name=name), weights)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import keras
 from keras import layers
 
+from models.layers import softmax_classifier
 from models.registry import ModelOptionError, is_integer, register_model
 
 MIN_INPUT_SIZE = 21  # conv1 5/2, pool 3/3 and conv2 3/2 still leave one position
@@ -26,5 +27,5 @@ def tiny_cnn(input_size: int = 227, width: int = 16, num_classes: int = 2) -> ke
     x = layers.MaxPooling2D(3, strides=3, name="pool1")(x)
     x = layers.Conv2D(2 * width, 3, strides=2, activation="relu", name="conv2")(x)
     x = layers.GlobalAveragePooling2D(name="pool")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="head")(x)
+    outputs = softmax_classifier(x, num_classes, "head")
     return keras.Model(inputs, outputs, name="tiny_cnn")

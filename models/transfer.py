@@ -24,6 +24,7 @@ from typing import Any
 import keras
 from keras import layers
 
+from models.layers import softmax_classifier
 from models.registry import (
     ModelOptionError,
     RegisteredModel,
@@ -139,7 +140,7 @@ def build_transfer_model(
     if latent_size is not None:
         x = layers.Dense(latent_size, activation="relu", name="latent")(x)
     x = layers.Dropout(dropout, name="head_dropout")(x)
-    outputs = layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    outputs = softmax_classifier(x, num_classes, "predictions")
     # a Keras name must be a scope name: keras:ConvNeXtTiny -> keras_ConvNeXtTiny
     return load_whole_model_weights(keras.Model(image, outputs, name=model_name.replace(":", "_")), weights)
 

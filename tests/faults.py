@@ -9,7 +9,7 @@ nothing but itself; the harness itself knows nothing of faults.
 - ``missing@K``: the trial raises ``DatasetError`` as epoch K begins, an error no retry mends
   (the runner reports it once and does not run the trial again).
 - ``nan@K``: every weight becomes NaN as epoch K begins, so the loss is NaN from its first step
-  (a real divergence, stopped by ``keras.callbacks.TerminateOnNaN``).
+  (a real divergence, which the trial's reporter stops at the epoch's end).
 - ``kill@K``: the trial's process ends with ``os._exit`` as epoch K begins, as an out-of-memory
   kill would end it.
 """

@@ -19,7 +19,7 @@ def spec(**changes):
 
 
 def test_trial_cost_grows_with_epochs_images_and_tracing():
-    cost = ModelCost(layers=10, forward_flops=10**9)
+    cost = ModelCost(layers=10, forward_flops=10**9, training_flops=3 * 10**9)
     base = trial_seconds(spec(), cost, 100, 50)
     assert trial_seconds(spec(epochs=4), cost, 100, 50) > base
     assert trial_seconds(spec(), cost, 200, 50) > base

@@ -1,4 +1,5 @@
-"""bench.trial.flops: forward FLOPs per image from the Keras layers, multiply-add = 2 FLOPs.
+"""bench.trial.flops: forward FLOPs per image from the Keras layers, multiply-add = 2 FLOPs, and
+training FLOPs from what trains.
 
 Each rule against a figure worked out by hand, then whole models against TensorFlow's
 profiler (tests/flops_reference.py): within 3%."""
@@ -10,7 +11,7 @@ import pytest
 from keras import layers
 
 import models
-from bench.trial.flops import TRAINING_TO_FORWARD, FlopsError, forward_flops, training_flops
+from bench.trial.flops import FlopsError, forward_flops, training_flops
 
 pytestmark = pytest.mark.backends
 # TensorFlow's profiler traces the model as a tf.function: only a model built on that backend
@@ -121,9 +122,55 @@ def test_an_unsized_input_is_an_error():
         _flops((None, None, 3), layers.Conv2D(2, 3))
 
 
-def test_training_estimate_is_three_forward_passes():
-    model = keras.Model(inputs := keras.Input((10,)), layers.Dense(3)(inputs))
-    assert training_flops(model) == TRAINING_TO_FORWARD * forward_flops(model) == 3 * 63
+def test_training_counts_input_gradients_above_the_first_trained_layer_and_weight_gradients_of_trained_ones():
+    inputs = keras.Input((10,))
+    hidden = layers.Dense(4, name="hidden")(inputs)  # 2*10*4 + 4 = 84
+    outputs = layers.Dense(3, name="out")(hidden)  # 2*4*3 + 3 = 27
+    model = keras.Model(inputs, outputs)
+    # both train: forward 111, input gradients of "out" only 27, weight gradients 111
+    assert training_flops(model) == 111 + 27 + 111
+    model.get_layer("hidden").trainable = False
+    # "out" is the first to train: no input gradient anywhere, weight gradients of "out" alone
+    assert training_flops(model) == 111 + 27
+    model.get_layer("out").trainable = False
+    assert training_flops(model) == forward_flops(model) == 111  # nothing trains: inference
+
+
+def _hand_count_macs(model: keras.Model) -> list[tuple[str, int]]:
+    """(layer name, multiply-adds per image) of every convolution and dense layer, from their shapes."""
+    counted = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            counted += _hand_count_macs(layer)
+        elif type(layer) is layers.Conv2D:
+            height, width, channels = layer.output.shape[1:]
+            kernel_height, kernel_width = layer.kernel_size
+            macs = height * width * channels * kernel_height * kernel_width * layer.input.shape[-1]
+            counted.append((layer.name, macs))
+        elif type(layer) is layers.Dense:
+            counted.append((layer.name, layer.input.shape[-1] * layer.units))
+    return counted
+
+
+@pytest.mark.parametrize("frozen", ["all", 0])
+def test_resnet50v2_training_flops_against_a_hand_count(frozen):
+    from models.transfer import BACKBONE_LAYER, freeze_backbone
+    from tests.model_zoo import default_model
+
+    model = default_model("resnet50_v2")
+    macs = _hand_count_macs(model)
+    assert (macs[0][0], macs[-1][0]) == ("conv1_conv", "predictions")  # the first convolution, the head
+    forward = 2 * sum(count for _, count in macs)
+    # frozen: the backbone computes no gradient at all, so forward and the head's weight gradients;
+    # else input gradients everywhere but below conv1, and weight gradients everywhere
+    head_weight_gradients, conv1_input_gradients = 2 * macs[-1][1], 2 * macs[0][1]
+    expected = forward + head_weight_gradients if frozen == "all" else 3 * forward - conv1_input_gradients
+    freeze_backbone(model.get_layer(BACKBONE_LAYER), frozen)
+    try:
+        counted = training_flops(model)
+    finally:
+        freeze_backbone(model.get_layer(BACKBONE_LAYER), 0)  # as the shared model was built
+    assert counted == pytest.approx(expected, rel=0.03)
 
 
 def _within_3_percent_of_the_profiler(model: keras.Model) -> None:

@@ -24,7 +24,8 @@ EXPECTED_SHAPES = {
     "do1": (512,),
     "fc2": (512,),
     "do2": (512,),
-    "fc3": (2,),
+    "fc3": (2,),  # logits
+    "fc3_softmax": (2,),  # their softmax, float32 under a mixed policy
 }
 EXPECTED_PARAMS = {"conv1": 14208, "conv2": 614656, "conv3": 885120, "fc1": 7078400, "fc2": 262656, "fc3": 1026}
 

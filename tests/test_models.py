@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 import models
+from bench.trial.execution import dtype_policy
 from bench.trial.flops import forward_flops
 from models.autoencoder import CLASSIFIER_LAYER
-from models.transfer import BACKBONE_LAYER, BACKBONES, freeze_backbone
+from models.transfer import BACKBONE_LAYER, BACKBONES, MIN_INPUT_SIZE, freeze_backbone
 from tests.model_zoo import default_model, trainable_parameters
 
 pytestmark = pytest.mark.backends
@@ -84,6 +85,26 @@ def test_output_is_a_batch_of_two_class_probabilities(name):
     probabilities = keras.ops.convert_to_numpy(model(images, training=False))
     assert probabilities.shape == (3, 2)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name", [*models.list_models(), "keras:MobileNetV3Small"])
+def test_under_mixed_bfloat16_the_softmax_computes_in_float32(name):
+    # the smallest input each builder takes (EfficientNetV2M's too: this model is built apart)
+    size = CONTRACTS[name].shape_input if name in CONTRACTS else None
+    size = size or MIN_INPUT_SIZE
+    with dtype_policy("bf16"):
+        model = models.create_model(name, input_size=size)
+    assert model.layers[-1].compute_dtype == "float32" and model.output.dtype == "float32"
+    (softmax,) = [layer for layer in model.layers if layer.name.endswith("_softmax")]
+    assert softmax.compute_dtype == "float32"
+    logits = model.get_layer(softmax.name.removesuffix("_softmax"))
+    kernel, _ = logits.get_weights()
+    logits.set_weights([np.zeros_like(kernel), np.array([8.0, 0.0], dtype="float32")])  # a confident logit
+    images = np.random.default_rng(0).normal(size=(2, size, size, 3)).astype("float32")
+    probabilities = keras.ops.convert_to_numpy(model(images, training=False))
+    # 1 / (1 + e^-8) = 0.99966: in bf16 (8 significant bits) it would round to exactly 1.0
+    assert probabilities.dtype == np.float32 and (probabilities[:, 0] < 1.0).all()
+    np.testing.assert_allclose(probabilities[:, 0], 1 / (1 + np.exp(-8.0)), rtol=1e-6)
 
 
 @pytest.mark.parametrize("name", models.list_models())

@@ -45,7 +45,8 @@ def test_head_is_pooling_optional_latent_dropout_and_softmax():
         BACKBONE_LAYER,
         "avg_pool",
         "head_dropout",
-        "predictions",
+        "predictions",  # logits
+        "predictions_softmax",  # their softmax, float32 under a mixed policy
     ]
     assert plain.get_layer("head_dropout").rate == 0.3
     latent = models.create_model("resnet50_v2", input_size=SMALL, latent_size=64)

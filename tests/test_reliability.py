@@ -103,6 +103,11 @@ def test_twenty_trials_with_five_faults_lose_only_the_faulty_ones(small_cache, t
         assert len([line for line in lines if line == f"{label} started"]) == 2, lines
         assert len([line for line in lines if line.startswith(f"{label} failed, retrying once: ")]) == 1, lines
         assert len([line for line in lines if line.startswith(f"{label} failed: ")]) == 1, lines
+    # a diverged trial: one line naming it and its epoch, started once (not retried)
+    for index, epoch in ((9, 1), (13, 2)):
+        label = f"[t{index:02d}]"
+        assert lines.count(f"{label} started") == 1, lines
+        assert f"{label} diverged at epoch {epoch}: train loss nan; stopped, not retried" in lines, lines
     # an error no retry mends (a missing dataset) fails the trial at once
     assert lines.count("[t19] started") == 1 and not [line for line in lines if line.startswith("[t19] failed, retr")]
     assert [line for line in lines if line.startswith("[t19] failed: DatasetError")], lines

@@ -81,6 +81,8 @@ def gpu_epoch(number, val_accuracy, energy_j, **extra):
         gpu_shared="no",
         nvml_reason="",
         flops_per_image=1.5e9,
+        train_flops_per_image=4.5e9,
+        precision="fp32",
         **extra,
     )
 
@@ -147,14 +149,24 @@ def test_trials_table_energy_flops_and_mfu_from_the_reports():
     assert row.gflops_per_image == pytest.approx(1.5)
     assert row.infer_images_per_sec == 900.0
     assert row.peak_source.startswith("A100 TF32")
-    assert row.mfu == pytest.approx(3 * 1.5e9 * 50.0 / 156e12)  # 100 images / 2 s in epoch 2
+    assert row.mfu == pytest.approx(4.5e9 * 50.0 / 156e12)  # 100 images / 2 s in epoch 2
     assert row.power_w_mean == 250.0 and row.gpu_memory_max_bytes == 2e9
 
 
-def test_cpu_trials_measure_mfu_against_the_measured_cpu_peak(records):
-    records[0].epochs[1]["flops_per_image"] = 1e9
+def test_a_bf16_trial_on_an_h100_is_measured_against_the_bf16_peak():
+    records = repeated_records()
+    for record in records:
+        for row in record.epochs:
+            row.update(gpu_names="NVIDIA H100 80GB HBM3", precision="bf16")
+    row = trials_table(records).set_index("trial").loc["lh.seed=0"]
+    assert row.peak_flops == pytest.approx(989.4e12) and row.peak_source.startswith("H100 SXM bf16")
+    assert row.mfu == pytest.approx(4.5e9 * 50.0 / 989.4e12)
+
+
+def test_mfu_reads_the_training_flops_a_trial_reported_not_a_multiple_of_forward(records):
+    records[0].epochs[1].update(flops_per_image=1e9, train_flops_per_image=1.2e9)  # a frozen backbone's
     table = trials_table(records, cpu_peak_flops=1e11).set_index("trial")
-    assert table.loc["good", "mfu"] == pytest.approx(3 * 1e9 * 12.0 / 1e11)
+    assert table.loc["good", "mfu"] == pytest.approx(1.2e9 * 12.0 / 1e11)
     assert "CPU" in table.loc["good", "peak_source"]
 
 

@@ -14,8 +14,33 @@ from data.device import IndexBatches
 from data.fit_input import FitInput
 from data.loader import ArrayBatches
 from data.splits import balanced_subset, split_rows
+from tests.conftest import tiny_spec
 
 pytestmark = pytest.mark.backends  # CI runs these on TensorFlow and again on JAX
+
+
+def test_a_trials_fit_has_no_callback_with_a_batch_hook(small_cache, monkeypatch):
+    """A callback that overrides a batch hook makes Keras sync host and device after every step."""
+    from keras.src.utils.python_utils import is_default
+
+    fitted_with = []
+    fit = keras.Model.fit
+
+    def recording_fit(self, *args, **kwargs):
+        fitted_with.extend(kwargs.get("callbacks") or [])
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", recording_fit)
+    run_trial(tiny_spec("async", epochs=1), small_cache, [].append)
+    assert fitted_with, "the trial called no fit"
+    hooks = [f"on_{kind}batch_{when}" for kind in ("", "train_", "test_") for when in ("begin", "end")]
+    overridden = [
+        f"{type(callback).__name__}.{hook}"
+        for callback in fitted_with
+        for hook in hooks
+        if not is_default(getattr(callback, hook))
+    ]
+    assert overridden == []
 
 
 @pytest.mark.slow

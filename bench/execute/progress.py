@@ -114,6 +114,11 @@ class Progress:
         else:
             self.write(f"[{label}] finished: best val_acc {best:.4f}")
 
+    def diverged(self, name: str, label: str, epoch: int, train_loss: float) -> None:
+        """A trial whose training loss stopped being finite: it ends there, and is not retried."""
+        self.ended.add(name)
+        self.write(f"[{label}] diverged at epoch {epoch}: train loss {train_loss}; stopped, not retried")
+
 
 def last_line(error_file: str | None) -> str:
     """What a failed trial's error.txt says went wrong, in one line, without its traceback."""

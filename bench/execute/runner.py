@@ -123,6 +123,12 @@ class ProgressPrinter(tune.Callback):
         if trial.trial_id in self.fatal:
             return
         epochs = (trial.last_result or {}).get("epoch", 0)
+        train_loss = (trial.last_result or {}).get("train_loss")
+        if isinstance(train_loss, float) and not math.isfinite(
+            train_loss
+        ):  # the trial's reporter ended it (bench/trial/measure.py)
+            self.progress.diverged(trial.config["spec"]["name"], trial_label(trial), epochs, train_loss)
+            return
         reason = self.stopper.reasons.get(trial.trial_id, ASHA_REASON)
         self.progress.completed(trial.config["spec"]["name"], trial_label(trial), epochs, _best(trial), reason)
 

@@ -21,7 +21,7 @@ import keras
 import models
 from bench.errors import UsageError
 from bench.specs import TrialSpec
-from bench.trial.flops import TRAINING_TO_FORWARD, flops_or_nan
+from bench.trial.flops import flops_or_nan, training_flops
 from bench.trial.gpu import local_gpu_count, smallest_gpu_memory_bytes
 from data.splits import EVAL_BATCH_SIZE
 
@@ -36,6 +36,7 @@ RUN_START_SECONDS = 15.0  # Ray, the first worker's TensorFlow import
 class ModelCost:
     layers: int
     forward_flops: float  # NaN where a layer has no FLOP rule: the estimate then counts layers only
+    training_flops: float  # per training image (bench.trial.flops.training_flops); NaN as above
 
 
 def count_layers(model: keras.Model) -> int:
@@ -50,7 +51,7 @@ def model_cost(spec: TrialSpec, cache: dict) -> ModelCost:
     key = (spec.model, tuple(sorted((k, repr(v)) for k, v in options.items())))
     if key not in cache:
         network = models.create_model(spec.model, **options)
-        cache[key] = ModelCost(count_layers(network), flops_or_nan(network))
+        cache[key] = ModelCost(count_layers(network), flops_or_nan(network), flops_or_nan(network, training_flops))
         del network
         keras.backend.clear_session()
     return cache[key]
@@ -60,9 +61,14 @@ def epoch_seconds(spec: TrialSpec, cost: ModelCost, train_images: int, val_image
     """One epoch of ``spec`` on this CPU: training and validation steps."""
     train_steps = math.ceil(train_images / spec.batch_size)
     val_steps = math.ceil(val_images / EVAL_BATCH_SIZE)
-    flops = 0.0 if math.isnan(cost.forward_flops) else cost.forward_flops
-    work = (TRAINING_TO_FORWARD * train_images + val_images) * flops / EFFECTIVE_CPU_FLOPS
+    work = (
+        train_images * _or_zero(cost.training_flops) + val_images * _or_zero(cost.forward_flops)
+    ) / EFFECTIVE_CPU_FLOPS
     return (train_steps + val_steps) * cost.layers * SECONDS_PER_LAYER_STEP + work
+
+
+def _or_zero(flops: float) -> float:
+    return 0.0 if math.isnan(flops) else flops
 
 
 def trial_seconds(spec: TrialSpec, cost: ModelCost, train_images: int, val_images: int) -> float:

@@ -238,7 +238,9 @@ def _definitions(info: RunInfo, trials: pd.DataFrame) -> list[str]:
         "- GFLOPs: forward FLOPs per image (a multiply-add = 2 FLOPs); n/a where the trial reported none.",
         f"- energy J: GPU energy over all epochs (training and validation), summed over the trial's GPUs: "
         f"{energy_note} mJ/img: that energy per training image seen.",
-        f"- MFU: 3 x forward FLOPs per image x train img/s over the device's peak ({peak}).",
+        "- MFU: training FLOPs per image x train img/s over the peak of the trial's device in its precision "
+        f"({peak}). Training FLOPs count what trains: the forward pass, input gradients down to the first "
+        "trainable layer, weight gradients of trainable layers (a frozen backbone's are not computed).",
         "",
     ]
 

@@ -218,10 +218,10 @@ def trials_table(
         )
         energy = _sum_all_or_nan(_values(epochs, "energy_j"))
         images_seen = train_images * len(epochs) if _is_number(train_images) else math.nan
-        flops = _values(epochs, "flops_per_image")
-        flops_per_image = _max_or_nan(flops)
+        flops_per_image = _max_or_nan(_values(epochs, "flops_per_image"))
+        train_flops_per_image = _max_or_nan(_values(epochs, "train_flops_per_image"))
         gpu_names = [name for name in _last_text(epochs, "gpu_names").split(", ") if name]
-        peak, peak_reason = trial_peak(gpu_names, cpu_peak_flops)
+        peak, peak_reason = trial_peak(gpu_names, cpu_peak_flops, _last_text(epochs, "precision") or None)
         status, reason = trial_status(record)
         rows.append(
             {
@@ -263,6 +263,7 @@ def trials_table(
                 "model_bytes": last.get("model_bytes", math.nan),
                 "flops_per_image": flops_per_image,
                 "gflops_per_image": flops_per_image / 1e9,
+                "train_flops_per_image": train_flops_per_image,
                 "energy_j": energy,
                 "energy_mj_per_image": energy * 1000.0 / images_seen if images_seen else math.nan,
                 "power_w_mean": _weighted_mean(_values(epochs, "power_w"), _values(epochs, "epoch_seconds")),
@@ -278,7 +279,7 @@ def trials_table(
                 "peak_flops": peak.flops if peak else math.nan,
                 "peak_source": peak.source if peak else peak_reason,
                 "mfu": _none_to_nan(
-                    model_flops_utilisation(flops_per_image, steady_rate, peak.flops if peak else None)
+                    model_flops_utilisation(train_flops_per_image, steady_rate, peak.flops if peak else None)
                 ),
                 "train_images": train_images,
                 "val_images": last.get("val_images", math.nan),
@@ -311,6 +312,7 @@ GROUP_MEAN_COLUMNS = (
     "model_bytes",
     "flops_per_image",
     "gflops_per_image",
+    "train_flops_per_image",
     "energy_j",
     "energy_mj_per_image",
     "power_w_mean",

@@ -20,13 +20,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.choices import BACKENDS, EXECUTION_KEYS
+from bench.choices import BACKENDS, EXECUTION_KEYS, RESOLVED_PRECISIONS
 
 # auto puts a trial's images on the device when they take at most this share of its memory:
 # four packed trials (--gpus-per-trial 0.25) then hold at most the whole memory's quarter each
 DEVICE_DATA_SHARE = 0.25
 # Keras dtype policies; fp16 also gets a LossScaleOptimizer (compile's auto_scale_loss)
-DTYPE_POLICIES = {"fp32": "float32", "bf16": "mixed_bfloat16", "fp16": "mixed_float16"}
+DTYPE_POLICIES = dict(zip(RESOLVED_PRECISIONS, ("float32", "mixed_bfloat16", "mixed_float16"), strict=True))
 BF16_COMPUTE_CAPABILITY = (8, 0)
 
 
@@ -90,6 +90,45 @@ def select_backend(argv: Sequence[str], environ: Mapping[str, str] | None = None
     backend = requested_backend(argv)
     if backend in BACKENDS:
         environ["KERAS_BACKEND"] = backend
+
+
+def keep_driver_off_accelerators() -> str | None:
+    """This process (a run's driver) computes on the CPU only, whatever accelerators it could see.
+
+    The driver builds models for its estimates and GPU shares (bench/plan/estimate.py) and
+    trains none: a backend left to itself would open a client on every GPU there (JAX
+    preallocates most of each one's memory) and hold it all run, beside the trials the shares
+    were sized for. Trials run in processes of their own and see their GPUs. Call it before
+    the backend first computes; returns a one-line warning where it had already started on
+    an accelerator, else None. Keras on torch places tensors on its own default device and is
+    left as it is.
+    """
+    backend = current_backend()
+    if backend == "jax":
+        import jax
+        from jax._src import xla_bridge  # whether a client exists yet: JAX has no public call for it
+
+        if not xla_bridge.backends_are_initialized():
+            jax.config.update("jax_platforms", "cpu")
+            return None
+        started = sorted(name for name in xla_bridge.backends() if name != "cpu")
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        if not tf.config.list_physical_devices("GPU"):
+            return None
+        try:
+            tf.config.set_visible_devices([], "GPU")
+            return None
+        except RuntimeError:  # the runtime has started: its devices are fixed
+            started = [device.name for device in tf.config.get_visible_devices("GPU")]
+    else:
+        return None
+    if not started:
+        return None
+    return (
+        f"warning: Keras ({backend}) already runs on {', '.join(started)} in this process: the driver holds its memory"
+    )
 
 
 def gpu_compute_capabilities() -> list[tuple[int, int]]:

@@ -30,7 +30,7 @@ from bench.trial.execution import (
     resolve_data_on_device,
     resolve_precision,
 )
-from bench.trial.flops import flops_or_nan
+from bench.trial.flops import flops_or_nan, training_flops
 from bench.trial.gpu import NvmlSampler
 from bench.trial.measure import INFERENCE_BATCH_SIZE, EpochReporter, Reporter, inference_images_per_sec
 from data.cache import DEFAULT_IMAGE_SIZE, FaceCache
@@ -106,7 +106,9 @@ def build_trial_model(
             # multiple of 64) sees the policy's crop resized to its own input
             prepared = keras.layers.Resizing(model_side, model_side, name="resize_to_model", dtype="float32")(prepared)
         probabilities = network(prepared)
-        if precision != "fp32":  # the loss reads float32 probabilities (Keras's mixed-precision guide)
+        if probabilities.dtype != "float32":
+            # a user's model whose softmax runs in the mixed policy: the loss still reads float32
+            # (every registry model computes its softmax in float32, models/layers.py)
             probabilities = keras.layers.Activation("linear", dtype="float32", name="float32_output")(probabilities)
         model = keras.Model(images, probabilities, name=f"{network.name}_trainer")
         model.compile(
@@ -176,6 +178,7 @@ def run_trial(
         "val_images": len(data.val_labels),
         "started_at": started_at,
         "flops_per_image": flops_or_nan(network),
+        "train_flops_per_image": flops_or_nan(network, training_flops),
         **node_facts(),
         **execution.as_metrics(),
     }
@@ -221,13 +224,9 @@ def run_trial(
                 shuffle=False,  # the batches shuffle themselves, seeded, per epoch
                 epochs=spec.epochs,
                 initial_epoch=first_epoch,
-                callbacks=[
-                    *callbacks,
-                    # TerminateOnNaN ends a diverged trial within a step; its NaN epoch is still
-                    # reported (results.py calls a trial with a non-finite train loss diverged)
-                    keras.callbacks.TerminateOnNaN(),
-                    reporter,
-                ],
+                # no callback of the trial's own overrides a batch hook: Keras would then sync host
+                # and device after every step; the reporter ends a diverged trial at its epoch's end
+                callbacks=[*callbacks, reporter],
                 verbose=0,
             )
     finally:

@@ -41,7 +41,8 @@ EPOCH_METRIC_KEYS = (
     "train_images",
     "val_images",
     "started_at",
-    "flops_per_image",
+    "flops_per_image",  # forward
+    "train_flops_per_image",  # what trains (bench.trial.flops.training_flops): the MFU's numerator per image
     # where the trial ran: the node's host name and versions (a cluster's nodes may differ)
     "node_host",
     "node_python",
@@ -185,7 +186,9 @@ class EpochReporter(keras.callbacks.Callback):
     elapsed seconds. Where ``rule`` says a checkpoint is due (bench.trial.checkpoints.CheckpointRule),
     ``checkpoint`` writes the trial's state to a folder that goes out with the epoch's report.
     Elapsed seconds count from the first attempt's start (``state.origin``), a lost attempt
-    included: MLPerf's rule.
+    included: MLPerf's rule. An epoch whose training loss is not finite is reported and ends
+    the trial (bench/report/results.py calls it diverged). It overrides no batch hook, so
+    Keras keeps dispatching steps asynchronously.
     """
 
     def __init__(
@@ -239,8 +242,14 @@ class EpochReporter(keras.callbacks.Callback):
         if epoch == 0:
             inference = self.measure_inference()
         accuracy = float(logs.get("val_accuracy", float("nan")))
+        train_loss = float(logs.get("loss", float("nan")))
+        # a diverged trial ends here, at its epoch's end: a per-batch check (TerminateOnNaN)
+        # would make Keras sync host and device after every step
+        diverged = not math.isfinite(train_loss)
+        if diverged:
+            self.model.stop_training = True
         last = self.patience.exhausted(epoch + 1, accuracy) or epoch + 1 == self.epochs
-        if last and self.measure_oversampled is not None:
+        if last and not diverged and self.measure_oversampled is not None:
             started = time.perf_counter()
             oversampled = self.measure_oversampled()
             oversample_seconds = time.perf_counter() - started
@@ -249,7 +258,7 @@ class EpochReporter(keras.callbacks.Callback):
             self.excluded_seconds += time.perf_counter() - now
         metrics = {
             "epoch": epoch + 1,
-            "train_loss": float(logs.get("loss", float("nan"))),
+            "train_loss": train_loss,
             "train_accuracy": float(logs.get("accuracy", float("nan"))),
             "val_loss": float(logs.get("val_loss", float("nan"))),
             "val_accuracy": accuracy,
