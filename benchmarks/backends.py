@@ -36,6 +36,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: the repository root holds data/, models/, bench/
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.choices import RESOLVED_PRECISIONS  # noqa: E402  (keras-free)
+
 BACKENDS = ("tensorflow", "jax")
 PRECISIONS = ("fp32", "bf16")
 DEFAULT_MODELS = ("levi_hassner", "mobilenet_v3_large", "resnet50_v2")
@@ -272,7 +274,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), help="registered model names")
     parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=("tensorflow", "jax", "torch"))
-    parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=("fp32", "bf16", "fp16"))
+    parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=RESOLVED_PRECISIONS)
     parser.add_argument("--input-size", type=int, default=64, help="the network's input side (the crop is resized)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--warmup-steps", type=int, default=2, help="steps of the first, untimed fit")

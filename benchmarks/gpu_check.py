@@ -20,10 +20,10 @@ What it measures, each row one configuration timed alone on the GPU (other worke
 3. Per row: NVML energy per image (the total-energy counter's delta over the timed window,
    whole device), mean power and GPU utilisation, the trainer's peak device memory (XLA's
    ``peak_bytes_in_use``), and MFU = training FLOPs per image (``bench.trial.flops.training_flops``)
-   x img/s over (a) the datasheet's dense peak in the row's precision (``bench.trial.mfu.device_peak``:
-   H100 SXM and H200 989.4 TFLOP/s bf16, 494.7 TF32) and (b) for bf16 rows, a bf16
-   matrix-product peak measured here first (``keras.ops.matmul`` of two 8192x8192 bf16
-   matrices, the best of 5 timed rounds of 20 products).
+   x img/s over the peaks of the row's precision: (a) the datasheet's dense peak
+   (``bench.trial.mfu.device_peak``: H100 SXM and H200 989.4 TFLOP/s bf16, 494.7 TF32) and (b) a
+   matrix-product peak measured here first (``keras.ops.matmul`` of two 8192x8192 matrices in
+   that precision, the best of 5 timed rounds of 20 products).
 
 Time: each configuration runs in its own spawned worker process (20 on the GPU: 16 rows
 and 4 packed trainers), so the 16 CPU cores compile them side by side (all at once;
@@ -80,10 +80,12 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: the repository root holds data/, models/, bench/
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.choices import RESOLVED_PRECISIONS  # noqa: E402  (keras-free: the settings need no backend)
+
 STARTED = time.monotonic()
 REPORT_MODELS = ("levi_hassner", "mobilenet_v3_large", "resnet50_v2", "efficientnet_v2_m")
 PACKED_MODEL = "levi_hassner"
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "bf16")  # the default rows; --precisions takes any of RESOLVED_PRECISIONS
 DATA_PATHS = ("stream", "device")  # the images from host numpy each step / held on the device
 DATA_ON_DEVICE = {"stream": "off", "device": "on", "auto": "auto"}
 GPU_ENVIRONMENT = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
@@ -509,33 +511,36 @@ def format_table(rows: list[Row]) -> str:
 
 @dataclass
 class Peaks:
-    """The first GPU's datasheet peak in each precision (bench.trial.mfu.device_peak) and the
-    bf16 matrix-product peak measured here (the peak of bf16 rows only)."""
+    """Each row's two peaks, by the precision it ran in: the first GPU's dense datasheet peak
+    (bench.trial.mfu.device_peak) and a matrix-product peak measured here in that precision.
+    Each maps precision -> {"flops", "source"}, or {"reason"} where there is none."""
 
-    datasheet: dict[str, dict] = field(default_factory=dict)  # precision -> {flops, source} or {reason}
+    datasheet: dict[str, dict] = field(default_factory=dict)
     datasheet_reason: str | None = "not looked up before the deadline"
-    measured_flops: float | None = None
-    measured_source: str | None = None
-    measured_reason: str | None = "not measured before the deadline"
+    measured: dict[str, dict] = field(default_factory=dict)
     device: str = ""
 
-    def datasheet_flops(self, precision: str) -> float | None:
-        return self.datasheet.get(precision, {}).get("flops")
+    def flops(self, kind: str, precision: str) -> float | None:
+        return getattr(self, kind).get(precision, {}).get("flops")
 
-    def describe_datasheet(self) -> str:
-        if not self.datasheet:
-            return f"n/a ({self.datasheet_reason})"
-        return "; ".join(f"{precision} {_peak(**peak)}" for precision, peak in self.datasheet.items())
+    def describe(self, kind: str) -> str:
+        peaks = getattr(self, kind)
+        if not peaks:
+            return f"n/a ({self.datasheet_reason if kind == 'datasheet' else 'not measured before the deadline'})"
+        return "; ".join(f"{precision} {_peak(**peak)}" for precision, peak in peaks.items())
 
 
-def measure_matmul_peak(size: int, repeats: int, rounds: int = 5) -> float:
-    """Best bf16 matrix-product FLOP/s on Keras's device: ``repeats`` products of two
+MATMUL_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
+
+
+def measure_matmul_peak(size: int, repeats: int, precision: str = "bf16", rounds: int = 5) -> float:
+    """Best matrix-product FLOP/s on Keras's device in ``precision``: ``repeats`` products of two
     ``size`` x ``size`` matrices per round, the fastest of ``rounds`` after two warm-up rounds."""
     import keras
     from keras import ops
 
-    a = ops.cast(keras.random.normal((size, size), seed=1), "bfloat16")
-    b = ops.cast(keras.random.normal((size, size), seed=2), "bfloat16")
+    a = ops.cast(keras.random.normal((size, size), seed=1), MATMUL_DTYPES[precision])
+    b = ops.cast(keras.random.normal((size, size), seed=2), MATMUL_DTYPES[precision])
 
     def finish(x) -> None:
         if hasattr(x, "block_until_ready"):  # JAX: wait for the device, copy nothing back
@@ -554,14 +559,21 @@ def measure_matmul_peak(size: int, repeats: int, rounds: int = 5) -> float:
     return 2.0 * size**3 * repeats / best
 
 
+def measured_precisions(settings: Settings) -> list[str]:
+    """The precisions the rows may run in: the ones asked for, both of ``auto``'s where packing asks it."""
+    asked = {*settings.precisions, settings.pack_precision}
+    if "auto" in asked:
+        asked |= {"fp32", "bf16"}
+    return [precision for precision in RESOLVED_PRECISIONS if precision in asked]
+
+
 def find_peaks(settings: Settings) -> Peaks:
-    """The first visible GPU's dense datasheet peak in each precision, and the measured bf16 matmul peak."""
-    from bench.choices import RESOLVED_PRECISIONS
+    """The first visible GPU's dense datasheet peak in each precision, and a matmul peak measured in each row's."""
     from bench.trial.gpu import driver_facts
     from bench.trial.mfu import device_peak
 
     facts, reason = driver_facts()
-    peaks = Peaks(datasheet_reason=None, measured_reason=None)
+    peaks = Peaks(datasheet_reason=None)
     names = facts.get("gpus") or []
     if names:
         peaks.device = names[0]
@@ -570,14 +582,14 @@ def find_peaks(settings: Settings) -> Peaks:
             peaks.datasheet[precision] = {"flops": peak.flops, "source": peak.source} if peak else {"reason": why}
     else:
         peaks.datasheet_reason = f"no GPU, so no datasheet peak ({reason})"
-    try:
-        peaks.measured_flops = measure_matmul_peak(settings.matmul_size, settings.matmul_repeats)
-        peaks.measured_source = (
-            f"bf16 keras.ops.matmul {settings.matmul_size}x{settings.matmul_size}, best of 5 rounds of "
-            f"{settings.matmul_repeats}"
-        )
-    except Exception as error:  # a backend without bf16 products on this device
-        peaks.measured_reason = f"matmul peak not measured: {type(error).__name__}: {error}"
+    size, repeats = settings.matmul_size, settings.matmul_repeats
+    for precision in measured_precisions(settings):
+        try:
+            flops = measure_matmul_peak(size, repeats, precision)
+            source = f"keras.ops.matmul {size}x{size}, best of 5 rounds of {repeats}"
+            peaks.measured[precision] = {"flops": flops, "source": source}
+        except Exception as error:  # a backend without products in this precision on this device
+            peaks.measured[precision] = {"reason": f"not measured: {type(error).__name__}: {error}"}
     return peaks
 
 
@@ -633,10 +645,9 @@ class Run:
             )
             self.compile_all()
             self.peaks = find_peaks(s)
-            measured = self.peaks.measured_flops
             progress(
-                f"bf16 matmul peak measured: {'n/a' if measured is None else f'{measured / 1e12:.1f} TFLOP/s'}; "
-                f"datasheet: {self.peaks.describe_datasheet()}"
+                f"matmul peaks measured: {self.peaks.describe('measured')}; "
+                f"datasheet: {self.peaks.describe('datasheet')}"
             )
             for index, row in enumerate(self.rows):
                 self.measure_row(index, row)
@@ -774,11 +785,10 @@ class Run:
         flops = row.train_flops_per_image
         if flops is not None and math.isfinite(flops):
             row.train_tflops = flops * row.images_per_sec / 1e12
-        # each row against the peak of the precision it ran in; the measured peak is bf16's
-        datasheet = self.peaks.datasheet_flops(row.precision)
-        measured = self.peaks.measured_flops if row.precision == "bf16" else None
-        row.mfu_datasheet = model_flops_utilisation(flops, row.images_per_sec, datasheet)
-        row.mfu_measured = model_flops_utilisation(flops, row.images_per_sec, measured)
+        # each row against the peaks of the precision it ran in
+        for kind in ("datasheet", "measured"):
+            peak = self.peaks.flops(kind, row.precision)
+            setattr(row, f"mfu_{kind}", model_flops_utilisation(flops, row.images_per_sec, peak))
         row.power_w, row.gpu_util = reading.power_w_mean, reading.gpu_util_mean
         row.energy_j, row.energy_source = reading.energy_j, reading.energy_source
         row.mj_per_image = None if reading.energy_j is None else 1000 * reading.energy_j / row.images
@@ -826,8 +836,7 @@ class Run:
         )
         print(
             "MFU = training FLOPs/img (bench.trial.flops.training_flops) x img/s over the peak of the row's "
-            f"precision: datasheet {peaks.describe_datasheet()}; measured (bf16 rows) "
-            f"{_peak(peaks.measured_flops, peaks.measured_source, peaks.measured_reason)}"
+            f"precision: datasheet {peaks.describe('datasheet')}; measured {peaks.describe('measured')}"
         )
         print(
             f"Timed: >= {s.steps} steps and >= {s.min_seconds:g} s of whole {s.epoch_steps}-step epochs after one "
@@ -867,18 +876,18 @@ def parse_settings(argv: list[str] | None) -> tuple[Settings, argparse.Namespace
     parser.add_argument("--dry", action="store_true", help="CPU-sized run (also DRY=1 in the environment)")
     parser.add_argument("--backend", choices=("jax", "tensorflow", "torch"), help="Keras backend (default: see above)")
     parser.add_argument("--models", nargs="+", help="models timed alone (GPU: the four report models)")
-    parser.add_argument("--precisions", nargs="+", choices=PRECISIONS, help="default: fp32 bf16")
+    parser.add_argument("--precisions", nargs="+", choices=RESOLVED_PRECISIONS, help="default: fp32 bf16")
     parser.add_argument("--data", nargs="+", choices=DATA_PATHS, help="default: stream device")
     parser.add_argument("--pack", nargs="*", type=int, help="trainers packed on the GPU at once (GPU: 1 2 4)")
     parser.add_argument("--pack-model", help=f"the packed trainers' model (default {PACKED_MODEL})")
-    parser.add_argument("--pack-precision", choices=("auto", *PRECISIONS), help="default: auto, as a trial")
+    parser.add_argument("--pack-precision", choices=("auto", *RESOLVED_PRECISIONS), help="default: auto, as a trial")
     parser.add_argument("--pack-data", choices=("auto", *DATA_PATHS), help="default: auto, as a trial")
     parser.add_argument("--input-size", type=int, help="model input side (GPU: the report's 227)")
     parser.add_argument("--batch-size", type=int, help="GPU: 32")
     parser.add_argument("--epoch-steps", type=int, help="steps per epoch, the image pool's size (GPU: 32)")
     parser.add_argument("--steps", type=int, help="timed steps, at least (GPU: 30)")
     parser.add_argument("--min-seconds", type=float, help="timed seconds, at least (GPU: 3)")
-    parser.add_argument("--matmul-size", type=int, help="side of the bf16 matrices of the measured peak (GPU: 8192)")
+    parser.add_argument("--matmul-size", type=int, help="side of the matrices of the measured peaks (GPU: 8192)")
     parser.add_argument("--matmul-repeats", type=int, help="products per timed round (GPU: 20)")
     parser.add_argument("--deadline", type=float, help="seconds from the start to the table, at most (GPU: 420)")
     parser.add_argument("--jobs", type=int, help="workers compiling at once (GPU: all; DRY: 3)")

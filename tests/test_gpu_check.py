@@ -67,6 +67,26 @@ def test_table_lists_unmeasured_rows_with_their_reason():
 
 @pytest.mark.slow
 @pytest.mark.backends  # CI runs it on TensorFlow and again on JAX (KERAS_BACKEND=jax)
+def test_each_row_is_measured_against_the_peak_of_its_own_precision():
+    """An fp32 row against the TF32 peak and the fp32 matmul's, a bf16 row against bf16's."""
+    from types import SimpleNamespace
+
+    peaks = gpu_check.Peaks(
+        datasheet={"fp32": {"flops": 494.7e12, "source": "TF32"}, "bf16": {"flops": 989.4e12, "source": "bf16"}},
+        measured={"fp32": {"flops": 400e12, "source": "matmul"}, "bf16": {"flops": 700e12, "source": "matmul"}},
+    )
+    run = SimpleNamespace(peaks=peaks)
+    reading = SimpleNamespace(power_w_mean=None, gpu_util_mean=None, energy_j=None, energy_source=None, reason="")
+    timed = [{"images": 10_000, "steps": 100, "seconds": 1.0, "peak_memory_bytes": None}]
+    mfu = {}
+    for precision in ("fp32", "bf16"):
+        row = gpu_check.Row("alone", "levi_hassner", precision, "stream", 1, 227, 100, train_flops_per_image=3.9e9)
+        gpu_check.Run.fill(run, row, timed, reading)
+        mfu[precision] = (row.mfu_datasheet, row.mfu_measured)
+    assert mfu["fp32"] == (pytest.approx(3.9e9 * 10_000 / 494.7e12), pytest.approx(3.9e9 * 10_000 / 400e12))
+    assert mfu["bf16"] == (pytest.approx(3.9e9 * 10_000 / 989.4e12), pytest.approx(3.9e9 * 10_000 / 700e12))
+
+
 def test_dry_run_measures_every_row_of_the_table(tmp_path):
     # Levi & Hassner only (DRY=1's default adds MobileNetV3Large, minutes on 2 cores); a
     # deadline far off, so a busy CI machine cannot cut rows
@@ -82,8 +102,9 @@ def test_dry_run_measures_every_row_of_the_table(tmp_path):
     for row in table:
         assert row["status"] == "measured", row
         assert float(row["train img/s"]) > 0 and float(row["compile s"]) > 0 and float(row["fwd GFLOP/img"]) > 0
-        assert row["MFU % measured"] != "n/a"  # against the matrix-product peak measured on this CPU
-    assert "bf16 matmul peak measured" in result.stdout and "DRY" in result.stdout
+        assert row["MFU % measured"] != "n/a"  # against the matrix-product peak of its precision measured here
+    assert "matmul peaks measured: fp32 " in result.stdout and "DRY" in result.stdout
+    assert set(figures["peaks"]["measured"]) == {"fp32", "bf16"}
     rows = figures["rows"]
     assert len(rows) == 6 and figures["settings"]["dry"] and not figures["cut_by_deadline"]
     assert [row["section"] for row in rows] == ["alone"] * 4 + ["packed"] * 2

@@ -4,10 +4,10 @@ A GPU's peak is the vendor's dense datasheet figure for the trial's precision, l
 NVML's device name (``device_peak``): fp32 counts against TF32 tensor cores where the GPU
 has them (TensorFlow and JAX run float32 matrix products as TF32 there by default), bf16
 and fp16 against the half-precision tensor cores. A MIG slice gets its share of the GPU's
-SMs (NVIDIA's MIG guide: a ``Ng`` or ``Nc`` slice has N sevenths). A CPU's peak is a
-float32 matrix product measured once per run. MFU is achieved training FLOP/s (training
-FLOPs per image, ``bench.trial.flops.training_flops``, x img/s) over that peak. No keras,
-no ray.
+SMs (NVIDIA's MIG guide: a ``Ng`` or ``Nc`` slice has N of the GPU's 7 compute slices, an
+A30's 4). A CPU's peak is a float32 matrix product measured once per run. MFU is achieved
+training FLOP/s (training FLOPs per image, ``bench.trial.flops.training_flops``, x img/s)
+over that peak. No keras, no ray.
 """
 
 from __future__ import annotations
