@@ -124,9 +124,8 @@ class ProgressPrinter(tune.Callback):
             return
         epochs = (trial.last_result or {}).get("epoch", 0)
         train_loss = (trial.last_result or {}).get("train_loss")
-        if isinstance(train_loss, float) and not math.isfinite(
-            train_loss
-        ):  # the trial's reporter ended it (bench/trial/measure.py)
+        # a loss that is not finite: the trial's reporter ended it (bench/trial/measure.py)
+        if isinstance(train_loss, float) and not math.isfinite(train_loss):
             self.progress.diverged(trial.config["spec"]["name"], trial_label(trial), epochs, train_loss)
             return
         reason = self.stopper.reasons.get(trial.trial_id, ASHA_REASON)

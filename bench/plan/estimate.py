@@ -61,10 +61,8 @@ def epoch_seconds(spec: TrialSpec, cost: ModelCost, train_images: int, val_image
     """One epoch of ``spec`` on this CPU: training and validation steps."""
     train_steps = math.ceil(train_images / spec.batch_size)
     val_steps = math.ceil(val_images / EVAL_BATCH_SIZE)
-    work = (
-        train_images * _or_zero(cost.training_flops) + val_images * _or_zero(cost.forward_flops)
-    ) / EFFECTIVE_CPU_FLOPS
-    return (train_steps + val_steps) * cost.layers * SECONDS_PER_LAYER_STEP + work
+    flops = train_images * _or_zero(cost.training_flops) + val_images * _or_zero(cost.forward_flops)
+    return (train_steps + val_steps) * cost.layers * SECONDS_PER_LAYER_STEP + flops / EFFECTIVE_CPU_FLOPS
 
 
 def _or_zero(flops: float) -> float:
