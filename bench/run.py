@@ -28,7 +28,7 @@ from bench.plan import suites  # noqa: E402
 from bench.plan.command_line import build_parser, flags_given, from_args  # noqa: E402
 from bench.plan.estimate import estimate_run  # noqa: E402
 from bench.plan.goals import GoalError  # noqa: E402
-from bench.plan.planner import PreparedRun, RunRequest, prepare_run  # noqa: E402
+from bench.plan.planner import PreparedRun, RunRequest, default_preset, prepare_run, preset_line  # noqa: E402
 from bench.report import run_folder  # noqa: E402
 from bench.specs import SpecError  # noqa: E402
 from data.adience import DatasetError  # noqa: E402
@@ -55,6 +55,9 @@ def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     """``--list``, ``--resume RUN_DIR`` or a new run."""
     if args.list:
         print(suites.describe_suites([args.suite] if args.suite else None))
+        if args.suite:  # which preset a run of it gets
+            suite = suites.get_suite(args.suite)
+            print(preset_line(suite, args.preset or default_preset(suite)))
         return 0
     if args.resume:
         return resume(args.resume.expanduser())

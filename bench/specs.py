@@ -19,10 +19,12 @@ from typing import Any
 import models
 from bench.choices import DATA_ON_DEVICE_CHOICES, JIT_CHOICES, PRECISIONS
 from data.adience import FOLD_COUNT
-from data.transforms import NORMALISATIONS, POLICIES
+from data.policies import DATASET_DEFAULT, Policy, PolicyError, get_policy
+from data.transforms import NORMALISATIONS
 
 OPTIMIZERS = ("sgd", "adam")
 MODEL_OPTION_PREFIX = "model."
+POLICY_KEY_PREFIX = "policy."  # a suite file's declared policy travels key by key, as model options do
 _TRIAL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.=-]*")  # becomes a folder name
 
 
@@ -92,7 +94,8 @@ class TrialSpec:
     name: str
     model: str
     model_options: Mapping[str, Any] = field(default_factory=dict)
-    policy: str = "report"
+    policy: str = "report"  # a built-in policy, a declared one (policy_keys), or "auto": the dataset's
+    policy_keys: Mapping[str, Any] = field(default_factory=dict)  # a suite file's [policies.NAME] table
     normalisation: str | None = None  # None: the one the model's registry entry expects
     optimizer: str = "sgd"
     learning_rate: float = 1e-3
@@ -124,6 +127,7 @@ class TrialSpec:
 
     def __post_init__(self):
         object.__setattr__(self, "model_options", dict(self.model_options))
+        object.__setattr__(self, "policy_keys", dict(self.policy_keys))
         object.__setattr__(self, "train_folds", tuple(int(f) for f in self.train_folds))
         if self.normalisation is None and models.is_registered(self.model):
             object.__setattr__(self, "normalisation", models.get_model_entry(self.model).normalisation)
@@ -139,8 +143,14 @@ class TrialSpec:
                 models.get_model_entry(self.model)
             except models.UnknownModelError as error:
                 yield Problem("model", message=str(error))
-        if self.policy not in POLICIES:
-            yield Problem("policy", message=f"unknown policy {self.policy!r} (known: {', '.join(POLICIES)})")
+        if self.policy != DATASET_DEFAULT:
+            try:
+                mixes = get_policy(self.policy, self.policy_keys).mixes
+            except PolicyError as error:
+                yield Problem("policy", message=f"policy {self.policy}: {error}")
+            else:
+                if mixes and self.data_on_device == "on":
+                    yield Problem("data_on_device", message="a policy that mixes batches mixes them on the host")
         if self.normalisation not in NORMALISATIONS and models.is_registered(self.model):
             known = ", ".join(NORMALISATIONS)
             yield Problem("normalisation", message=f"unknown normalisation {self.normalisation!r} (known: {known})")
@@ -191,6 +201,8 @@ class TrialSpec:
             value = getattr(self, spec_field.name)
             if spec_field.name == "model_options":
                 flat.update({MODEL_OPTION_PREFIX + key: option for key, option in sorted(value.items())})
+            elif spec_field.name == "policy_keys":
+                flat.update({POLICY_KEY_PREFIX + key: policy_value for key, policy_value in sorted(value.items())})
             elif isinstance(value, tuple):
                 flat[spec_field.name] = list(value)
             else:
@@ -199,23 +211,33 @@ class TrialSpec:
 
     @classmethod
     def from_dict(cls, flat: Mapping[str, Any]) -> TrialSpec:
-        known = {spec_field.name for spec_field in dataclasses.fields(cls)} - {"model_options"}
+        known = {spec_field.name for spec_field in dataclasses.fields(cls)} - {"model_options", "policy_keys"}
         kwargs: dict[str, Any] = {}
         options: dict[str, Any] = {}
+        policy_keys: dict[str, Any] = {}
         unknown = []
         for key, value in flat.items():
             if key.startswith(MODEL_OPTION_PREFIX):
                 options[key[len(MODEL_OPTION_PREFIX) :]] = value
+            elif key.startswith(POLICY_KEY_PREFIX):
+                policy_keys[key[len(POLICY_KEY_PREFIX) :]] = value
             elif key in known:
                 kwargs[key] = value
             else:
                 unknown.append(key)
         if unknown:
             raise SpecError(f"unknown TrialSpec fields: {', '.join(sorted(unknown))}")
-        return cls(model_options=options, **kwargs)
+        return cls(model_options=options, policy_keys=policy_keys, **kwargs)
 
     def replace(self, **changes) -> TrialSpec:
         return dataclasses.replace(self, **changes)
+
+    @property
+    def augmentation(self) -> Policy:
+        """The Policy the trial trains with (its ``policy`` resolved: never "auto" once planned)."""
+        if self.policy == DATASET_DEFAULT:
+            raise SpecError(f"trial {self.name}: policy auto is resolved by the planner from the dataset")
+        return get_policy(self.policy, self.policy_keys)
 
     @property
     def input_size(self) -> int:

@@ -1,7 +1,8 @@
 """Decode-once face cache: every face as uint8 RGB in one memmap file, plus a manifest.
 
 Every usable face is decoded once (``data.decode``, in parallel threads) into ``size`` x
-``size`` RGB (256 by default, the report's input before cropping), so the training loop
+``size`` RGB (data/datasets.py ``default_image_size``: 256 for Adience, the report's input
+before cropping; an image folder's own size where its images share one), so the training loop
 never touches a JPEG. A cache folder holds
 
 - ``images.u8``: raw uint8, shape (slots, size, size, 3), opened with ``np.memmap``;
@@ -41,7 +42,7 @@ import pandas as pd
 
 from data.adience import FACE_KEY, DatasetError, FaceTable, skip_warnings
 from data.datasets import load_dataset
-from data.decode import CONVERSIONS, DEFAULT_IMAGE_SIZE, ProgressBar, read_face
+from data.decode import CONVERSIONS, DEFAULT_IMAGE_SIZE, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, ProgressBar, read_face
 from data.synthetic import default_cache_root
 
 CACHE_FORMAT = 2  # 2: faces.parquet has ``label`` and ``listed`` (labelled lines per face); class names
@@ -230,6 +231,8 @@ def ensure_cache(
     Raises DatasetError when no face of the dataset is usable.
     """
     table = data if isinstance(data, FaceTable) else load_dataset(data)
+    if not MIN_IMAGE_SIZE <= size <= MAX_IMAGE_SIZE:
+        raise DatasetError(f"a cache holds images of {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} px, not {size}")
     folder, fingerprint = cache_folder(table, size, cache_root)
     if not (folder / MANIFEST_FILE).is_file():
         build_cache(table, folder, fingerprint, size, workers, progress)

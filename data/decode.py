@@ -20,7 +20,9 @@ from typing import TextIO
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-DEFAULT_IMAGE_SIZE = 256
+DEFAULT_IMAGE_SIZE = 256  # the report's cached face, and an image folder's whose images differ in size
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 8, 1024  # what a cache may be asked to hold (--image-size, a suite's image_size)
+MAX_NATIVE_SIZE = 512  # images that share a larger size are cached at DEFAULT_IMAGE_SIZE unless asked otherwise
 CONVERSIONS = {
     "grayscale": "grayscale image, channels repeated",
     "cmyk": "CMYK image, converted to RGB",

@@ -72,8 +72,9 @@ def _tensorflow_pipeline(batches: FaceBatches, first_epoch: int, epochs: int):
     iterator over it starts afresh at ``first_epoch``."""
     import tensorflow as tf
 
-    side = batches.image_side
-    signature = (tf.TensorSpec((None, side, side, 3), tf.uint8), tf.TensorSpec((None,), tf.int32))
+    side, classes = batches.image_side, batches.label_classes
+    labels = tf.TensorSpec((None,), tf.int32) if classes is None else tf.TensorSpec((None, classes), tf.float32)
+    signature = (tf.TensorSpec((None, side, side, 3), tf.uint8), labels)
     generator = functools.partial(batches.stream, epochs, 0, first_epoch)  # tf.data's prefetch reads ahead
     dataset = tf.data.Dataset.from_generator(generator, output_signature=signature)
     dataset = dataset.apply(tf.data.experimental.assert_cardinality((epochs - first_epoch) * len(batches)))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from PIL import Image
 
 from data.adience import FOLD_COUNT, DatasetError, FaceTable, FoldCounts
 
@@ -134,3 +135,17 @@ def load_image_folder(root: Path | str) -> FaceTable:
         class_names=names,
         layout="image-folder",
     )
+
+
+def shared_image_size(paths) -> tuple[int, int] | None:
+    """(width, height) every readable image of ``paths`` has, from their headers; None where they differ."""
+    sizes = set()
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                sizes.add(image.size)
+        except (OSError, ValueError, Image.DecompressionBombError):
+            continue  # the cache build counts it as skipped
+        if len(sizes) > 1:
+            return None
+    return sizes.pop() if sizes else None

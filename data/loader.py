@@ -31,6 +31,7 @@ import keras
 import numpy as np
 
 from data.cache import FaceCache
+from data.mixing import BatchMixing
 
 DEFAULT_PREFETCH = 2  # batches read ahead by a background thread (reads run outside the GIL)
 
@@ -41,6 +42,8 @@ class FaceBatches(keras.utils.PyDataset):
     ``source`` is a FaceCache (``rows`` are its slots) or an in-memory uint8 array
     (``rows`` index it). With ``shuffle`` each epoch is a fresh permutation drawn from
     (``seed``, epoch), so two runs with one seed see the same batches and two epochs do not.
+    With ``mixing`` (data/mixing.py) labels are soft, float32 (n, classes): training batches
+    (``mix``) are mixed, validation batches carry one-hot labels.
     """
 
     def __init__(
@@ -52,6 +55,8 @@ class FaceBatches(keras.utils.PyDataset):
         shuffle: bool,
         seed: int = 0,
         prefetch: int = DEFAULT_PREFETCH,
+        mixing: BatchMixing | None = None,
+        mix: bool = False,
     ):
         super().__init__(workers=1, use_multiprocessing=False)
         rows = np.asarray(rows, dtype=np.int64).reshape(-1)
@@ -70,6 +75,8 @@ class FaceBatches(keras.utils.PyDataset):
         self.shuffle = shuffle
         self.seed = seed
         self.prefetch = prefetch
+        self.mixing = mixing
+        self.mix = mix and mixing is not None
         self.epoch = 0  # the epoch ``__getitem__`` serves
         self._epochs_begun = 0
         self._ahead: dict[tuple[int, int], Future] = {}
@@ -85,6 +92,11 @@ class FaceBatches(keras.utils.PyDataset):
         return -(-len(self.rows) // self.batch_size)
 
     @property
+    def label_classes(self) -> int | None:
+        """Classes of a soft label (its width), or None: labels are class indices."""
+        return None if self.mixing is None else self.mixing.num_classes
+
+    @property
     def image_side(self) -> int:
         """Height (= width) of the images the batches hold."""
         return int(self.source.shape[1]) if isinstance(self.source, np.ndarray) else self.source.image_size
@@ -96,6 +108,10 @@ class FaceBatches(keras.utils.PyDataset):
         positions = np.sort(self.order(epoch)[index * self.batch_size : (index + 1) * self.batch_size])
         rows = self.rows[positions]
         images = self.source[rows] if isinstance(self.source, np.ndarray) else self.source.read(rows)
+        if self.mix:
+            return self.mixing.apply(images, self.labels[positions], epoch, index)
+        if self.mixing is not None:
+            return images, self.mixing.soft_labels(self.labels[positions])
         return images, self.labels[positions]
 
     def __getitem__(self, index: int):

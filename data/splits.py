@@ -19,6 +19,7 @@ from data.adience import require_nonempty_split, split_folds, with_duplicates
 from data.cache import FaceCache, channel_statistics
 from data.device import IndexBatches
 from data.loader import FaceBatches
+from data.mixing import BatchMixing
 
 EVAL_BATCH_SIZE = 64
 
@@ -34,10 +35,13 @@ class TrialData:
     val_labels: np.ndarray
     channel_stats: tuple[list[float], list[float]] | None = None  # training split's (mean, std)
 
-    def batches(self, batch_size: int, seed: int) -> tuple[FaceBatches, FaceBatches]:
-        """(training batches, shuffled per epoch from ``seed``; validation batches, in order)."""
-        train = FaceBatches(self.cache, self.train_slots, self.train_labels, batch_size, True, seed)
-        val = FaceBatches(self.cache, self.val_slots, self.val_labels, EVAL_BATCH_SIZE, shuffle=False)
+    def batches(self, batch_size: int, seed: int, mixing: BatchMixing | None = None) -> tuple[FaceBatches, FaceBatches]:
+        """(training batches, shuffled per epoch from ``seed``, mixed where ``mixing``; validation
+        batches, in order, one-hot labels where ``mixing``)."""
+        train = FaceBatches(
+            self.cache, self.train_slots, self.train_labels, batch_size, True, seed, mixing=mixing, mix=True
+        )
+        val = FaceBatches(self.cache, self.val_slots, self.val_labels, EVAL_BATCH_SIZE, False, mixing=mixing)
         return train, val
 
     @property

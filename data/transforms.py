@@ -1,4 +1,4 @@
-"""Augmentation and normalisation as Keras layers, and the named preprocessing policies.
+"""Augmentation and normalisation as Keras layers: a policy (data/policies.py) made into layers.
 
 Preprocessing runs inside the model, so it runs in the train step, on the accelerator
 and on every Keras backend. Training applies the policy's random augmentation; evaluation
@@ -9,7 +9,7 @@ Three Keras behaviours do not match the report, and this module works around the
 ``RandomCrop`` draws one offset per batch (here: one per image);
 ``RandomFlip("horizontal_and_vertical")`` draws one coin for both axes, so it only ever
 rotates by 180 degrees (here: two independent flips); ``RandomContrast(0.8)`` draws
-factors from [1, 1.8] only (here: the pair (0.8, 0.8), which gives [0.2, 1.8]).
+factors from [1, 1.8] only (here: the pair (1 - low, high - 1) of the policy's range).
 
 Normalisation happens exactly once; which one a network expects is its model registry
 entry's (``models.get_model_entry(name).normalisation``): ``per_image`` for the Levi &
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import keras
 from keras import layers, ops
 
-from data.cache import DEFAULT_IMAGE_SIZE
+from data.decode import DEFAULT_IMAGE_SIZE
 from data.layers import (
     DTYPE_PRESERVING,
     SERIALIZATION_PACKAGE,
@@ -41,6 +41,7 @@ from data.layers import (
     RandomCropPerImage,
     RandomFlipPerImage,
 )
+from data.policies import Policy, get_policy
 
 
 @dataclass(frozen=True)
@@ -88,132 +89,83 @@ NORMALISATIONS = {
 }
 
 
-@dataclass(frozen=True)
-class Policy:
-    """A preprocessing policy: augmentation and crop for a cached (256 x 256) face.
+def augmentation_layers(policy: Policy, side: int, seed: int | None = None) -> list[keras.layers.Layer]:
+    """The training-time layers of ``policy`` for images of ``side``, in order: geometry, crop,
+    flips, RandAugment, photometry, noise (MixUp and CutMix mix batches on the host: data/mixing.py).
 
-    Magnitudes are in the units the report gives: brightness as a fraction of the
-    [0, 255] range, contrast as the half-width of the factor range around 1.
+    Each layer gets its own seed: two layers sharing one would draw the same numbers.
     """
+    built: list[keras.layers.Layer] = []
 
-    name: str
-    description: str
-    crop_size: int | None  # None: the whole image
-    horizontal_flip: bool = False
-    vertical_flip: bool = False
-    brightness: float = 0.0  # max delta as a fraction of [0, 255]
-    contrast: float = 0.0  # factor drawn from [1 - contrast, 1 + contrast]
-    rotation: float = 0.0  # max angle as a fraction of a full turn
-    translation: float = 0.0  # max shift as a fraction of height and width
-    shear: float = 0.0  # max shear factor on each axis
-    noise_stddev: float = 0.0  # Gaussian noise in [0, 255] units
+    def next_seed() -> int | None:
+        return None if seed is None else seed * 101 + len(built)
 
-    def output_size(self, image_size: int = DEFAULT_IMAGE_SIZE) -> int:
-        return self.crop_size or image_size
-
-    def augmentation_layers(self, seed: int | None = None) -> list[keras.layers.Layer]:
-        """The training-time layers, in order: geometry, crop, flips, photometry, noise.
-
-        Each layer gets its own seed: two layers sharing one would draw the same numbers.
-        """
-        built: list[keras.layers.Layer] = []
-
-        def next_seed() -> int | None:
-            return None if seed is None else seed * 101 + len(built)
-
-        fill = {"fill_mode": "reflect"}
-        if self.rotation:
-            built.append(layers.RandomRotation(self.rotation, seed=next_seed(), name="rotation", **fill))
-        if self.translation:
-            built.append(
-                layers.RandomTranslation(
-                    self.translation, self.translation, seed=next_seed(), name="translation", **fill
-                )
-            )
-        if self.shear:
-            built.append(layers.RandomShear(self.shear, self.shear, seed=next_seed(), name="shear", **fill))
-        if self.crop_size:
-            built.append(RandomCropPerImage(self.crop_size, seed=next_seed(), name="random_crop"))
-        if self.horizontal_flip:
-            built.append(RandomFlipPerImage("horizontal", seed=next_seed(), name="horizontal_flip"))
-        if self.vertical_flip:
-            built.append(RandomFlipPerImage("vertical", seed=next_seed(), name="vertical_flip"))
-        if self.brightness:
-            built.append(
-                layers.RandomBrightness(self.brightness, value_range=(0, 255), seed=next_seed(), name="brightness")
-            )
-        if self.contrast:
-            # a pair: Keras turns a scalar factor f into [1, 1 + f], never lowering contrast
-            built.append(
-                layers.RandomContrast(
-                    (self.contrast, self.contrast), value_range=(0, 255), seed=next_seed(), name="contrast"
-                )
-            )
-        if self.noise_stddev:
-            built.append(GaussianPixelNoise(self.noise_stddev, seed=next_seed(), name="gaussian_noise"))
-        return built
+    fill = {"fill_mode": "reflect"}
+    if policy.rotation:
+        turns = tuple(degrees / 360 for degrees in policy.rotation)
+        built.append(layers.RandomRotation(turns, seed=next_seed(), name="rotation", **fill))
+    if policy.zoom:
+        built.append(layers.RandomZoom(policy.zoom, seed=next_seed(), name="zoom", **fill))
+    if policy.translation:
+        shift = policy.translation
+        built.append(layers.RandomTranslation(shift, shift, seed=next_seed(), name="translation", **fill))
+    if policy.shear:
+        built.append(layers.RandomShear(policy.shear, policy.shear, seed=next_seed(), name="shear", **fill))
+    crop = policy.crop_size(side)
+    if crop:
+        built.append(RandomCropPerImage(crop, seed=next_seed(), name="random_crop"))
+    if policy.horizontal_flip:
+        built.append(RandomFlipPerImage("horizontal", seed=next_seed(), name="horizontal_flip"))
+    if policy.vertical_flip:
+        built.append(RandomFlipPerImage("vertical", seed=next_seed(), name="vertical_flip"))
+    if policy.randaugment:
+        built.append(
+            layers.RandAugment(value_range=(0, 255), factor=policy.randaugment, seed=next_seed(), name="randaugment")
+        )
+    if policy.brightness:
+        built.append(
+            layers.RandomBrightness(policy.brightness, value_range=(0, 255), seed=next_seed(), name="brightness")
+        )
+    if policy.contrast:
+        # Keras draws the factor from [1 - lower, 1 + upper]: a scalar f would give [1, 1 + f] only
+        lower, upper = 1.0 - policy.contrast[0], policy.contrast[1] - 1.0
+        built.append(layers.RandomContrast((lower, upper), value_range=(0, 255), seed=next_seed(), name="contrast"))
+    if policy.noise:
+        built.append(GaussianPixelNoise(policy.noise, seed=next_seed(), name="gaussian_noise"))
+    return built
 
 
-POLICIES = {
-    # report section 3.1: random 227 crop, h+v flips, brightness +-63/255, contrast 0.2x-1.8x;
-    # validation: centre crop 227
-    "report": Policy(
-        "report",
-        "random 227 crop, random horizontal and vertical flips, brightness +-63/255, contrast 0.2-1.8",
-        crop_size=227,
-        horizontal_flip=True,
-        vertical_flip=True,
-        brightness=63 / 255,
-        contrast=0.8,
-    ),
-    # report table 4, "No Crop": the whole 256 x 256 image
-    "nocrop": Policy(
-        "nocrop",
-        "as report without the crop: 256 x 256 input",
-        crop_size=None,
-        horizontal_flip=True,
-        vertical_flip=True,
-        brightness=63 / 255,
-        contrast=0.8,
-    ),
-    # report section 3.5.3 (autoencoder): report + rotation, translation, shear, noise. The
-    # report gives no magnitudes; these are mild ones of our choosing.
-    "autoencoder-extra": Policy(
-        "autoencoder-extra",
-        "report + rotation +-15 deg, translation +-10%, shear 0.1, Gaussian noise sd 5/255 of range",
-        crop_size=227,
-        horizontal_flip=True,
-        vertical_flip=True,
-        brightness=63 / 255,
-        contrast=0.8,
-        rotation=15 / 360,
-        translation=0.1,
-        shear=0.1,
-        noise_stddev=5.0,
-    ),
-}
+def as_policy(policy: str | dict | Policy) -> Policy:
+    """A built-in policy's name, a policy's config (a saved model, a run record) or a Policy."""
+    if isinstance(policy, Policy):
+        return policy
+    if isinstance(policy, dict):
+        return Policy.from_config(policy)
+    return get_policy(policy)
 
 
 @keras.saving.register_keras_serializable(package=SERIALIZATION_PACKAGE)
 class Preprocessing(keras.layers.Layer):
-    """Cached faces in [0, 255] (uint8 or float) -> augmented (training) or centre-cropped, normalised.
+    """Cached images in [0, 255] (uint8 or float) -> augmented (training) or centre-cropped, normalised.
 
+    ``policy`` is a built-in policy's name, a Policy, or its config (data/policies.py);
+    ``image_size`` is the side of the cached images (a fractional crop is a share of it).
     ``per_channel`` needs ``channel_mean`` and ``channel_std``: computed once from the
     training split of the cache (data.cache.channel_statistics), never from validation.
     """
 
     def __init__(
         self,
-        policy: str = "report",
+        policy: str | dict | Policy = "report",
         normalisation: str = "per_image",
         seed: int | None = None,
         channel_mean: Sequence[float] | None = None,
         channel_std: Sequence[float] | None = None,
+        image_size: int = DEFAULT_IMAGE_SIZE,
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if policy not in POLICIES:
-            raise ValueError(f"unknown preprocessing policy {policy!r} (known: {', '.join(POLICIES)})")
+        spec = as_policy(policy)
         if normalisation not in NORMALISATIONS:
             raise ValueError(f"unknown normalisation {normalisation!r} (known: {', '.join(NORMALISATIONS)})")
         norm = NORMALISATIONS[normalisation]
@@ -222,14 +174,15 @@ class Preprocessing(keras.layers.Layer):
                 f"normalisation {normalisation!r} needs channel_mean and channel_std of the training split "
                 "(data.cache.channel_statistics)"
             )
-        self.policy = policy
+        self.policy = spec
         self.normalisation = normalisation
         self.seed = seed
+        self.image_size = int(image_size)
         self.channel_mean = None if channel_mean is None else [float(v) for v in channel_mean]
         self.channel_std = None if channel_std is None else [float(v) for v in channel_std]
-        spec = POLICIES[policy]
-        self.augment = spec.augmentation_layers(seed)
-        self.eval_crop = RandomCropPerImage(spec.crop_size, name="centre_crop") if spec.crop_size else None
+        self.augment = augmentation_layers(spec, self.image_size, seed)
+        crop = spec.crop_size(self.image_size)
+        self.eval_crop = RandomCropPerImage(crop, name="centre_crop") if crop else None
         self.normalise = norm.build(self.channel_mean, self.channel_std)
 
     def build(self, input_shape):
@@ -243,6 +196,8 @@ class Preprocessing(keras.layers.Layer):
         self.built = True
 
     def call(self, images, training=False):
+        if tuple(images.shape[1:3]) != (self.image_size, self.image_size):
+            raise ValueError(f"preprocessing for {self.image_size} px images got images of shape {images.shape}")
         if training:
             for layer in self.augment:
                 if not isinstance(layer, DTYPE_PRESERVING):
@@ -253,15 +208,16 @@ class Preprocessing(keras.layers.Layer):
         return self.normalise(ops.cast(images, "float32"))
 
     def compute_output_shape(self, input_shape):
-        size = POLICIES[self.policy].output_size(input_shape[1])
+        size = self.policy.output_size(self.image_size)
         return (input_shape[0], size, size, input_shape[3])
 
     def get_config(self):
         return {
             **super().get_config(),
-            "policy": self.policy,
+            "policy": self.policy.to_config(),
             "normalisation": self.normalisation,
             "seed": self.seed,
             "channel_mean": self.channel_mean,
             "channel_std": self.channel_std,
+            "image_size": self.image_size,
         }

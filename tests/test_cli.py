@@ -86,7 +86,10 @@ def test_resume_of_a_folder_that_is_no_run(capsys, tmp_path):
 def test_list_shows_suites_rows_and_report_figures(capsys):
     assert main(["--list"]) == 0
     out = capsys.readouterr().out
-    assert "baseline:" in out and "levi_hassner_sgd_lr=1e-3_m=0.9: levi_hassner, 300 epochs; report 0.9498" in out
+    assert (
+        "baseline:" in out
+        and "levi_hassner_sgd_lr=1e-3_m=0.9: levi_hassner, 300 epochs, policy report; report 0.9498" in out
+    )
 
 
 def test_data_path_that_does_not_exist(capsys, tmp_path):

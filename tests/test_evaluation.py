@@ -15,7 +15,7 @@ from bench.trial.evaluation import build_oversampled_model, oversampled_accuracy
 from bench.trial.fit import build_trial_model, run_trial
 from bench.trial.measure import Patience
 from data.adience import load_faces, with_duplicates
-from data.views import OversampledViews, view_offsets
+from data.views import OversampledViews, view_count, view_offsets
 from tests.test_results_and_leaderboard import epoch, run_info
 
 
@@ -53,7 +53,7 @@ def test_views_of_a_batch_are_grouped_face_by_face():
 def test_oversampled_accuracy_is_the_mean_of_the_ten_views_probabilities_by_hand(small_cache):
     spec = TrialSpec(name="os", model="tiny_cnn", model_options={"input_size": 64}, policy="report", seed=3)
     model, network = build_trial_model(spec)
-    oversampled = build_oversampled_model(model, network, spec.policy)
+    oversampled = build_oversampled_model(model, network)
     slots = small_cache.faces["slot"].to_numpy()[:5]
     faces = small_cache.read(slots)
     normalise = model.get_layer("preprocessing").normalise
@@ -68,6 +68,21 @@ def test_oversampled_accuracy_is_the_mean_of_the_ten_views_probabilities_by_hand
     assert oversampled_accuracy(oversampled, small_cache, slots, labels) == pytest.approx(
         float((by_hand.argmax(axis=1) == labels).mean())
     )
+
+
+@pytest.mark.backends
+def test_oversampled_views_only_where_the_policy_crops_and_mirrors_only_where_it_flips():
+    views = keras.ops.convert_to_numpy(OversampledViews(227, mirror=False)(position_image()))
+    assert views.shape == (5, 227, 227, 3) and view_count(256, 227, mirror=False) == 5
+    options = {"input_size": 32}
+    for policy, keys, views in (("nocrop", {}, None), ("none", {}, None), ("upright", {"crop": 0.5}, 5)):
+        spec = TrialSpec(name="v", model="tiny_cnn", model_options=options, policy=policy, policy_keys=keys)
+        oversampled = build_oversampled_model(*build_trial_model(spec, image_size=64))
+        if views is None:
+            assert oversampled is None, policy
+        else:
+            assert oversampled.get_layer("oversampled_views").mirror is False
+            assert oversampled.predict_on_batch(np.zeros((2, 64, 64, 3), "uint8")).shape == (2, 2)
 
 
 def test_a_trial_reports_its_oversampled_accuracy_at_its_last_epoch(small_cache):

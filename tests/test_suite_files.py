@@ -4,9 +4,10 @@ import textwrap
 
 import pytest
 
-from bench.plan.planner import RunRequest, plan_run
+from bench.plan.planner import RunRequest, default_preset, plan_run
 from bench.plan.suite_files import SuiteFileError, load_suite_file
 from bench.run import main
+from bench.specs import TrialSpec
 from tests.conftest import REPO_ROOT, run_cli
 from tests.image_folders import write_image_folder
 
@@ -70,10 +71,85 @@ def test_a_planned_suite_file_is_named_absolutely_and_takes_its_smoke_preset(tmp
     assert [spec.epochs for spec in planned.all_specs] == [1, 1, 1, 1] and planned.goals.time == 60.0
 
 
-def test_list_shows_a_suite_file(tmp_path, capsys):
-    assert main(["--list", "--suite", str(write(tmp_path, GOOD))]) == 0
+def test_list_shows_a_suite_file_and_the_preset_it_runs_under(tmp_path, capsys):
+    path = str(write(tmp_path, GOOD))
+    assert main(["--list", "--suite", path]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("mine (") and "small: keras:MobileNetV3Small, 3 epochs" in out
+    assert out.startswith("mine (") and "small: keras:MobileNetV3Small, 3 epochs, policy auto" in out
+    assert out.strip().endswith("preset as-written: each trial's own epochs and limits, as its suite file states them")
+    assert main(["--list", "--suite", path, "--preset", "smoke"]) == 0
+    assert (
+        capsys.readouterr()
+        .out.strip()
+        .endswith("preset smoke (the suite file's [preset.smoke] table): the suite file's smoke preset")
+    )
+    assert main(["--list", "--suite", "baseline"]) == 0
+    assert "preset smoke: few epochs and images" in capsys.readouterr().out
+
+
+POLICIES = """
+name = "arrows"
+policy = "light"
+image_size = 32
+[policies.light]
+crop = 0.875
+horizontal_flip = false
+rotation = 10
+[policies.heavy]
+description = "everything at once"
+crop = 28
+vertical_flip = true
+contrast = [0.5, 1.5]
+mixup = 0.2
+[[trials]]
+name = "plain"
+model = "tiny_cnn"
+policy = "none"
+epochs = 7
+[[trials]]
+name = "light"
+model = "tiny_cnn"
+[[trials]]
+name = "heavy"
+model = "tiny_cnn"
+policy = "heavy"
+"""
+
+
+def test_declared_policies_travel_with_their_trials(tmp_path):
+    suite = load_suite_file(write(tmp_path, POLICIES))
+    plain, light, heavy = suite.specs
+    assert suite.image_size == 32 and suite.as_written
+    assert (plain.policy, plain.policy_keys) == ("none", {})
+    assert light.policy == "light" and light.augmentation.crop == 0.875 and light.augmentation.rotation == (-10, 10)
+    assert (
+        light.augmentation.description
+        == "random crop of 0.875 of the side (validation: the centre crop), rotation -10 to 10 deg"
+    )
+    assert heavy.augmentation.description == "everything at once" and heavy.augmentation.mixes
+    assert heavy.augmentation.contrast == (0.5, 1.5) and heavy.augmentation.crop_size(32) == 28
+    # through Ray Tune's flat config and back
+    assert TrialSpec.from_dict(heavy.to_dict()) == heavy and "policy.mixup" in heavy.to_dict()
+
+
+def test_a_suite_file_runs_as_written_unless_a_preset_is_asked(tmp_path):
+    path = str(write(tmp_path, POLICIES))
+    written = plan_run(RunRequest(path, default_preset(load_suite_file(path)), "", True, None, {}, False))
+    assert written.preset == "as-written" and [spec.epochs for spec in written.specs] == [7, 10, 10]
+    assert [spec.train_limit for spec in written.specs] == [None] * 3 and written.image_size == 32
+    smoke = plan_run(RunRequest(path, "smoke", "", True, None, {}, False, image_size=48))
+    assert [spec.epochs for spec in smoke.specs] == [
+        6
+    ] * 3 and smoke.image_size == 48  # no [preset.smoke]: the general one
+
+
+def test_a_trial_without_a_policy_gets_the_datasets(tmp_path):
+    text = HEAD + TRIAL
+    path = str(write(tmp_path, text))
+    folder = write_image_folder(tmp_path / "photos", subjects=10, images_per_subject=1)
+    on_faces = plan_run(RunRequest(path, "as-written", "", True, None, {}, False))
+    on_folder = plan_run(RunRequest(path, "as-written", str(folder), False, None, {}, False))
+    assert on_faces.specs[0].policy == "report" and on_folder.specs[0].policy == "none"
 
 
 def test_the_shipped_example_is_valid():
@@ -106,6 +182,22 @@ MALFORMED = {
     ),
     "bad smoke preset": (HEAD + TRIAL + "[preset.smoke]\nepochs = 0\n", "[preset.smoke], key epochs: must be >= 1"),
     "repeated names": (HEAD + TRIAL + TRIAL, "repeats trial names: t"),
+    "unknown policy key": (
+        HEAD + TRIAL + "[policies.mine]\nhorizontal_flop = true\n",
+        "[policies.mine], key horizontal_flop: unknown key",
+    ),
+    "bad policy value": (HEAD + TRIAL + "[policies.mine]\ncrop = 1.5\n", "[policies.mine], key crop: must be > 0"),
+    "bad policy range": (
+        HEAD + TRIAL + "[policies.mine]\ncontrast = [1.5, 0.5]\n",
+        "[policies.mine], key contrast: [low, high] must have low <= high",
+    ),
+    "policy flag not a bool": (
+        HEAD + TRIAL + '[policies.mine]\nvertical_flip = "yes"\n',
+        "[policies.mine], key vertical_flip: must be true or false",
+    ),
+    "built-in name declared": (HEAD + TRIAL + "[policies.report]\ncrop = 0.5\n", "[policies.report]: 'report' is a"),
+    "undeclared policy named": (HEAD + TRIAL + 'policy = "light"\n', "[[trials]] #1, key policy: no policy 'light'"),
+    "bad image size": ("image_size = 4\n" + HEAD + TRIAL, "the top level, key image_size: must be 8..1024"),
 }
 
 
@@ -163,7 +255,7 @@ eager = true
 def test_a_toml_suite_of_three_keras_models_runs_on_an_image_folder(tmp_path):
     photos = write_image_folder(tmp_path / "photos", subjects=20, images_per_subject=3)
     suite = write(tmp_path, KERAS_SUITE, "three.toml")
-    result = run_cli("--suite", str(suite), "--data", str(photos), "--out", str(tmp_path / "r"))
+    result = run_cli("--suite", str(suite), "--data", str(photos), "--out", str(tmp_path / "r"), "--preset", "smoke")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert result.stdout.strip().splitlines()[-2].startswith("Done: 3 trial(s): 3 completed")
     board = next((tmp_path / "r").glob("*-three_backbones/LEADERBOARD.md")).read_text()

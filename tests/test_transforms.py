@@ -6,12 +6,13 @@ import pytest
 from keras.ops import convert_to_numpy
 
 import models
+from data.policies import BUILT_IN, declare_policy
 from data.transforms import (
     NORMALISATIONS,
-    POLICIES,
     PerImageStandardization,
     Preprocessing,
     RandomCropPerImage,
+    augmentation_layers,
 )
 
 pytestmark = pytest.mark.backends
@@ -25,7 +26,7 @@ def coordinate_images(count, size=256):
 
 
 def layer_named(policy, name, seed=0):
-    (layer,) = [layer for layer in POLICIES[policy].augmentation_layers(seed) if layer.name == name]
+    (layer,) = [layer for layer in augmentation_layers(BUILT_IN[policy], 256, seed) if layer.name == name]
     return layer
 
 
@@ -126,12 +127,12 @@ def test_nocrop_keeps_256_and_still_augments():
     np.testing.assert_array_equal(convert_to_numpy(layer(images, training=False)), images)
     trained = convert_to_numpy(layer(images, training=True))
     assert trained.shape == (8, 256, 256, 3) and not np.allclose(trained, images)
-    assert not [layer for layer in POLICIES["nocrop"].augmentation_layers(0) if "crop" in layer.name]
+    assert not [layer for layer in augmentation_layers(BUILT_IN["nocrop"], 256, 0) if "crop" in layer.name]
 
 
 def test_autoencoder_extra_adds_rotation_translation_shear_and_noise():
-    report = [layer.name for layer in POLICIES["report"].augmentation_layers(0)]
-    extra = [layer.name for layer in POLICIES["autoencoder-extra"].augmentation_layers(0)]
+    report = [layer.name for layer in augmentation_layers(BUILT_IN["report"], 256, 0)]
+    extra = [layer.name for layer in augmentation_layers(BUILT_IN["autoencoder-extra"], 256, 0)]
     assert set(extra) - set(report) == {"rotation", "translation", "shear", "gaussian_noise"}
     assert set(report) <= set(extra)
     flat = np.full((8, 256, 256, 3), 100.0, "float32")
@@ -189,7 +190,7 @@ def test_preprocessing_survives_a_save_and_load(tmp_path):
 
 def test_uint8_input_gives_the_same_values_as_float_input():
     images = np.random.default_rng(8).integers(0, 256, size=(2, 256, 256, 3)).astype("uint8")
-    for policy in POLICIES:
+    for policy in BUILT_IN:
         layer = Preprocessing(policy, "per_image", seed=0)
         # equal up to the order of the standardisation's sums (PyTorch reduces a cropped view differently)
         np.testing.assert_allclose(
@@ -207,7 +208,65 @@ def test_crop_larger_than_the_image_is_refused():
 
 
 def test_unknown_policy_and_normalisation():
-    with pytest.raises(ValueError, match="unknown preprocessing policy"):
+    with pytest.raises(ValueError, match="unknown policy 'zoom'"):
         Preprocessing("zoom")
     with pytest.raises(ValueError, match="unknown normalisation"):
         Preprocessing("report", "minmax")
+
+
+def test_none_policy_leaves_images_as_they_are_in_training_and_validation():
+    images = coordinate_images(3, size=32)
+    layer = Preprocessing("none", "none", seed=0, image_size=32)
+    for training in (True, False):
+        np.testing.assert_array_equal(convert_to_numpy(layer(images, training=training)), images)
+    assert augmentation_layers(BUILT_IN["none"], 32) == []
+
+
+def test_a_fractional_crop_is_a_share_of_the_cached_side():
+    policy = declare_policy("light", {"crop": 0.75, "horizontal_flip": True})
+    layer = Preprocessing(policy, "none", seed=0, image_size=32)
+    images = coordinate_images(4, size=32)
+    assert convert_to_numpy(layer(images, training=True)).shape == (4, 24, 24, 3)
+    np.testing.assert_array_equal(convert_to_numpy(layer(images, training=False)), images[:, 4:28, 4:28])
+    with pytest.raises(ValueError, match="preprocessing for 32 px images got images of shape"):
+        layer(coordinate_images(1, size=64))
+
+
+def test_declared_policy_builds_keras_layers_for_each_key():
+    table = {"rotation": 10, "zoom": 0.1, "translation": [-0.05, 0.1], "brightness": 0.2, "contrast": [0.5, 1.5]}
+    table |= {"noise": 3.0, "randaugment": True, "vertical_flip": True}
+    names = [layer.name for layer in augmentation_layers(declare_policy("heavy", table), 64, seed=1)]
+    assert names == [
+        "rotation",
+        "zoom",
+        "translation",
+        "vertical_flip",
+        "randaugment",
+        "brightness",
+        "contrast",
+        "gaussian_noise",
+    ]
+    contrast = layer_of(declare_policy("c", {"contrast": [0.5, 1.5]}), "contrast")
+    assert tuple(contrast.factor) == (0.5, 0.5)  # Keras's (lower, upper): factors from [1 - 0.5, 1 + 0.5]
+    rotation = layer_of(declare_policy("r", {"rotation": [-30, 10]}), "rotation")
+    np.testing.assert_allclose(rotation.factor, (-30 / 360, 10 / 360))
+    images = np.random.default_rng(9).integers(0, 256, size=(4, 64, 64, 3)).astype("uint8")
+    layer = Preprocessing(declare_policy("heavy", table), "per_image", seed=2, image_size=64)
+    trained = convert_to_numpy(layer(images, training=True))
+    assert trained.shape == (4, 64, 64, 3) and np.isfinite(trained).all()
+
+
+def layer_of(policy, name):
+    (layer,) = [layer for layer in augmentation_layers(policy, 64, 0) if layer.name == name]
+    return layer
+
+
+def test_a_declared_policy_survives_a_save_and_load(tmp_path):
+    policy = declare_policy("light", {"crop": 24, "horizontal_flip": True, "brightness": [-0.1, 0.2]})
+    inputs = keras.Input((32, 32, 3))
+    model = keras.Model(inputs, Preprocessing(policy, "per_image", seed=3, image_size=32)(inputs))
+    model.save(tmp_path / "m.keras")
+    loaded = keras.models.load_model(tmp_path / "m.keras")
+    assert loaded.layers[1].policy == policy and loaded.layers[1].image_size == 32
+    images = np.random.default_rng(7).uniform(0, 255, size=(1, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(loaded.predict(images, verbose=0), model.predict(images, verbose=0), atol=1e-5)

@@ -31,7 +31,7 @@ def export_model(spec: TrialSpec, cache: FaceCache, checkpoint: Path, path: Path
     """The trial's model as its checkpoint holds it, saved for inference at ``path``."""
     keras.backend.clear_session()
     data = load_trial_data(spec, cache)
-    model, network = build_trial_model(spec, data.channel_stats, len(cache.class_names))
+    model, network = build_trial_model(spec, data.channel_stats, len(cache.class_names), image_size=cache.image_size)
     load_checkpoint(model, checkpoint)
     head = inference_model(network) if CLASSIFIER_LAYER in {layer.name for layer in network.layers} else network
     images = keras.Input(tuple(model.input.shape[1:]), dtype="uint8", name="cached_image")

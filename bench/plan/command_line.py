@@ -14,9 +14,10 @@ from bench.choices import EXECUTION_FLAGS
 from bench.errors import OneLineArgumentParser, UsageError
 from bench.plan import suites
 from bench.plan.goals import parse_goal
-from bench.plan.planner import PRESETS, RunRequest, get_preset, gpu_share_argument
+from bench.plan.planner import PRESETS, RunRequest, default_preset, get_preset, gpu_share_argument
 from bench.trial.execution import running_backend
 from data.adience import FOLD_COUNT
+from data.decode import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
 # TrialSpec / RunRequest / Scheduling field -> the flag that sets it, for one-line errors
 SAME_NAME = ("epochs", "batch_size", "seed", "val_fold", "repeats", "max_concurrent", "gpus_per_trial")
@@ -55,7 +56,8 @@ def _what_runs(parser: argparse.ArgumentParser) -> None:
     add("--resume", type=Path, metavar="RUN_DIR", help="finish an interrupted run in RUN_DIR")
     add("--data", type=Path, metavar="PATH", help="Adience folder (fold files, faces/); default: built-in synthetic")
     add("--out", type=Path, default=Path("runs"), metavar="DIR", help="folder for runs/<run-id>/ (default: ./runs)")
-    add("--preset", default="smoke", metavar="NAME", help=f"{', '.join(PRESETS)} (default: smoke)")
+    add("--preset", metavar="NAME", help=f"{', '.join(PRESETS)} (default: smoke; a suite file: as-written)")
+    add("--image-size", type=int, metavar="N", help="cache images at N x N (default: the suite's, else the data's)")
     add("--force", action="store_true", help="allow the paper preset on synthetic data")
     add("--trials", metavar="PATTERN", help="only trials whose name matches this shell pattern")
     add("--model-module", action="append", default=[], metavar="MODULE", help="import it first: its models register")
@@ -106,9 +108,12 @@ def from_args(args: argparse.Namespace) -> RunRequest:
     keys = ("max_concurrent", "gpus_per_trial", "address", "dashboard", "storage", "save_models")
     scheduling = {key: getattr(args, key) for key in (*keys, "checkpoint_interval")}
     scheduling |= {"num_gpus": args.gpus, "seed": args.seed or 0}
+    if args.image_size is not None and not MIN_IMAGE_SIZE <= args.image_size <= MAX_IMAGE_SIZE:
+        raise UsageError(f"--image-size must be {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE}, got {args.image_size}")
     request = RunRequest(
         suite=args.suite,
-        preset=args.preset,
+        preset=args.preset or default_preset(suites.get_suite(args.suite)),
+        image_size=args.image_size,
         trials=args.trials,
         asha=args.asha,
         cv=args.cv,

@@ -12,9 +12,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.errors import UsageError
 from bench.specs import TrialSpec
 from data.cache import FaceCache, ensure_cache
-from data.datasets import load_dataset
+from data.datasets import default_image_size, load_dataset
+from data.policies import PolicyError
 from data.splits import split_rows
 from data.synthetic import ensure_synthetic_dataset
 
@@ -41,18 +43,31 @@ class RunData:
 
 
 def prepare_dataset(
-    data_root: str, synthetic: bool, specs: Sequence[TrialSpec], write: Callable[[str], None] = print
+    data_root: str,
+    synthetic: bool,
+    specs: Sequence[TrialSpec],
+    write: Callable[[str], None] = print,
+    image_size: int | None = None,
 ) -> RunData:
-    """Read ``data_root`` (the built-in synthetic data where it is ""), build its cache, check every split."""
+    """Read ``data_root`` (the built-in synthetic data where it is ""), build its cache at
+    ``image_size`` (None: the dataset's default size), check every split and every policy's crop."""
     root = Path(data_root) if data_root else ensure_synthetic_dataset()
     faces = load_dataset(root)
     write(f"Data: {'synthetic ' if synthetic else ''}{root}: {faces.summary()}")
-    cache = ensure_cache(faces, progress=sys.stdout)
+    size, why = (image_size, "as asked") if image_size else default_image_size(faces)
+    for spec in specs:
+        try:
+            spec.augmentation.crop_size(size)
+        except PolicyError as error:
+            raise UsageError(
+                f"trial {spec.name}: {error.problem}; give a larger --image-size or crop a fraction"
+            ) from None
+    cache = ensure_cache(faces, size, progress=sys.stdout)
     for line in faces.warnings() + cache.warnings():
         write(line)
     sizes = []
     for spec in specs:
         train, val = split_rows(cache.faces, spec.val_fold, spec.train_folds, spec.keep_duplicates)
         sizes.append((min(len(train), spec.train_limit or len(train)), min(len(val), spec.val_limit or len(val))))
-    write(f"Cache: {len(cache.faces)} faces at {cache.image_size}x{cache.image_size} in {cache.folder}")
+    write(f"Cache: {len(cache.faces)} images at {size}x{size} ({why}) in {cache.folder}")
     return RunData(root, synthetic, cache, sizes)

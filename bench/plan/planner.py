@@ -36,6 +36,8 @@ from bench.specs import (
 )
 from bench.trial.checkpoints import EVERY_EPOCH, CheckpointRule
 from data.adience import FOLD_COUNT
+from data.datasets import default_policy
+from data.policies import DATASET_DEFAULT
 
 AUTO = "auto"  # --gpus-per-trial auto: each trial's share from its model's training memory
 
@@ -55,7 +57,27 @@ PRESETS = {
         val_limit=None,
         synthetic_ok=False,
     ),
+    "as-written": Preset(
+        "as-written",
+        "each trial's own epochs and limits, as its suite file states them",
+        epochs=None,
+        train_limit=None,
+        val_limit=None,
+    ),
 }
+
+
+def default_preset(suite: Suite) -> str:
+    """The preset a run gets without --preset: a suite file runs as written, the report's suites smoke."""
+    return "as-written" if suite.as_written else "smoke"
+
+
+def preset_line(suite: Suite, preset: str) -> str:
+    """What ``preset`` makes of ``suite``'s trials, in one line (``--list`` says it)."""
+    chosen = get_preset(preset)
+    own = [section for section in suite.sections() if section.smoke] if preset == "smoke" else []
+    where = " (the suite file's [preset.smoke] table)" if own and suite.as_written else ""
+    return f"preset {preset}{where}: {own[0].smoke.description if own else chosen.description}"
 
 
 def gpu_share_argument(value: str) -> float | str:
@@ -145,6 +167,7 @@ class RunRequest:
     model_modules: tuple[str, ...] = ()  # user modules whose register_model calls add models
     goals: dict = field(default_factory=dict)  # budget name -> value, over the suite's (--goal)
     backend: str = "tensorflow"  # Keras backend of the driver and trials (--backend; --resume keeps it)
+    image_size: int | None = None  # the cache's side (--image-size); None: the suite's, else the dataset's
 
     def __post_init__(self):
         if isinstance(self.scheduling, Mapping):  # as read back from run.json
@@ -179,6 +202,7 @@ class Plan:
     preset: str = "smoke"
     model_modules: tuple[str, ...] = ()
     goals: Goals | None = None  # the suite's budgets with the request's over them
+    image_size: int | None = None  # the cache's side; None: the dataset's default
 
     def goals_for(self, synthetic: bool) -> Goals:
         return self.goals or self.suite.goals(synthetic)
@@ -198,12 +222,15 @@ def plan_run(request: RunRequest) -> Plan:
     if protocol.cross_validation and "val_fold" in request.overrides:
         raise UsageError(f"--protocol {protocol.name} holds out every fold in turn: drop --val-fold")
     cv = request.cv or protocol.cross_validation
+    dataset_policy = default_policy(request.data_root or None)
     specs: list[TrialSpec] = []
     search = None
     for section in suite.sections():
         preset = section.smoke if (section.smoke and general.name == "smoke") else general
 
         def prepare(spec: TrialSpec, preset=preset) -> TrialSpec:
+            if spec.policy == DATASET_DEFAULT:
+                spec = spec.replace(policy=dataset_policy)
             return protocol.apply(preset.apply(spec).replace(**request.overrides))
 
         specs += expand_specs([prepare(spec) for spec in section.specs], request.repeats, cv)
@@ -229,7 +256,9 @@ def plan_run(request: RunRequest) -> Plan:
 
         scheduling = replace(scheduling, gpus_per_trial=None, gpu_shares=auto_gpu_shares(planned_specs(specs, search)))
     goals = suite.goals(request.synthetic).with_budgets(request.goals)
-    return Plan(suite, tuple(specs), search, scheduling, protocol, request.preset, tuple(request.model_modules), goals)
+    image_size = request.image_size or suite.image_size
+    modules = tuple(request.model_modules)
+    return Plan(suite, tuple(specs), search, scheduling, protocol, request.preset, modules, goals, image_size)
 
 
 def expand_specs(specs: list[TrialSpec], repeats: int, cv: bool) -> list[TrialSpec]:
@@ -268,5 +297,5 @@ class PreparedRun:
 def prepare_run(request: RunRequest) -> PreparedRun:
     """Plan ``request``, then find or make its data and decode it once: a new run and ``--resume`` alike."""
     planned = plan_run(request)  # a bad suite, --trials or override fails here, before any data is read
-    data = prepare_dataset(request.data_root, request.synthetic, planned.all_specs)
+    data = prepare_dataset(request.data_root, request.synthetic, planned.all_specs, image_size=planned.image_size)
     return PreparedRun(replace(request, data_root=str(data.root)), planned, data)

@@ -34,6 +34,8 @@ class Suite:
     budgets: Mapping[str, float] = field(default_factory=dict)  # bench/plan/goals.py's budget name -> value
     metric: str = "val_accuracy"
     mode: str = "max"
+    image_size: int | None = None  # the cache's side; None: the dataset's (data/datasets.py)
+    as_written: bool = False  # a suite file: its epochs and limits run unless --preset says otherwise
 
     def __post_init__(self):
         if self.parts:

@@ -3,6 +3,8 @@
     name = "backbones"                      # the run folder and the leaderboard say it
     description = "three keras.applications backbones"
     target_accuracy = 0.8                   # epochs- and time-to-target count to it
+    image_size = 64                         # optional: the cache's side (default: the data's own)
+    policy = "light"                        # optional: the policy of trials that name none
     [goals]                                 # bench/plan/goals.py's budget names
     accuracy = 0.8
     time = 1800
@@ -10,13 +12,18 @@
     name = "mobilenet"
     model = "keras:MobileNetV3Small"
     model_options = { input_size = 96, latent_size = 64 }
+    [policies.light]                        # optional: augmentation policies (data/policies.py KEYS)
+    crop = 0.875
+    horizontal_flip = true
     [search]                                # optional: a random search (TrialSpec fields, and:)
     learning_rate = [1e-5, 1e-3]            # log-uniform bounds
     latent_size = [32, 256, 32]             # low, high, step
     samples = 3
-    [preset.smoke]                          # optional: the smoke preset for this suite
+    [preset.smoke]                          # optional: what --preset smoke makes of this suite
 
-Everything is checked before anything runs; a problem is one line naming the file, the table
+A file runs as written (its trials' epochs and limits) unless ``--preset`` says otherwise. A
+trial without a policy, where the file sets none either, gets the dataset's ("auto": the
+report's for faces, none for an image folder). Everything is checked before anything runs; a problem is one line naming the file, the table
 and the key.
 """
 
@@ -34,11 +41,13 @@ from bench.errors import UsageError, did_you_mean
 from bench.plan.goals import BUDGETS, GoalError, check_value
 from bench.plan.suite import Suite
 from bench.specs import Preset, RandomSearch, SpecError, TrialSpec
+from data.cache import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
+from data.policies import BUILT_IN, DATASET_DEFAULT, PolicyError, declare_policy
 
 TOP_LEVEL = {"name": str, "description": str, "target_accuracy": float, "goals": dict, "trials": list}
-TOP_LEVEL |= {"search": dict, "preset": dict}
+TOP_LEVEL |= {"search": dict, "preset": dict, "policies": dict, "policy": str, "image_size": int}
 SPEC_FIELDS = {f.name: f for f in dataclasses.fields(TrialSpec)}
-NOT_IN_FILES = {"search_sample", "group"}  # the planner's own
+NOT_IN_FILES = {"search_sample", "group", "policy_keys"}  # the planner's own; policies are declared apart
 PRESET_FIELDS = {f.name for f in dataclasses.fields(Preset)} - {"name", "description"}
 SEARCH_ONLY = {"samples": int, "learning_rate": list, "latent_size": list, "references": list}
 
@@ -67,10 +76,19 @@ def load_suite_file(path: Path | str) -> Suite:
     if not 0 < target <= 1:
         raise where.error("the top level", "target_accuracy", f"must be in (0, 1], got {target!r}")
     budgets = _goals(where, document.get("goals", {}))
+    image_size = document.get("image_size")
+    if image_size is not None and not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
+        raise where.error(
+            "the top level", "image_size", f"must be {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE}, got {image_size}"
+        )
+    policies = _Policies(where, document.get("policies", {}), document.get("policy", DATASET_DEFAULT))
     if not document["trials"] and "search" not in document:
         raise where.error("[[trials]]", "", "the file holds no trial")
-    specs = tuple(_spec(where, f"[[trials]] #{n}", table) for n, table in enumerate(document["trials"], start=1))
-    search = _search(where, document["search"]) if "search" in document else None
+    specs = tuple(
+        _spec(where, f"[[trials]] #{n}", table, policies=policies)
+        for n, table in enumerate(document["trials"], start=1)
+    )
+    search = _search(where, document["search"], policies) if "search" in document else None
     smoke = _smoke(where, document.get("preset", {}))
     try:
         return Suite(
@@ -81,6 +99,8 @@ def load_suite_file(path: Path | str) -> Suite:
             target_accuracy=target,
             smoke=smoke,
             budgets=budgets,
+            image_size=image_size,
+            as_written=True,
         )
     except ValueError as error:  # repeated trial names
         raise where.error("[[trials]]", "name", str(error)) from None
@@ -128,7 +148,37 @@ def _spec_types(name: str) -> tuple[tuple, bool]:
     return kinds.get(origin, (dict,)), optional
 
 
-def _spec(where: _Where, table: str, values: dict, extra: dict | None = None) -> TrialSpec:
+class _Policies:
+    """A file's ``[policies.NAME]`` tables, each checked, and the policy of trials that name none."""
+
+    def __init__(self, where: _Where, tables: dict, default: str):
+        self.where = where
+        self.declared: dict[str, dict] = {}
+        for name, table in tables.items():
+            if not isinstance(table, dict):
+                raise where.error(f"[policies.{name}]", "", f"must be a table, got {type(table).__name__} {table!r}")
+            try:
+                declare_policy(name, table)
+            except PolicyError as error:
+                raise where.error(f"[policies.{name}]", error.key, error.problem) from None
+            self.declared[name] = table
+        self.default = self.check(default, "the top level")
+
+    def check(self, name: str, table: str) -> str:
+        if name in self.declared or name in BUILT_IN or name == DATASET_DEFAULT:
+            return name
+        known = ", ".join([*self.declared, *BUILT_IN, DATASET_DEFAULT])
+        raise self.where.error(table, "policy", f"no policy {name!r} (declared or built in: {known})")
+
+    def fields(self, name: str | None, table: str) -> dict[str, Any]:
+        """The TrialSpec fields of the policy a table names (the file's default where it names none)."""
+        name = self.default if name is None else self.check(name, table)
+        return {"policy": name, "policy_keys": self.declared.get(name, {})}
+
+
+def _spec(
+    where: _Where, table: str, values: dict, extra: dict | None = None, policies: _Policies | None = None
+) -> TrialSpec:
     allowed = {name: field for name, field in SPEC_FIELDS.items() if name not in NOT_IN_FILES} | (extra or {})
     _check_keys(where, table, values, allowed, required=("name", "model"))
     fields: dict[str, Any] = {}
@@ -140,6 +190,8 @@ def _spec(where: _Where, table: str, values: dict, extra: dict | None = None) ->
         if not isinstance(value, kinds) or not bool_ok:
             raise where.error(table, key, f"must be {_type_name(kinds[-1])}, got {type(value).__name__} {value!r}")
         fields[key] = tuple(value) if kinds == (list,) else value
+    if policies is not None:
+        fields |= policies.fields(fields.get("policy"), table)
     try:
         return TrialSpec(**fields)
     except SpecError as error:
@@ -157,7 +209,7 @@ def _goals(where: _Where, values: dict) -> dict[str, float]:
     return {key: float(value) for key, value in values.items()}
 
 
-def _search(where: _Where, values: dict) -> RandomSearch:
+def _search(where: _Where, values: dict, policies: _Policies) -> RandomSearch:
     table = "[search]"
     for key, kind in SEARCH_ONLY.items():
         if key in values:
@@ -168,7 +220,8 @@ def _search(where: _Where, values: dict) -> RandomSearch:
     latent = values.get("latent_size")
     if latent is not None and (len(latent) != 3 or not all(isinstance(v, int) for v in latent)):
         raise where.error(table, "latent_size", "must be [low, high, step], integers")
-    base = _spec(where, table, {k: v for k, v in values.items() if k not in SEARCH_ONLY}, extra=SEARCH_ONLY)
+    values_of_spec = {k: v for k, v in values.items() if k not in SEARCH_ONLY}
+    base = _spec(where, table, values_of_spec, extra=SEARCH_ONLY, policies=policies)
     try:
         return RandomSearch(
             base=base.replace(learning_rate=float(bounds[0])),

@@ -39,7 +39,8 @@ def describe_suites(names: list[str] | None = None) -> str:
                 else "no report figure"
             )
             searched = " (random search sample)" if spec.search_sample is not None else ""
-            lines.append(f"  {spec.name}{searched}: {spec.model}, {spec.epochs} epochs; {reference}")
+            policy = f"policy {spec.policy}"
+            lines.append(f"  {spec.name}{searched}: {spec.model}, {spec.epochs} epochs, {policy}; {reference}")
     return "\n".join(lines)
 
 

@@ -245,6 +245,14 @@ def _definitions(info: RunInfo, trials: pd.DataFrame) -> list[str]:
     ]
 
 
+def policy_line(trials: pd.DataFrame) -> str:
+    """Each augmentation policy the trials used, with its one-line description."""
+    if "policy_description" not in trials:
+        return ""  # results written before policies described themselves
+    pairs = trials[["policy", "policy_description"]].dropna().drop_duplicates("policy")
+    return "; ".join(f"`{row.policy}`: {row.policy_description}" for row in pairs.itertuples(index=False))
+
+
 def execution_line(trials: pd.DataFrame) -> str:
     """How the trials ran (backend, precision, XLA, where the images were), with counts where they differ."""
     if not set(EXECUTION_KEYS) <= set(trials.columns) or trials.empty:
@@ -278,6 +286,8 @@ def render_leaderboard(info: RunInfo, trials: pd.DataFrame, plots: Sequence[tupl
         f"- data: {info.data}",
         f"- preset: {info.preset}; {len(groups)} report row(s) x {info.repeats} seed(s); {split}",
     ]
+    if policies := policy_line(trials):
+        lines.append(f"- augmentation: {policies}")
     if info.protocol:
         lines.append(f"- protocol: {info.protocol}; faces: {info.counting}")
     lines.append(f"- environment: {info.environment or 'not recorded'}")

@@ -233,6 +233,7 @@ def trials_table(
                 "momentum": spec.momentum,
                 "batch_size": spec.batch_size,
                 "policy": spec.policy,
+                "policy_description": spec.augmentation.description,
                 "normalisation": spec.normalisation,
                 "model_options": ", ".join(f"{key}={value}" for key, value in sorted(spec.model_options.items())),
                 "val_fold": spec.val_fold,

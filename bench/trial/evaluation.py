@@ -4,7 +4,8 @@
 The over-sampled model shares the trial's network and normalisation and adds only
 ``data.views.OversampledViews`` before them and a mean over each face's views after them:
 keras.ops throughout, so it runs on every backend. It costs about ten validation passes, so
-a trial measures it at its end (bench/trial/measure.py), not every epoch.
+a trial measures it at its end (bench/trial/measure.py), not every epoch. Only a policy that
+crops has it (the views are crops), and mirrored views only where the policy flips.
 """
 
 from __future__ import annotations
@@ -14,30 +15,34 @@ import numpy as np
 from keras import ops
 
 from data.cache import FaceCache
-from data.transforms import POLICIES
 from data.views import OversampledViews, view_count
 
 OVERSAMPLE_BATCH_SIZE = 16  # faces per forward pass: ten views each
 
 
-def build_oversampled_model(model: keras.Model, network: keras.Model, policy: str) -> keras.Model:
-    """Cached uint8 faces -> class probabilities averaged over each face's views.
+def build_oversampled_model(model: keras.Model, network: keras.Model) -> keras.Model | None:
+    """Cached uint8 faces -> class probabilities averaged over each face's views; None where
+    the trial's policy does not crop.
 
-    ``model`` is the trial's training model (its ``preprocessing`` layer normalises each
-    view as validation does), ``network`` the bare network inside it.
+    ``model`` is the trial's training model (its ``preprocessing`` layer holds the policy and
+    normalises each view as validation does), ``network`` the bare network inside it.
     """
     preprocessing = model.get_layer("preprocessing")
     side = int(model.input.shape[1])
-    crop = POLICIES[policy].crop_size
+    policy = preprocessing.policy
+    crop = policy.crop_size(side)
+    if crop is None:
+        return None
+    mirror = policy.horizontal_flip
     faces = keras.Input((side, side, 3), dtype="uint8", name="cached_image")
-    views = OversampledViews(crop, name="oversampled_views")(ops.cast(faces, "float32"))
+    views = OversampledViews(crop, mirror, name="oversampled_views")(ops.cast(faces, "float32"))
     prepared = preprocessing.normalise(views)
     network_side = int(network.input.shape[1])
     if int(prepared.shape[1]) != network_side:  # as the training model resizes to a smaller network
         prepared = keras.layers.Resizing(network_side, network_side, name="resize_to_model")(prepared)
     probabilities = network(prepared)
     classes = int(probabilities.shape[-1])
-    per_face = ops.reshape(probabilities, (-1, view_count(side, crop), classes))
+    per_face = ops.reshape(probabilities, (-1, view_count(side, crop, mirror), classes))
     return keras.Model(faces, ops.mean(per_face, axis=1), name="oversampled_evaluation")
 
 

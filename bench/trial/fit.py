@@ -36,8 +36,9 @@ from bench.trial.measure import INFERENCE_BATCH_SIZE, EpochReporter, Reporter, i
 from data.cache import DEFAULT_IMAGE_SIZE, FaceCache
 from data.device import DeviceImages
 from data.fit_input import FitInput
+from data.mixing import BatchMixing
 from data.splits import TrialData, load_split
-from data.transforms import NORMALISATIONS, POLICIES, Preprocessing
+from data.transforms import NORMALISATIONS, Preprocessing
 
 
 def load_trial_data(spec: TrialSpec, cache: FaceCache) -> TrialData:
@@ -76,32 +77,36 @@ def build_trial_model(
     channel_stats: tuple[list[float], list[float]] | None = None,
     num_classes: int = 2,
     precision: str = "fp32",
+    image_size: int = DEFAULT_IMAGE_SIZE,
 ) -> tuple[keras.Model, keras.Model]:
-    """(training model taking 256x256 uint8-valued images, the bare network inside it).
+    """(training model taking the cache's ``image_size`` uint8 images, the bare network inside it).
 
     ``channel_stats`` is the training split's per-channel (mean, std), needed by the
     ``per_channel`` normalisation (TrialData.channel_stats). ``num_classes`` other than two
     (an image folder's classes) goes to the builder's ``num_classes`` option. ``precision``
     (resolved: fp32, bf16, fp16) is the network's dtype policy; preprocessing (per-image
-    standardisation among it), the probabilities the loss sees and the loss stay float32.
+    standardisation among it), the probabilities the loss sees and the loss stay float32. A
+    policy that mixes batches (MixUp, CutMix) trains on soft labels: categorical cross-entropy.
     """
     classes = {"num_classes": num_classes} if num_classes != 2 else {}
     with dtype_policy(precision):
         network = models.create_model(spec.model, **{**spec.model_options, **classes})
         mean, std = channel_stats or (None, None)
+        policy = spec.augmentation
         preprocessing = Preprocessing(
-            spec.policy,
+            policy,
             spec.normalisation,
             seed=spec.seed,
             channel_mean=mean,
             channel_std=std,
+            image_size=image_size,
             name="preprocessing",
             dtype="float32",
         )
-        images = keras.Input((DEFAULT_IMAGE_SIZE, DEFAULT_IMAGE_SIZE, 3), dtype="uint8", name="cached_image")
+        images = keras.Input((image_size, image_size, 3), dtype="uint8", name="cached_image")
         prepared = preprocessing(images)
         model_side = int(network.input.shape[1])
-        if POLICIES[spec.policy].output_size() != model_side:
+        if policy.output_size(image_size) != model_side:
             # a model of another input size (a small smoke-run backbone, the autoencoder's
             # multiple of 64) sees the policy's crop resized to its own input
             prepared = keras.layers.Resizing(model_side, model_side, name="resize_to_model", dtype="float32")(prepared)
@@ -114,7 +119,7 @@ def build_trial_model(
         model.compile(
             run_eagerly=spec.run_eagerly,
             optimizer=build_optimizer(spec),
-            loss="sparse_categorical_crossentropy",
+            loss="categorical_crossentropy" if policy.mixes else "sparse_categorical_crossentropy",
             metrics=["accuracy"],
             jit_compile=jit_compile_argument(spec.jit),
         )
@@ -161,8 +166,11 @@ def run_trial(
     keras.utils.set_random_seed(spec.seed)
     data = load_trial_data(spec, cache)
     precision = resolve_precision(spec.precision)
-    on_device = resolve_data_on_device(spec.data_on_device, data.image_bytes)
-    model, network = build_trial_model(spec, data.channel_stats, len(cache.class_names), precision)
+    policy = spec.augmentation
+    # mixed batches are made on the host (their labels mix too): the images cannot wait on the device
+    on_device = "off" if policy.mixes else resolve_data_on_device(spec.data_on_device, data.image_bytes)
+    classes = len(cache.class_names)
+    model, network = build_trial_model(spec, data.channel_stats, classes, precision, cache.image_size)
     trainer = build_device_trainer(model, data.device_images(), spec) if on_device == "on" else model
     jit = "on" if trainer.jit_compile else "off"
     execution = Execution(current_backend(), precision, jit, on_device)
@@ -184,14 +192,17 @@ def run_trial(
     }
     sampler = NvmlSampler()
     infer = functools.partial(inference_images_per_sec, model, data.cache.read(data.val_slots[:INFERENCE_BATCH_SIZE]))
-    oversampled_model = build_oversampled_model(model, network, spec.policy)
-    oversampled = functools.partial(
-        oversampled_accuracy, oversampled_model, data.cache, data.val_slots, data.val_labels
-    )
+    oversampled_model = build_oversampled_model(model, network)  # None: the policy does not crop
+    oversampled = None
+    if oversampled_model is not None:
+        oversampled = functools.partial(
+            oversampled_accuracy, oversampled_model, data.cache, data.val_slots, data.val_labels
+        )
+    mixing = BatchMixing(classes, policy.mixup, policy.cutmix, spec.seed) if policy.mixes else None
     train_batches, val_batches = (
         data.index_batches(spec.batch_size, spec.seed)
         if on_device == "on"
-        else data.batches(spec.batch_size, spec.seed)
+        else data.batches(spec.batch_size, spec.seed, mixing)
     )
     first_epoch = state.epoch if state else 0
     # the order of epoch k is a function of (seed, k) only: a restart goes on with order k
