@@ -53,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
     """``--list``, ``--resume RUN_DIR`` or a new run."""
+    models.import_model_modules(args.model_module)  # before a suite file names one of their models
     if args.list:
         print(suites.describe_suites([args.suite] if args.suite else None))
         if args.suite:  # which preset a run of it gets

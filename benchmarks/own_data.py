@@ -28,6 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.quiet import import_tensorflow_quietly
+from data.synthetic import CACHE_ENV
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 IMAGE_SIZE = 32
 MODEL_MODULE = '''
@@ -137,10 +140,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="own-data-") as folder:
         work = Path(folder)
+        os.environ[CACHE_ENV] = str(work / "cache")  # the digits' cache goes with the folder they were written to
         data = write_digits_folder(work / "digits")
         (work / "user_models.py").write_text(MODEL_MODULE.lstrip())
         (work / "digits.toml").write_text(textwrap.dedent(SUITE.format(epochs=args.epochs, batch_size=args.batch_size)))
         harness, wall, trained = through_the_harness(work, data, args.seeds)
+        import_tensorflow_quietly()
         sys.path.insert(0, str(work))
         importlib.import_module("user_models")  # registers the user's model, as --model-module does
         bare = [bare_fit(work, data, seed, args.epochs, args.batch_size) for seed in range(args.seeds)]

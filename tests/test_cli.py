@@ -50,6 +50,7 @@ def test_unknown_suite_in_a_fresh_process_prints_one_line_and_exits_2():
         (["--suite", "baseline", "--jit", "maybe"], "--jit: invalid choice: 'maybe'"),
         (["--suite", "baseline", "--data-on-device", "yes"], "--data-on-device: invalid choice: 'yes'"),
         (["--suite", "baseline", "--backend", "mxnet"], "--backend: invalid choice: 'mxnet'"),
+        (["--suite", "baseline", "--image-size", "4"], "--image-size must be 8..1024, got 4"),
     ],
 )
 def test_bad_arguments_give_one_line_and_exit_2(capsys, args, message):

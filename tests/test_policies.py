@@ -10,6 +10,9 @@ from PIL import Image
 from bench.errors import UsageError
 from bench.plan.dataset import prepare_dataset
 from bench.specs import SpecError, TrialSpec
+from bench.trial.fit import run_trial
+from data.loader import ArrayBatches
+from data.mixing import BatchMixing
 from data.policies import BUILT_IN, KEYS, Policy, PolicyError, declare_policy, get_policy
 from tests.conftest import run_cli
 from tests.image_folders import arrow_image, write_arrow_folder
@@ -155,3 +158,29 @@ def test_a_flip_the_data_did_not_ask_for_destroys_its_classes(tmp_path):
     assert "- preset: as-written;" in board
     assert "`upright`: random vertical flips, brightness -0.1 to 0.1" in board
     assert "`none`: none: resized to the model's input only" in board
+
+
+def test_mixed_batches_carry_soft_labels_and_validation_batches_one_hot():
+    images = np.random.default_rng(1).integers(0, 256, size=(12, 8, 8, 3)).astype(np.uint8)
+    labels = np.arange(12) % 3
+    mixing = BatchMixing(3, mixup_alpha=0.4, seed=2)
+    train = ArrayBatches(images, labels, 4, shuffle=True, mixing=mixing, mix=True, prefetch=0)
+    val = ArrayBatches(images, labels, 4, shuffle=False, mixing=mixing, prefetch=0)
+    mixed_images, soft = train.batch(0, 0)
+    assert soft.shape == (4, 3) and soft.dtype == np.float32 and train.label_classes == 3
+    np.testing.assert_allclose(soft.sum(axis=1), 1, rtol=1e-6)
+    _, one_hot = val.batch(0, 0)
+    np.testing.assert_array_equal(one_hot, np.eye(3, dtype=np.float32)[labels[:4]])
+
+
+@pytest.mark.backends
+def test_a_trial_trains_with_mixup_cutmix_and_randaugment(small_cache):
+    keys = {"crop": 0.9, "horizontal_flip": True, "randaugment": 0.3, "mixup": 0.4, "cutmix": 1.0}
+    spec = TrialSpec(name="mix", model="tiny_cnn", model_options={"input_size": 32}, policy="mix", policy_keys=keys)
+    spec = spec.replace(epochs=2, batch_size=16, train_limit=48, val_limit=16, optimizer="adam", momentum=0.0)
+    reports = []
+    run_trial(spec, small_cache, reports.append)
+    assert len(reports) == 2 and reports[-1]["data_on_device"] == "off"  # mixed on the host
+    for report in reports:
+        assert np.isfinite(report["train_loss"]) and 0 <= report["val_accuracy"] <= 1, report
+    assert 0 <= reports[-1]["val_accuracy_oversampled"] <= 1  # the policy crops: ten views

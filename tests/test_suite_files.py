@@ -1,9 +1,11 @@
 """Suites users write: a TOML file loads into a Suite, malformed files are one line and exit 2."""
 
+import sys
 import textwrap
 
 import pytest
 
+import models
 from bench.plan.planner import RunRequest, default_preset, plan_run
 from bench.plan.suite_files import SuiteFileError, load_suite_file
 from bench.run import main
@@ -276,3 +278,17 @@ def test_the_readme_example_is_a_valid_suite_file(tmp_path):
     block = readme.split("```toml\n", 1)[1].split("```", 1)[0]
     suite = load_suite_file(write(tmp_path, block, "readme.toml"))
     assert suite.name == "keras_backbones" and len(suite.specs) == 2 and suite.search.samples == 3
+
+
+def test_a_suite_file_naming_a_model_of_a_model_module_lists_and_plans(tmp_path, monkeypatch, capsys):
+    module = tmp_path / "arrow_models.py"
+    module.write_text(
+        "import models\nfrom models.tiny import tiny_cnn\n\n"
+        'models.register_model("arrow_net", default_input_size=32)(tiny_cnn)\n'
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(models.registry, "_REGISTRY", dict(models.registry._REGISTRY))  # arrow_net leaves with the test
+    monkeypatch.delitem(sys.modules, "arrow_models", raising=False)
+    suite = write(tmp_path, HEAD + '[[trials]]\nname = "t"\nmodel = "arrow_net"\n')
+    assert main(["--list", "--suite", str(suite), "--model-module", "arrow_models"]) == 0
+    assert "t: arrow_net, 10 epochs, policy auto" in capsys.readouterr().out

@@ -227,9 +227,10 @@ def _definitions(info: RunInfo, trials: pd.DataFrame) -> list[str]:
         "- train img/s: training images over training seconds of epochs 2.. (validation excluded); epoch-1 img/s "
         "apart: it holds graph building. infer img/s: a timed loop of forward passes at a fixed batch of 32, "
         "after warm-up, once per trial after epoch 1 (outside every epoch's timings and energy).",
-        "- single: the centre crop, Keras's validation pass each epoch; over-sampled: the mean of the softmax "
-        "outputs over ten views of each face (the four corner crops and the centre crop, and their horizontal "
-        "mirrors; without a crop, the face and its mirror), measured at each trial's last epoch (its budget's, or "
+        "- single: the centre crop (the whole image where the policy does not crop), Keras's validation pass each "
+        "epoch; over-sampled, only where the policy crops: the mean of the softmax outputs over the four corner "
+        "crops and the centre crop of each image, and their horizontal mirrors where the policy flips "
+        "horizontally (ten views, else five), measured at each trial's last epoch (its budget's, or "
         "the one its patience ends it at; not for trials ASHA stops). Both count a face as often as the protocol "
         "lists it.",
         "- weights MB: the bytes of the network's weights as stored (its .keras file adds a few kB of "
