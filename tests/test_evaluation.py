@@ -153,4 +153,4 @@ def test_the_leaderboard_shows_single_and_oversampled_accuracy_beside_the_publis
     assert cells[2] == "0.8590 ± 0.0140"
     assert cells[3].startswith("0.8700 ± 0.0100 [") and cells[4] == "0.8680 ± 0.0140"
     assert "- protocol: Levi & Hassner's: 5-fold; faces: 17,603 rows" in text
-    assert "over-sampled: the mean of the softmax outputs over ten views" in text
+    assert "over-sampled, only where the policy crops: the mean of the softmax outputs over the four corner" in text
