@@ -15,6 +15,7 @@ symmetric around no change, a ``[low, high]`` pair the range itself.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -127,41 +128,34 @@ def describe(policy: Policy) -> str:
     return ", ".join(parts) if parts else "none: resized to the model's input only, validation the same"
 
 
-REPORT_CROP = 227 / 256  # the report's 227 px crop of its 256 px faces: a share, so any cache size takes it
+# report section 3.1: a random 227 crop of the 256 px face (validation: the centre crop), h+v
+# flips, brightness +-63/255, contrast 0.2x-1.8x. The crop is a share, so any cache size takes it.
+REPORT_AUGMENTATION = "random horizontal and vertical flips, brightness +-63/255, contrast x0.2 to x1.8"
+REPORT = Policy(
+    "report",
+    f"random 227/256 crop (validation: the centre crop), {REPORT_AUGMENTATION}",
+    crop=227 / 256,
+    horizontal_flip=True,
+    vertical_flip=True,
+    brightness=(-63 / 255, 63 / 255),
+    contrast=(0.2, 1.8),
+)
 BUILT_IN = {
     "none": Policy("none"),
-    # report section 3.1: random 227 crop, h+v flips, brightness +-63/255, contrast 0.2x-1.8x;
-    # validation: centre crop 227
-    "report": Policy(
-        "report",
-        "random 227/256 crop (validation: the centre crop), random horizontal and vertical flips, "
-        "brightness +-63/255, contrast x0.2 to x1.8",
-        crop=REPORT_CROP,
-        horizontal_flip=True,
-        vertical_flip=True,
-        brightness=(-63 / 255, 63 / 255),
-        contrast=(0.2, 1.8),
-    ),
+    "report": REPORT,
     # report table 4, "No Crop": the whole image
-    "nocrop": Policy(
-        "nocrop",
-        "as report without the crop: the whole image, random horizontal and vertical flips, "
-        "brightness +-63/255, contrast x0.2 to x1.8",
-        horizontal_flip=True,
-        vertical_flip=True,
-        brightness=(-63 / 255, 63 / 255),
-        contrast=(0.2, 1.8),
+    "nocrop": dataclasses.replace(
+        REPORT,
+        name="nocrop",
+        description=f"as report without the crop: the whole image, {REPORT_AUGMENTATION}",
+        crop=None,
     ),
     # report section 3.5.3 (autoencoder): report + rotation, translation, shear, noise. The
     # report gives no magnitudes; these are mild ones of our choosing.
-    "autoencoder-extra": Policy(
-        "autoencoder-extra",
-        "report + rotation +-15 deg, translation +-10%, shear 0.1, Gaussian noise sd 5 (of 255)",
-        crop=REPORT_CROP,
-        horizontal_flip=True,
-        vertical_flip=True,
-        brightness=(-63 / 255, 63 / 255),
-        contrast=(0.2, 1.8),
+    "autoencoder-extra": dataclasses.replace(
+        REPORT,
+        name="autoencoder-extra",
+        description="report + rotation +-15 deg, translation +-10%, shear 0.1, Gaussian noise sd 5 (of 255)",
         rotation=(-15.0, 15.0),
         translation=(-0.1, 0.1),
         shear=0.1,

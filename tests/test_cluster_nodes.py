@@ -49,8 +49,8 @@ patience = {LONG_EPOCHS}
 
 
 def long_suite(folder: Path) -> str:
-    """The path of a suite file holding LONG_TRIAL, written on the driver's side only (pass it
-    with ``--epochs LONG_EPOCHS``: the smoke preset would cut the trial's own)."""
+    """The path of a suite file holding LONG_TRIAL, written on the driver's side only (it runs as
+    written; ``--epochs LONG_EPOCHS`` says the budget on the command line too)."""
     path = folder / "killtest.toml"
     path.write_text(LONG_SUITE)
     return str(path)
