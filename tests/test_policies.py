@@ -174,8 +174,9 @@ def test_mixed_batches_carry_soft_labels_and_validation_batches_one_hot():
 
 
 @pytest.mark.backends
-def test_a_trial_trains_with_mixup_cutmix_and_randaugment(small_cache):
-    keys = {"crop": 0.9, "horizontal_flip": True, "randaugment": 0.3, "mixup": 0.4, "cutmix": 1.0}
+def test_a_trial_trains_with_mixup_and_cutmix(small_cache):
+    # RandAugment's layers are checked in tests/test_transforms.py: on JAX it compiles for a minute
+    keys = {"crop": 0.9, "horizontal_flip": True, "mixup": 0.4, "cutmix": 1.0}
     spec = TrialSpec(name="mix", model="tiny_cnn", model_options={"input_size": 32}, policy="mix", policy_keys=keys)
     spec = spec.replace(epochs=2, batch_size=16, train_limit=48, val_limit=16, optimizer="adam", momentum=0.0)
     reports = []
