@@ -83,10 +83,16 @@ def test_list_shows_a_suite_file_and_the_preset_it_runs_under(tmp_path, capsys):
     assert (
         capsys.readouterr()
         .out.strip()
-        .endswith("preset smoke (the suite file's [preset.smoke] table): the suite file's smoke preset")
+        .endswith("preset smoke (the suite file's [preset.smoke] table): epochs = 1, train_limit = 16, eager = true")
     )
     assert main(["--list", "--suite", "baseline"]) == 0
-    assert "preset smoke: few epochs and images" in capsys.readouterr().out
+    assert (
+        capsys.readouterr()
+        .out.strip()
+        .endswith("preset smoke: few epochs and images: checks the whole path in minutes on a CPU")
+    )
+    assert main(["--list", "--suite", "all"]) == 0
+    assert capsys.readouterr().out.strip().endswith("in minutes on a CPU; transfer: a smoke preset of its own")
 
 
 POLICIES = """

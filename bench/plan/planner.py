@@ -75,9 +75,11 @@ def default_preset(suite: Suite) -> str:
 def preset_line(suite: Suite, preset: str) -> str:
     """What ``preset`` makes of ``suite``'s trials, in one line (``--list`` says it)."""
     chosen = get_preset(preset)
-    own = [section for section in suite.sections() if section.smoke] if preset == "smoke" else []
-    where = " (the suite file's [preset.smoke] table)" if own and suite.as_written else ""
-    return f"preset {preset}{where}: {own[0].smoke.description if own else chosen.description}"
+    if preset == "smoke" and suite.as_written and suite.smoke:
+        return f"preset smoke (the suite file's [preset.smoke] table): {suite.smoke.description}"
+    own = [section.name for section in suite.sections() if section.smoke] if preset == "smoke" else []
+    apart = f"; {', '.join(own)}: a smoke preset of {'its' if len(own) == 1 else 'their'} own" if own else ""
+    return f"preset {preset}: {chosen.description}{apart}"
 
 
 def gpu_share_argument(value: str) -> float | str:

@@ -251,4 +251,7 @@ def _smoke(where: _Where, values: dict) -> Preset | None:
         if kind is int and value < 1:
             raise where.error(table, key, f"must be >= 1, got {value}")
     defaults = {"epochs": None, "train_limit": None, "val_limit": None}
-    return Preset("smoke", "the suite file's smoke preset", **{**defaults, **smoke})
+    said = ", ".join(
+        f"{key} = {str(value).lower() if isinstance(value, bool) else value}" for key, value in smoke.items()
+    )
+    return Preset("smoke", said or "the trials as written", **{**defaults, **smoke})
