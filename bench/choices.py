@@ -19,3 +19,11 @@ EXECUTION_FLAGS = {
     "--data-on-device": (DATA_ON_DEVICE_CHOICES, "images on the device, batches gathered there (auto: if they fit)"),
 }
 EXECUTION_KEYS = ("backend", "precision", "jit", "data_on_device")
+# what ranks a run's rows and what its accuracy budget and time-to-target read (--metric, a
+# suite's ``metric``): name -> words; each is reported per epoch as ``val_<name>``
+METRICS = {"accuracy": "accuracy", "balanced_accuracy": "balanced accuracy", "macro_f1": "macro-F1"}
+
+
+def metric_column(metric: str) -> str:
+    """The per-epoch column a ranking metric is reported in: ``val_balanced_accuracy``."""
+    return f"val_{metric}"

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import models
-from bench.choices import DATA_ON_DEVICE_CHOICES, JIT_CHOICES, PRECISIONS
+from bench.choices import DATA_ON_DEVICE_CHOICES, JIT_CHOICES, METRICS, PRECISIONS
 from data.adience import FOLD_COUNT
 from data.policies import DATASET_DEFAULT, Policy, PolicyError, get_policy
 from data.transforms import NORMALISATIONS
@@ -105,7 +105,8 @@ class TrialSpec:
     lr_decay_factor: float = 0.1
     batch_size: int = 32
     epochs: int = 10
-    patience: int | None = 10  # stop when val accuracy has not improved for this many epochs (the report's 10)
+    patience: int | None = 10  # stop when the val score has not improved for this many epochs (the report's 10)
+    metric: str = "accuracy"  # the run's ranking metric (bench.choices.METRICS): what patience reads
     val_fold: int = 4
     train_folds: tuple[int, ...] = (0, 1, 2, 3)
     train_limit: int | None = None  # at most this many training images (class-balanced); None: all
@@ -156,6 +157,8 @@ class TrialSpec:
             yield Problem("normalisation", message=f"unknown normalisation {self.normalisation!r} (known: {known})")
         if self.optimizer not in OPTIMIZERS:
             yield Problem("optimizer", f"one of {', '.join(OPTIMIZERS)}", self.optimizer)
+        if self.metric not in METRICS:
+            yield Problem("metric", f"one of {', '.join(METRICS)}", self.metric)
         if not (isinstance(self.learning_rate, (int, float)) and 0 < self.learning_rate < math.inf):
             yield Problem("learning_rate", "> 0 and finite", self.learning_rate)
         if not 0 <= self.momentum < 1:
@@ -332,3 +335,11 @@ class Preset:
 def planned_specs(specs: Sequence[TrialSpec], search: RandomSearch | None) -> list[TrialSpec]:
     """The grid specs and one template per random-search sample: every trial a plan runs."""
     return list(specs) + (search.templates() if search else [])
+
+
+def ranking_metric(specs: Sequence[TrialSpec]) -> str:
+    """The one ranking metric of a run's trials (the planner gives them all the run's); accuracy for none."""
+    metrics = sorted({spec.metric for spec in specs})
+    if len(metrics) > 1:
+        raise SpecError(f"a run ranks by one metric; its trials name {', '.join(metrics)}")
+    return metrics[0] if metrics else "accuracy"

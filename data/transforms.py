@@ -18,6 +18,9 @@ ResNet50V2 (its preprocess_input, x/127.5 - 1), ``none`` for MobileNetV3Large an
 EfficientNetV2M (they rescale inside), ``caffe`` and ``torch`` for the keras.applications
 families whose preprocess_input uses those modes. The ablations of the report's table 4
 also use ``minus_one_to_one`` and ``per_channel`` with the Levi & Hassner CNN.
+
+``inference_layers`` is the inference path again in Keras's own layers, for exported
+models (bench/execute/export.py) that load without this project.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from keras import layers, ops
 
 from data.decode import DEFAULT_IMAGE_SIZE
 from data.layers import (
+    CAFFE_BGR_MEAN,
     DTYPE_PRESERVING,
     SERIALIZATION_PACKAGE,
     TORCH_MEAN,
@@ -51,7 +55,47 @@ class Normalisation:
     name: str
     description: str
     build: Callable[..., keras.layers.Layer]  # (mean, std) -> layer
+    # (mean, std, elements per image) -> the same values from Keras's own layers (None: nothing to do)
+    inference: Callable[..., keras.layers.Layer | None]
     needs_statistics: bool = False  # per-channel mean/std of the training split
+
+
+def _channel_normalization(mean: Sequence[float], std: Sequence[float], name: str) -> keras.layers.Layer:
+    """(x - mean) / std as Keras's Normalization: it divides by max(sqrt(variance), 1e-7), here std."""
+    return layers.Normalization(mean=list(mean), variance=[s * s for s in std], name=name, dtype="float32")
+
+
+def _caffe_convolution() -> keras.layers.Layer:
+    """RGB to BGR and minus the ImageNet means as a fixed 1x1 convolution: a permutation matrix
+    (products by 1 and 0 are exact) and a bias of -mean, so the values equal CaffeNormalization's."""
+    reverse = [[[[1.0 if out == 2 - channel else 0.0 for out in range(3)] for channel in range(3)]]]
+    return layers.Conv2D(
+        3,
+        1,
+        kernel_initializer=keras.initializers.Constant(reverse),
+        bias_initializer=keras.initializers.Constant([-mean for mean in CAFFE_BGR_MEAN]),
+        trainable=False,
+        name="caffe_normalisation",
+        dtype="float32",
+    )
+
+
+def _layer_standardization(elements: int) -> keras.layers.Layer:
+    """tf.image.per_image_standardization as LayerNormalization over each whole image.
+
+    That divides by max(std, 1 / sqrt(N)) for N values per image; this by sqrt(variance + 1 / N):
+    the same where the variance is far above 1 / N (any image with some contrast: relative
+    difference 1 / (2 N variance)) and where it is 0 (a constant image: zeros, up to the rounding
+    of its mean, as there). They part only for an image constant but for a few values off by one.
+    """
+    return layers.LayerNormalization(
+        axis=[1, 2, 3],
+        epsilon=1.0 / elements,
+        center=False,
+        scale=False,
+        name="per_image_standardization",
+        dtype="float32",
+    )
 
 
 NORMALISATIONS = {
@@ -59,32 +103,38 @@ NORMALISATIONS = {
         "per_image",
         "zero mean, unit variance per image (tf.image.per_image_standardization)",
         lambda mean, std: PerImageStandardization(name="per_image_standardization"),
+        lambda mean, std, elements: _layer_standardization(elements),
     ),
     "minus_one_to_one": Normalisation(
         "minus_one_to_one",
         "x / 127.5 - 1: [0, 255] to [-1, 1] (resnet_v2.preprocess_input)",
         lambda mean, std: layers.Rescaling(1 / 127.5, offset=-1.0, name="minus_one_to_one"),
+        lambda mean, std, elements: layers.Rescaling(1 / 127.5, offset=-1.0, name="minus_one_to_one", dtype="float32"),
     ),
     "per_channel": Normalisation(
         "per_channel",
         "(x - mean) / std per channel, mean and std from the training split of the cache",
         lambda mean, std: ChannelStandardization(mean, std, name="per_channel_standardization"),
+        lambda mean, std, elements: _channel_normalization(mean, std, "per_channel_standardization"),
         needs_statistics=True,
     ),
     "none": Normalisation(
         "none",
         "raw [0, 255] floats, for networks that rescale inside (MobileNetV3, EfficientNet, ConvNeXt)",
         lambda mean, std: layers.Identity(name="no_normalisation"),
+        lambda mean, std, elements: None,
     ),
     "caffe": Normalisation(
         "caffe",
         "RGB to BGR and the ImageNet channel means subtracted (resnet / vgg preprocess_input)",
         lambda mean, std: CaffeNormalization(name="caffe_normalisation"),
+        lambda mean, std, elements: _caffe_convolution(),
     ),
     "torch": Normalisation(
         "torch",
         "x / 255, then (x - ImageNet mean) / ImageNet std per channel (densenet preprocess_input)",
         lambda mean, std: ChannelStandardization(TORCH_MEAN, TORCH_STD, name="torch_normalisation"),
+        lambda mean, std, elements: _channel_normalization(TORCH_MEAN, TORCH_STD, "torch_normalisation"),
     ),
 }
 
@@ -221,3 +271,31 @@ class Preprocessing(keras.layers.Layer):
             "channel_std": self.channel_std,
             "image_size": self.image_size,
         }
+
+
+# Keras layers that take uint8 images and compute in float32 (their dtype)
+_CASTING = (layers.CenterCrop, layers.Normalization, layers.Rescaling)
+
+
+def inference_layers(preprocessing: Preprocessing) -> list[keras.layers.Layer]:
+    """What ``preprocessing`` computes at inference, in Keras's own layers, in order: uint8 or
+    float images in [0, 255] in, float32 out.
+
+    The centre crop is Keras's CenterCrop (its offsets, (side - crop) // 2, are
+    RandomCropPerImage's at inference); the normalisation is the entry's ``inference`` in
+    NORMALISATIONS. A model of these loads with plain ``keras.saving.load_model``; their values
+    equal ``preprocessing(images, training=False)`` (per_image: see _layer_standardization).
+    Where neither casts the input, a ``Rescaling(1.0)`` first makes it float32.
+    """
+    built: list[keras.layers.Layer] = []
+    crop = preprocessing.policy.crop_size(preprocessing.image_size)
+    if crop:
+        built.append(layers.CenterCrop(crop, crop, name="centre_crop", dtype="float32"))
+    side = preprocessing.policy.output_size(preprocessing.image_size)
+    norm = NORMALISATIONS[preprocessing.normalisation]
+    normalise = norm.inference(preprocessing.channel_mean, preprocessing.channel_std, side * side * 3)
+    if normalise is not None:
+        built.append(normalise)
+    if not built or not isinstance(built[0], _CASTING):
+        built.insert(0, layers.Rescaling(1.0, name="as_float32", dtype="float32"))
+    return built

@@ -144,6 +144,10 @@ def test_selftest_suite_runs_end_to_end_with_the_backend_and_precision_asked_for
     assert json.loads((run_dir / "run.json").read_text())["backend"] == backend
     leaderboard = (run_dir / "LEADERBOARD.md").read_text()
     assert f"- executed as: {backend} backend, bf16, XLA {xla}, images streamed" in leaderboard
+    # one image's latency, and the confusion matrix's scores, for every row
+    assert (results["latency_ms_p50"] > 0).all() and (results["latency_ms_p99"] >= results["latency_ms_p50"]).all()
+    assert results["best_val_balanced_accuracy"].between(0, 1).all() and results["val_confusion"].str.len().gt(0).all()
+    assert "latency p50 ms" in leaderboard and "## Per class" in leaderboard
 
 
 FAILING_MODELS = """

@@ -93,6 +93,19 @@ def test_the_cache_summary_and_a_trial_take_it_as_they_take_adience(photos, tmp_
     assert sum(fold["images_found"] for fold in summary["folds"].values()) == 40
 
 
+def test_a_leaderboard_speaks_of_images_and_says_how_the_folds_were_made(photos, small_synthetic, tmp_path):
+    from bench.plan.dataset import RunData
+    from bench.plan.protocols import get_protocol
+
+    cache = ensure_cache(photos, cache_root=tmp_path / "cache")
+    folder = RunData(photos, synthetic=False, cache=cache, split_sizes=[])
+    line = folder.protocol_line(get_protocol("report"))
+    assert folder.items == "images" and "face" not in line + folder.counting(False)
+    assert line.startswith("report: validate on fold 4, train on folds 0-3, each image once; folds: 2 classes (cats")
+    faces = RunData(small_synthetic, synthetic=True, cache=cache, split_sizes=[])
+    assert faces.items == "faces" and "the synthetic faces' five folds" in faces.protocol_line(get_protocol("levi"))
+
+
 def test_a_trial_learns_three_classes(tmp_path):
     root = write_image_folder(tmp_path / "three", classes=("a", "b", "c"), subjects=10)
     cache = ensure_cache(root, cache_root=tmp_path / "cache")

@@ -129,3 +129,17 @@ def test_the_levi_protocol_runs_five_folds_and_writes_the_published_comparison(t
     assert "labelled fold lines, duplicates kept" in board
     assert "## Against the published figures" in board and "| 0.8590 ± 0.0140" in board and "0.8680 ± 0.0140" in board
     assert "0.8100 ± 0.0000 [0.8100, 0.8100] n=5" in board  # ours over-sampled, over the five folds
+
+
+def test_the_metric_flag_reaches_the_request_every_planned_trial_and_the_goals(capsys):
+    from bench.plan.command_line import from_args
+
+    asked = from_args(build_parser().parse_args(["--suite", "selftest", "--metric", "macro_f1"]))
+    assert asked.metric == "macro_f1"
+    plan = plan_run(asked)
+    assert plan.metric == "macro_f1" and plan.goals.metric == "macro_f1"
+    assert {spec.metric for spec in plan.all_specs} == {"macro_f1"}
+    assert {spec.metric for spec in plan_run(request()).all_specs} == {"accuracy"}  # the suite's default
+    assert main(["--suite", "selftest", "--metric", "f1"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "--metric" in error and "invalid choice: 'f1'" in error and "\n" not in error

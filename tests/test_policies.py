@@ -158,6 +158,12 @@ def test_a_flip_the_data_did_not_ask_for_destroys_its_classes(tmp_path):
     assert "- preset: as-written;" in board
     assert "`upright`: random vertical flips, brightness -0.1 to 0.1" in board
     assert "`none`: none: resized to the model's input only" in board
+    # words that fit the data: images and their classes, folds said as they were made, no faces
+    header = board.split("## The answer", 1)[0]
+    assert "face" not in header.lower(), header
+    assert "images: 240 unique labelled images, each once (left, right)" in header
+    assert "subjects (subjects.csv, else each image its own) dealt to folds 0-4" in header
+    assert "recall per class" in board and "| left " in board.split("## Per class", 1)[1]
 
 
 def test_mixed_batches_carry_soft_labels_and_validation_batches_one_hot():

@@ -3,6 +3,7 @@ import os
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
@@ -11,9 +12,11 @@ from bench.io import atomic_write_text, read_table, write_table
 from bench.plan.goals import MET, MISSED, SMOKE, UNMEASURED, GoalError, Goals, check_row, meets_every_budget, parse_goal
 from bench.report.answer import SMOKE_SENTENCE, ranked_rows
 from bench.report.compare import compare_runs, main, render_cross_run_leaderboard
+from bench.report.groups import groups_table
 from bench.report.leaderboard import RunInfo, load_run_info, render_leaderboard, save_run_info, write_leaderboard
 from bench.report.plots import pareto_front, plot_learning_curves, plot_tradeoff, write_plots
-from bench.report.results import TrialRecord, epochs_table, groups_table, summarise, trials_table
+from bench.report.results import TrialRecord, epochs_table, summarise, trials_table
+from bench.scores import class_scores, confusion_text
 from bench.specs import TrialSpec
 
 GOLDEN = Path(__file__).parent / "golden" / "leaderboard.md"
@@ -111,6 +114,7 @@ def run_info(**changes):
         "environment": "Python 3.11.7, TensorFlow 2.21.0; CPU test (2 cores); GPU none",
         "device": "CPU test x2",
         "command": "python -m bench.run --suite baseline",
+        "class_names": ("male", "female"),
     }
     return RunInfo(**{**values, **changes})
 
@@ -243,12 +247,26 @@ def test_groups_table_summarises_repeats_and_counts_failures():
 # --------------------------------------------------------------------------- markdown
 
 
+def scored(epochs, males=60, females=40):
+    """``epochs`` with the confusion matrix of their val accuracy on ``males`` + ``females`` images
+    (as many of each class right as the accuracy allows, males first) and its scores."""
+    for row in epochs:
+        right = round(row["val_accuracy"] * (males + females))
+        male = min(males, right - min(females, right // 2))
+        matrix = np.array([[male, males - male], [females - (right - male), right - male]])
+        figures = class_scores(matrix)
+        row |= {"val_confusion": confusion_text(matrix), "val_balanced_accuracy": figures.balanced_accuracy}
+        row |= {"val_macro_f1": figures.macro_f1, "val_images": males + females}
+    return epochs
+
+
 def golden_trials():
     records = repeated_records()
     for record in records:  # the golden file must not depend on anything but these figures
         record.spec = record.spec.replace(reference=0.9498)
+        scored(record.epochs)
     single = TrialSpec(name="small", model="levi_hassner", epochs=3, learning_rate=0.01, patience=2)
-    records.append(TrialRecord(spec=single, epochs=[epoch(1, 0.7), epoch(2, 0.75)]))
+    records.append(TrialRecord(spec=single, epochs=scored([epoch(1, 0.7), epoch(2, 0.75)])))
     records.append(TrialRecord(spec=TrialSpec(name="broken", model="levi_hassner"), error="ValueError: boom"))
     return trials_table(records, target_accuracy=0.8)
 
@@ -286,9 +304,9 @@ def test_leaderboard_ranks_checks_goals_and_lists_unfinished_trials(records):
     assert [row["row"] for row in rows] == ["good", "patient", "stopped", "exploded", "broken"]
     assert [row["#"] for row in rows] == ["1", "2", "3", "4", "5"]
     good = rows[0]
-    assert good["best val acc"] == "0.8500" and good["report"] == "0.9000" and good["diff"] == "-0.0500"
-    assert good["accuracy budget"] == "0.8500 ✓"
-    assert rows[2]["accuracy budget"] == "0.7000 ✗"  # 0.70 < 0.80
+    assert good["best val accuracy"] == "0.8500" and good["report"] == "0.9000" and good["diff"] == "-0.0500"
+    assert good["accuracy budget"] == "✓ met (>= 0.8000)"  # met or missed against the budget, not 0.85 again
+    assert rows[2]["accuracy budget"] == "✗ missed (< 0.8000)"  # 0.70 < 0.80
     assert rows[4]["accuracy budget"] == "–" and rows[4]["status"] == "failed"
     answer = table_after(text, "## The answer")
     assert [row["row"] for row in answer] == ["good"]  # the one row meeting every budget
@@ -315,7 +333,7 @@ def test_real_data_goal_is_the_report_figure(records):
     goals = Goals(target_accuracy=0.8, accuracy=None, params=None, epochs_to_target=1)
     text = render_leaderboard(run_info(goals=goals, preset="paper"), trials_table(records, target_accuracy=0.8))
     good = table_after(text, "## Accuracy")[0]
-    assert good["row"] == "good" and good["accuracy budget"] == "0.8500 ✗"  # 0.85 < report 0.90
+    assert good["row"] == "good" and good["accuracy budget"] == "✗ missed (< 0.9000)"  # 0.85 < report 0.90
     assert "- #1 `good`: best val accuracy 0.8500 < 0.9000; epochs to the target 2 > 1" in text
     assert "best val accuracy >= the published figure for its row" in text
     assert "No row meets every budget." in text
@@ -551,3 +569,25 @@ def test_learning_curves_put_losses_on_a_log_scale_and_the_legend_outside(tmp_pa
     exploding = next(numbers[g] for g in epochs.loc[[epochs.index[0]], "group"])
     assert drawn.lines[-1] == f"loss above the axis: #{exploding}"  # kept off the axis, said in the legend
     assert drawn.path.read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_a_latency_budget_reads_one_images_p99_and_a_budget_cell_says_met_or_missed():
+    from bench.report.answer import budget_cell
+
+    assert parse_goal("latency=5") == ("latency", 5.0)
+    with pytest.raises(GoalError, match="latency must be > 0"):
+        parse_goal("latency=0")
+    goals = Goals(target_accuracy=0.8, accuracy=0.8, latency=5.0)
+    fast = pd.Series({"best_score": 0.9, "latency_ms_p50": 3.0, "latency_ms_p99": 4.5, "reference": math.nan})
+    slow = fast.copy()
+    slow["latency_ms_p99"] = 7.25  # p50 under the budget, the tail over it
+    [(accuracy, latency)] = [check_row(fast, goals, smoke=False)]
+    assert (accuracy.status, latency.status) == (MET, MET) and latency.budget.label == "latency p99 at batch 1"
+    missed = check_row(slow, goals, smoke=False)[1]
+    assert missed.status == MISSED and missed.missed_text() == "latency p99 at batch 1 7.25 ms > 5 ms"
+    assert budget_cell(accuracy) == "✓ met (>= 0.8000)" and budget_cell(missed) == "✗ missed (> 5 ms)"
+    # another ranking metric: the accuracy budget is said of it, and a published figure is no goal for it
+    balanced = Goals(target_accuracy=0.7, metric="balanced_accuracy")
+    assert balanced.active()[0].label == "best val balanced accuracy" and balanced.accuracy_goal(0.95) == 0.7
+    with pytest.raises(GoalError, match="unknown metric 'f1'"):
+        Goals(target_accuracy=0.7, metric="f1")

@@ -206,6 +206,11 @@ MALFORMED = {
     "built-in name declared": (HEAD + TRIAL + "[policies.report]\ncrop = 0.5\n", "[policies.report]: 'report' is a"),
     "undeclared policy named": (HEAD + TRIAL + 'policy = "light"\n', "[[trials]] #1, key policy: no policy 'light'"),
     "bad image size": ("image_size = 4\n" + HEAD + TRIAL, "the top level, key image_size: must be 8..1024"),
+    "unknown metric": (
+        'metric = "f1"\n' + HEAD + TRIAL,
+        "the top level, key metric: one of accuracy, balanced_accuracy",
+    ),
+    "metric per trial": (HEAD + TRIAL + 'metric = "macro_f1"\n', "[[trials]] #1, key metric: unknown key"),
 }
 
 

@@ -6,6 +6,7 @@ import keras
 import numpy as np
 import pytest
 
+from bench.scores import class_scores, parse_confusion
 from bench.specs import TrialSpec
 from bench.trial.fit import build_trial_model, run_trial
 from bench.trial.measure import EPOCH_METRIC_KEYS
@@ -41,6 +42,22 @@ def test_a_trials_fit_has_no_callback_with_a_batch_hook(small_cache, monkeypatch
         if not is_default(getattr(callback, hook))
     ]
     assert overridden == []
+
+
+def test_a_trial_reports_its_confusion_matrix_scores_and_single_image_latency(small_cache):
+    reports = []
+    run_trial(tiny_spec("scored", epochs=2, metric="balanced_accuracy"), small_cache, reports.append)
+    first, second = reports
+    for report in reports:
+        matrix = parse_confusion(report["val_confusion"])
+        assert matrix.shape == (2, 2) and matrix.sum() == report["val_images"]
+        assert np.trace(matrix) / matrix.sum() == pytest.approx(report["val_accuracy"], abs=1e-6)
+        scores = class_scores(matrix)
+        assert report["val_balanced_accuracy"] == scores.balanced_accuracy
+        assert report["val_macro_f1"] == scores.macro_f1
+    # latency at batch 1: measured once, after epoch 1, like the throughput
+    assert 0 < first["latency_ms_p50"] <= first["latency_ms_p99"]
+    assert math.isnan(second["latency_ms_p50"]) and math.isnan(second["latency_ms_p99"])
 
 
 @pytest.mark.slow

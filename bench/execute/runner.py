@@ -23,6 +23,7 @@ from ray import tune
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 import models
+from bench.choices import METRICS, metric_column
 from bench.errors import RunnerError
 from bench.execute.cluster import storage_root
 from bench.execute.export import drop_finished_checkpoints, save_best_models
@@ -41,7 +42,7 @@ from bench.execute.resources import NodeCapacity, Resources, plan_node_resources
 from bench.io import atomic_write_text
 from bench.plan.planner import Plan, Scheduling
 from bench.report.results import TrialRecord
-from bench.specs import RandomSearch, SpecError, TrialSpec, planned_specs
+from bench.specs import RandomSearch, SpecError, TrialSpec, planned_specs, ranking_metric
 from bench.trial.checkpoints import CheckpointError, CheckpointRule
 from bench.trial.fit import run_trial
 from bench.trial.gpu import local_gpu_count
@@ -65,28 +66,31 @@ def trial_resources(resources: Resources, gpu_shares: dict[str, float] | None):
 
 
 class PatienceStopper(tune.Stopper):
-    """Stops a trial whose val accuracy has not improved for its spec's ``patience`` epochs.
+    """Stops a trial whose val score (``score_key``: the run's ranking metric) has not improved
+    for its spec's ``patience`` epochs.
 
     Each reason is also written to ``reasons_path``: Ray Tune pickles the stopper with the
     experiment, and a resumed run works with that copy, so the file is what both share.
     """
 
-    def __init__(self, reasons_path: Path):
+    def __init__(self, reasons_path: Path, score_key: str = "val_accuracy"):
         self.reasons_path = reasons_path
+        self.score_key = score_key
         self.rules: dict[str, Patience] = {}
         self.reasons: dict[str, str] = read_stop_reasons(reasons_path)
 
     def __call__(self, trial_id: str, result: dict) -> bool:
         patience = result.get("patience")
-        accuracy = result.get("val_accuracy")
+        score = result.get(self.score_key)
         epoch = result.get("epoch")
-        if patience is None or accuracy is None or epoch is None or math.isnan(patience):
+        if patience is None or score is None or epoch is None or math.isnan(patience):
             return False
         rule = self.rules.setdefault(trial_id, Patience(int(patience)))
-        if not rule.exhausted(int(epoch), accuracy):
+        if not rule.exhausted(int(epoch), score):
             return False
+        words = self.score_key.removeprefix("val_").replace("_", " ")
         self.reasons[trial_id] = (
-            f"no val accuracy gain in {int(patience)} epochs (best {rule.best:.4f} at epoch {rule.best_epoch})"
+            f"no val {words} gain in {int(patience)} epochs (best {rule.best:.4f} at epoch {rule.best_epoch})"
         )
         atomic_write_text(self.reasons_path, json.dumps(self.reasons, indent=1))
         return True
@@ -129,12 +133,13 @@ class ProgressPrinter(tune.Callback):
             self.progress.diverged(trial.config["spec"]["name"], trial_label(trial), epochs, train_loss)
             return
         reason = self.stopper.reasons.get(trial.trial_id, ASHA_REASON)
-        self.progress.completed(trial.config["spec"]["name"], trial_label(trial), epochs, _best(trial), reason)
+        best = _best(trial, self.stopper.score_key)
+        self.progress.completed(trial.config["spec"]["name"], trial_label(trial), epochs, best, reason)
 
 
-def _best(trial) -> float:
+def _best(trial, score_key: str) -> float:
     try:
-        return float(trial.metric_analysis["val_accuracy"]["max"])
+        return float(trial.metric_analysis[score_key]["max"])
     except (KeyError, TypeError):
         return float("nan")
 
@@ -169,7 +174,8 @@ def _trainable(
             restore_from = Path(folder) if folder else None
             trial_function(spec, cache, report, restore_from=restore_from, checkpoints=checkpoints)
     except DETERMINISTIC as error:
-        tune.report({"epoch": 0, "val_accuracy": math.nan, FATAL: error_message(error), "node_id": node_id})
+        scores = dict.fromkeys(map(metric_column, METRICS), math.nan)  # whichever the run ranks by
+        tune.report({"epoch": 0, **scores, FATAL: error_message(error), "node_id": node_id})
 
 
 def _param_space(specs: Sequence[TrialSpec], search: RandomSearch | None) -> dict:
@@ -239,7 +245,8 @@ def run_trials(
             )
         resources = plan_node_resources(nodes, scheduling.max_concurrent, scheduling.smallest_share)
         write(resources.line(len(planned)))
-        stopper = PatienceStopper(run_dir.resolve() / STOP_REASONS_FILE)
+        score_key = metric_column(ranking_metric(planned))
+        stopper = PatienceStopper(run_dir.resolve() / STOP_REASONS_FILE, score_key)
         budgets = {spec.name: spec.epochs for spec in planned}
         progress = Progress(write, budgets, epoch_seconds or {}, concurrency=resources.max_concurrent)
         # the pixels go into Ray's object store once, and to each node once: no worker reads a path
@@ -259,8 +266,8 @@ def run_trials(
             stop=stopper,
             callbacks=[ProgressPrinter(progress, stopper)],
             failure_config=tune.FailureConfig(max_failures=1),
-            # the best by val accuracy (for --save-models) and, always, the latest (a restart goes on from it)
-            checkpoint_config=tune.CheckpointConfig(1, checkpoint_score_attribute="val_accuracy"),
+            # the best by the ranking metric (for --save-models) and, always, the latest (a restart goes on from it)
+            checkpoint_config=tune.CheckpointConfig(1, checkpoint_score_attribute=score_key),
         )
         if resume:
             # The stored experiment keeps its own run config (stopper and progress printer
@@ -277,7 +284,7 @@ def run_trials(
                 trainable,
                 param_space=_param_space(specs, search),
                 tune_config=tune.TuneConfig(
-                    metric="val_accuracy",
+                    metric=score_key,
                     mode="max",
                     scheduler=_scheduler(scheduling, planned),
                     max_concurrent_trials=resources.max_concurrent,
@@ -293,7 +300,7 @@ def run_trials(
         grid = tuner.fit()
         ended = [result for result in grid if result.error is not None or result.metrics.get("done")]
         if scheduling.save_models:
-            for path in save_best_models(ended, cache, run_dir, resolve_spec):
+            for path in save_best_models(ended, cache, run_dir, resolve_spec, metric=score_key):
                 write(f"Saved {path}")
         drop_finished_checkpoints(ended)
         return records_from(grid, planned, read_stop_reasons(run_dir.resolve() / STOP_REASONS_FILE), scheduling.asha)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from bench.choices import EXECUTION_FLAGS
+from bench.choices import EXECUTION_FLAGS, METRICS
 from bench.errors import OneLineArgumentParser, UsageError
 from bench.plan import suites
 from bench.plan.goals import parse_goal
@@ -61,7 +61,8 @@ def _what_runs(parser: argparse.ArgumentParser) -> None:
     add("--force", action="store_true", help="allow the paper preset on synthetic data")
     add("--trials", metavar="PATTERN", help="only trials whose name matches this shell pattern")
     add("--model-module", action="append", default=[], metavar="MODULE", help="import it first: its models register")
-    add("--goal", action="append", default=[], metavar="NAME=VALUE", help="a budget: accuracy, time, params, ...")
+    add("--goal", action="append", default=[], metavar="NAME=VALUE", help="a budget: accuracy, time, latency, ...")
+    add("--metric", choices=METRICS, help="what ranks rows and reaches the target (default: the suite's, accuracy)")
     add("--save-models", action="store_true", help="export each row's best model to runs/<id>/models/ (.keras)")
 
 
@@ -121,6 +122,7 @@ def from_args(args: argparse.Namespace) -> RunRequest:
         repeats=args.repeats,
         model_modules=tuple(args.model_module),
         goals=dict(map(parse_goal, args.goal)),
+        metric=args.metric,
         data_root="" if args.data is None else str(args.data.expanduser().resolve()),
         synthetic=args.data is None,
         overrides=overrides,

@@ -11,14 +11,18 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bench.errors import UsageError
 from bench.specs import TrialSpec
 from data.cache import FaceCache, ensure_cache
-from data.datasets import default_image_size, load_dataset
+from data.datasets import default_image_size, is_adience, load_dataset
 from data.policies import PolicyError
 from data.splits import split_rows
 from data.synthetic import ensure_synthetic_dataset
+
+if TYPE_CHECKING:
+    from bench.plan.protocols import Protocol
 
 
 @dataclass(frozen=True)
@@ -34,8 +38,36 @@ class RunData:
         """The data line of a leaderboard header."""
         return f"synthetic ({self.root})" if self.synthetic else str(self.root)
 
+    @property
+    def faces(self) -> bool:
+        """Whether the data is faces (Adience, the synthetic faces) rather than any image folder."""
+        return self.synthetic or is_adience(self.root)
+
+    @property
+    def items(self) -> str:
+        """What the data holds, in a leaderboard's words."""
+        return "faces" if self.faces else "images"
+
+    def folds_made(self) -> str:
+        """How this dataset's five folds were made."""
+        if self.synthetic:
+            return "the synthetic faces' five folds, each subject in one"
+        if self.faces:
+            return "the official Adience fold files (each subject in one fold)"
+        return (
+            f"{len(self.cache.class_names)} classes ({', '.join(self.cache.class_names)}) from the folder names; "
+            "subjects (subjects.csv, else each image its own) dealt to folds 0-4 in a seeded shuffle"
+        )
+
+    def protocol_line(self, protocol: Protocol) -> str:
+        """The leaderboard's protocol line: which folds train and validate, and how they were made."""
+        if self.faces:
+            return f"{protocol.description}; folds: {self.folds_made()}"
+        held_out = "5-fold cross-validation" if protocol.cross_validation else "validate on fold 4, train on folds 0-3"
+        return f"{protocol.name}: {held_out}, each image once; folds: {self.folds_made()}"
+
     def counting(self, keep_duplicates: bool) -> str:
-        """How faces are counted, and how many there are that way."""
+        """How the images are counted, and how many there are that way."""
         if keep_duplicates:
             listed = int(self.cache.faces["listed"].sum())
             return f"{listed:,} labelled fold lines, duplicates kept (Levi & Hassner's per-fold lists)"

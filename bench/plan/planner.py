@@ -170,6 +170,7 @@ class RunRequest:
     goals: dict = field(default_factory=dict)  # budget name -> value, over the suite's (--goal)
     backend: str = "tensorflow"  # Keras backend of the driver and trials (--backend; --resume keeps it)
     image_size: int | None = None  # the cache's side (--image-size); None: the suite's, else the dataset's
+    metric: str | None = None  # the ranking metric (--metric); None: the suite's
 
     def __post_init__(self):
         if isinstance(self.scheduling, Mapping):  # as read back from run.json
@@ -210,6 +211,11 @@ class Plan:
         return self.goals or self.suite.goals(synthetic)
 
     @property
+    def metric(self) -> str:
+        """The ranking metric (bench.choices.METRICS) every trial reports and the leaderboard ranks by."""
+        return self.goals_for(False).metric
+
+    @property
     def all_specs(self) -> list[TrialSpec]:
         """Every trial: the grid specs and one template per random-search sample."""
         return planned_specs(self.specs, self.search)
@@ -225,6 +231,7 @@ def plan_run(request: RunRequest) -> Plan:
         raise UsageError(f"--protocol {protocol.name} holds out every fold in turn: drop --val-fold")
     cv = request.cv or protocol.cross_validation
     dataset_policy = default_policy(request.data_root or None)
+    metric = request.metric or suite.metric
     specs: list[TrialSpec] = []
     search = None
     for section in suite.sections():
@@ -233,7 +240,7 @@ def plan_run(request: RunRequest) -> Plan:
         def prepare(spec: TrialSpec, preset=preset) -> TrialSpec:
             if spec.policy == DATASET_DEFAULT:
                 spec = spec.replace(policy=dataset_policy)
-            return protocol.apply(preset.apply(spec).replace(**request.overrides))
+            return protocol.apply(preset.apply(spec).replace(**request.overrides, metric=metric))
 
         specs += expand_specs([prepare(spec) for spec in section.specs], request.repeats, cv)
         if section.search is not None:
@@ -257,7 +264,7 @@ def plan_run(request: RunRequest) -> Plan:
         from bench.plan.estimate import auto_gpu_shares  # builds every model once: only when asked
 
         scheduling = replace(scheduling, gpus_per_trial=None, gpu_shares=auto_gpu_shares(planned_specs(specs, search)))
-    goals = suite.goals(request.synthetic).with_budgets(request.goals)
+    goals = dataclasses.replace(suite.goals(request.synthetic).with_budgets(request.goals), metric=metric)
     image_size = request.image_size or suite.image_size
     modules = tuple(request.model_modules)
     return Plan(suite, tuple(specs), search, scheduling, protocol, request.preset, modules, goals, image_size)

@@ -32,8 +32,7 @@ class Suite:
     smoke: Preset | None = None  # the suite's own smoke budget, where the general one is too slow
     parts: tuple[Suite, ...] = ()  # a suite made of others ("all"): each keeps its own presets
     budgets: Mapping[str, float] = field(default_factory=dict)  # bench/plan/goals.py's budget name -> value
-    metric: str = "val_accuracy"
-    mode: str = "max"
+    metric: str = "accuracy"  # ranks rows; the accuracy budget and time-to-target read it (bench.choices.METRICS)
     image_size: int | None = None  # the cache's side; None: the dataset's (data/datasets.py)
     as_written: bool = False  # a suite file: its epochs and limits run unless --preset says otherwise
 

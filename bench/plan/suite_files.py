@@ -4,6 +4,7 @@
     description = "three keras.applications backbones"
     target_accuracy = 0.8                   # epochs- and time-to-target count to it
     image_size = 64                         # optional: the cache's side (default: the data's own)
+    metric = "balanced_accuracy"            # optional: ranks rows (accuracy, balanced_accuracy, macro_f1)
     policy = "light"                        # optional: the policy of trials that name none
     [goals]                                 # bench/plan/goals.py's budget names
     accuracy = 0.8
@@ -37,6 +38,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
+from bench.choices import METRICS
 from bench.errors import UsageError, did_you_mean
 from bench.plan.goals import BUDGETS, GoalError, check_value
 from bench.plan.suite import Suite
@@ -45,9 +47,10 @@ from data.cache import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 from data.policies import BUILT_IN, DATASET_DEFAULT, PolicyError, declare_policy
 
 TOP_LEVEL = {"name": str, "description": str, "target_accuracy": float, "goals": dict, "trials": list}
-TOP_LEVEL |= {"search": dict, "preset": dict, "policies": dict, "policy": str, "image_size": int}
+TOP_LEVEL |= {"search": dict, "preset": dict, "policies": dict, "policy": str, "image_size": int, "metric": str}
 SPEC_FIELDS = {f.name: f for f in dataclasses.fields(TrialSpec)}
-NOT_IN_FILES = {"search_sample", "group", "policy_keys"}  # the planner's own; policies are declared apart
+# the planner's own; policies are declared apart; the ranking metric is the file's (top level)
+NOT_IN_FILES = {"search_sample", "group", "policy_keys", "metric"}
 PRESET_FIELDS = {f.name for f in dataclasses.fields(Preset)} - {"name", "description"}
 SEARCH_ONLY = {"samples": int, "learning_rate": list, "latent_size": list, "references": list}
 
@@ -76,6 +79,9 @@ def load_suite_file(path: Path | str) -> Suite:
     if not 0 < target <= 1:
         raise where.error("the top level", "target_accuracy", f"must be in (0, 1], got {target!r}")
     budgets = _goals(where, document.get("goals", {}))
+    metric = document.get("metric", "accuracy")
+    if metric not in METRICS:
+        raise where.error("the top level", "metric", f"one of {', '.join(METRICS)}, got {metric!r}")
     image_size = document.get("image_size")
     if image_size is not None and not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
         raise where.error(
@@ -100,6 +106,7 @@ def load_suite_file(path: Path | str) -> Suite:
             smoke=smoke,
             budgets=budgets,
             image_size=image_size,
+            metric=metric,
             as_written=True,
         )
     except ValueError as error:  # repeated trial names

@@ -1,5 +1,6 @@
 """The leaderboard's opening: the budgets, the rows that meet every one of them ranked (by
-best val accuracy, ties by time-to-target), then the others with the budgets each misses.
+the best val score of the run's ranking metric, ties by time-to-target), then the others with
+the budgets each misses.
 
 The row numbers given here key every table and plot of the board.
 """
@@ -37,14 +38,14 @@ SMOKE_SENTENCE = (
 
 def ranked_rows(groups: pd.DataFrame, goals: Goals, smoke: bool) -> Ranked:
     """(row number, row, verdicts): the rows meeting every budget first, each part by best val
-    accuracy (ties by time-to-target); the numbers key the tables and the plots alike."""
+    score (the ranking metric's; ties by time-to-target); the numbers key the tables and the plots alike."""
     checked = [(row, check_row(row, goals, smoke)) for row in groups.itertuples(index=False)]
 
     def key(item):
         row, verdicts = item
-        accuracy = -row.best_val_accuracy if not missing(row.best_val_accuracy) else math.inf
+        score = -row.best_score if not missing(row.best_score) else math.inf
         seconds = row.time_to_target_seconds if not missing(row.time_to_target_seconds) else math.inf
-        return (not meets_every_budget(verdicts), accuracy, seconds)
+        return (not meets_every_budget(verdicts), score, seconds)
 
     return [(number, row, verdicts) for number, (row, verdicts) in enumerate(sorted(checked, key=key), start=1)]
 
@@ -55,12 +56,13 @@ def budgets_line(goals: Goals, smoke: bool) -> str:
         goal = goals.accuracy if kind.name == "accuracy" else getattr(goals, kind.field)
         sign = "<=" if kind.at_most else ">="
         if kind.name == "accuracy" and goal is None:
-            said.append(f"best val accuracy >= the published figure for its row (else {goals.target_accuracy:.2f})")
+            said.append(f"{kind.label} >= the published figure for its row (else {goals.target_accuracy:.2f})")
         else:
             said.append(f"{kind.label} {sign} {format_budget_value(kind, goal)}")
         if smoke and kind.accuracy_based:
             said[-1] += " (n/a in a smoke run)"
-    return f"**Budgets** (target accuracy {goals.target_accuracy:.2f}): " + "; ".join(said) + "."
+    target = f"target {goals.metric_words} {goals.target_accuracy:.2f}"
+    return f"**Budgets** ({target}): " + "; ".join(said) + "."
 
 
 def answer_lines(ranked: Ranked, goals: Goals, smoke: bool) -> list[str]:
@@ -70,7 +72,7 @@ def answer_lines(ranked: Ranked, goals: Goals, smoke: bool) -> list[str]:
     if smoke and all(kind.accuracy_based for kind in goals.active()):
         lines += [
             "A smoke run cannot answer this: its only budgets are on accuracy, which it does not measure "
-            "(rows below ranked by best val accuracy all the same).",
+            f"(rows below ranked by best val {goals.metric_words} all the same).",
             "",
         ]
         return lines
@@ -93,6 +95,21 @@ def answer_lines(ranked: Ranked, goals: Goals, smoke: bool) -> list[str]:
             lines.append(f"- #{n} `{row.group}`: {why}")
         lines.append("")
     return lines
+
+
+def budget_cell(verdict: Verdict) -> str:
+    """A budget's cell beside the figure it checks: met or missed against the budget, not the figure again."""
+    if verdict.status in (SMOKE, UNMEASURED):
+        return verdict.status
+    sign = (
+        ("<=" if verdict.budget.at_most else ">=")
+        if verdict.status == MET
+        else (">" if verdict.budget.at_most else "<")
+    )
+    goal = format_budget_value(verdict.budget, verdict.goal)
+    if verdict.value is None:
+        return f"{CROSS} missed: the target never reached"
+    return f"{CHECK} met ({sign} {goal})" if verdict.status == MET else f"{CROSS} missed ({sign} {goal})"
 
 
 def verdict_cell(verdict: Verdict) -> str:

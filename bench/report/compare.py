@@ -16,8 +16,9 @@ from tabulate import tabulate
 from bench.errors import OneLineArgumentParser, UsageError, one_line_errors
 from bench.io import atomic_write_text, read_table
 from bench.report.cells import format_accuracy, format_count, format_energy, format_number, missing
+from bench.report.groups import groups_table
 from bench.report.leaderboard import LEADERBOARD_NAME, RUN_INFO_NAME, load_run_info
-from bench.report.results import STATUS_COMPLETED, groups_table
+from bench.report.results import STATUS_COMPLETED
 
 
 def _run_dirs(runs_dir: Path) -> list[Path]:

@@ -21,7 +21,7 @@ from tabulate import tabulate
 from bench.choices import EXECUTION_KEYS
 from bench.io import atomic_write_text
 from bench.plan.goals import Goals
-from bench.report.answer import SMOKE_SENTENCE, answer_lines, ranked_rows, verdict_cell
+from bench.report.answer import SMOKE_SENTENCE, answer_lines, budget_cell, ranked_rows
 from bench.report.cells import (
     format_accuracy,
     format_count,
@@ -31,7 +31,10 @@ from bench.report.cells import (
     hyperparameters,
     missing,
 )
-from bench.report.results import CONFIDENCE, STATUS_COMPLETED, groups_table
+from bench.report.definitions import definition_lines
+from bench.report.groups import groups_table, with_earlier_defaults
+from bench.report.per_class import per_class_lines
+from bench.report.results import STATUS_COMPLETED
 
 RUN_INFO_NAME = "run_info.json"
 LEADERBOARD_NAME = "LEADERBOARD.md"
@@ -59,8 +62,10 @@ class RunInfo:
     repeats: int = 1
     cv: bool = False
     protocol: str = ""  # bench/plan/protocols.py: the protocol's description
-    counting: str = ""  # how faces were counted (each once, or every listed line)
+    counting: str = ""  # how the images were counted (each once, or every listed line)
     nodes: str = ""  # nodes whose versions differ from the driver's ("" when none do)
+    class_names: tuple[str, ...] = ()  # label index -> name
+    items: str = "faces"  # what the data holds, in words: faces (Adience, the synthetic faces) or images
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -69,7 +74,8 @@ class RunInfo:
     def from_dict(cls, values: dict[str, Any]) -> RunInfo:
         known = {f.name for f in dataclasses.fields(cls)}
         values = {key: value for key, value in values.items() if key in known}
-        return cls(**{**values, "goals": Goals(**values["goals"])})
+        classes = tuple(values.get("class_names", ()))
+        return cls(**{**values, "goals": Goals(**values["goals"]), "class_names": classes})
 
 
 def save_run_info(info: RunInfo, run_dir: Path) -> Path:
@@ -112,38 +118,60 @@ def published_rows(groups: pd.DataFrame) -> list[list[str]]:
     return rows
 
 
-ACCURACY_HEADERS = ["#", "row", "model", "hyperparameters", "best val acc", "report", "diff"]
-ACCURACY_HEADERS += ["epochs→target", "time→target s", "over-sampled (last)", "accuracy budget", "status"]
-COST_HEADERS = ["#", "row", "train img/s", "epoch-1 img/s", "infer img/s", "params", "weights MB", "GFLOPs"]
-COST_HEADERS += ["train s", "energy J", "mJ/img", "MFU"]
+COST_HEADERS = ["#", "row", "train img/s", "epoch-1 img/s", "infer img/s", "latency p50 ms", "p99 ms", "params"]
+COST_HEADERS += ["weights MB", "GFLOPs", "train s", "energy J", "mJ/img", "MFU"]
 
 
-def accuracy_rows(ranked) -> list[list[str]]:
-    rows = []
-    for number, row, verdicts in ranked:
-        reached = (
-            f" ({row.n_reached_target}/{row.n_finished})"
-            if row.n_finished > 1 and not missing(row.epochs_to_target)
-            else ""
+def accuracy_table(ranked, goals: Goals, class_names: Sequence[str]) -> str:
+    """The scores of each row: the ranking metric's (with its spread over repeats), the other
+    scores, per-class recall (up to RECALL_CELL_CLASSES classes), the published figure where
+    there is one, the way to the target, the over-sampled accuracy where measured, the budget."""
+    rows = [row for _, row, _ in ranked]
+    columns = [("#", lambda n, row, v: str(n)), ("row", lambda n, row, v: row.group)]
+    columns += [("model", lambda n, row, v: row.model), ("hyperparameters", lambda n, row, v: hyperparameters(row))]
+    columns.append((f"best val {goals.metric_words}", lambda n, row, v: format_accuracy(row, "best_score")))
+    for metric, header in (("accuracy", "val acc"), ("balanced_accuracy", "bal acc"), ("macro_f1", "macro-F1")):
+        if metric != goals.metric:
+            columns.append((header, lambda n, row, v, m=metric: format_number(getattr(row, f"best_val_{m}"), ".4f")))
+    if 0 < len(class_names) <= RECALL_CELL_CLASSES:
+        columns.append(("recall per class", lambda n, row, v: recall_cell(row, class_names)))
+    if any(not missing(row.reference) for row in rows):
+        columns.append(("report", lambda n, row, v: format_number(row.reference, ".4f")))
+        columns.append(("diff", lambda n, row, v: format_number(row.best_val_accuracy - row.reference, "+.4f")))
+    columns += [
+        ("epochs→target", lambda n, row, v: format_count(row.epochs_to_target) + _reached(row)),
+        ("time→target s", lambda n, row, v: format_number(row.time_to_target_seconds, ",.1f")),
+    ]
+    if any(not missing(row.final_val_accuracy_oversampled) for row in rows):
+        columns.append(
+            ("over-sampled (last)", lambda n, row, v: format_accuracy(row, "final_val_accuracy_oversampled"))
         )
-        accuracy_verdict = next((v for v in verdicts if v.budget.name == "accuracy"), None)
-        rows.append(
-            [
-                str(number),
-                row.group,
-                row.model,
-                hyperparameters(row),
-                format_accuracy(row),
-                format_number(row.reference, ".4f"),
-                format_number(row.best_val_accuracy - row.reference, "+.4f"),
-                format_count(row.epochs_to_target) + reached,
-                format_number(row.time_to_target_seconds, ",.1f"),
-                format_accuracy(row, "final_val_accuracy_oversampled"),
-                NO_GOAL if accuracy_verdict is None or row.n_finished == 0 else verdict_cell(accuracy_verdict),
-                row.status,
-            ]
-        )
-    return rows
+    columns += [(f"{goals.metric_words} budget", _budget_cell), ("status", lambda n, row, v: row.status)]
+    table = [[cell(number, row, verdicts) for _, cell in columns] for number, row, verdicts in ranked]
+    return tabulate(table, headers=[header for header, _ in columns], tablefmt="github", disable_numparse=True)
+
+
+RECALL_CELL_CLASSES = 4  # more classes: per-class recall in the per-class section only
+
+
+def _reached(row) -> str:
+    """How many of a repeated row's finished trials reached the target."""
+    if row.n_finished > 1 and not missing(row.epochs_to_target):
+        return f" ({row.n_reached_target}/{row.n_finished})"
+    return ""
+
+
+def _budget_cell(number, row, verdicts) -> str:
+    verdict = next((v for v in verdicts if v.budget.name == "accuracy"), None)
+    return NO_GOAL if verdict is None or row.n_finished == 0 else budget_cell(verdict)
+
+
+def recall_cell(row, class_names: Sequence[str]) -> str:
+    """``male 0.8123, female 0.7712``: the recall of each class at the row's best epoch."""
+    recall = json.loads(row.val_class_recall) if row.val_class_recall else []
+    if len(recall) != len(class_names):
+        return "n/a"
+    return ", ".join(f"{name} {format_number(value, '.4f')}" for name, value in zip(class_names, recall, strict=True))
 
 
 def cost_rows(ranked) -> list[list[str]]:
@@ -157,6 +185,8 @@ def cost_rows(ranked) -> list[list[str]]:
                 format_number(row.train_images_per_sec, ",.1f"),
                 format_number(row.first_epoch_images_per_sec, ",.1f"),
                 format_number(row.infer_images_per_sec, ",.1f"),
+                format_number(row.latency_ms_p50, ",.2f"),
+                format_number(row.latency_ms_p99, ",.2f"),
                 format_number(row.params, ",.0f"),
                 format_number(row.model_bytes / 1e6, ",.1f"),
                 format_number(row.gflops_per_image, ".3f"),
@@ -177,7 +207,7 @@ def trial_rows(trials: pd.DataFrame) -> list[list[str]]:
             row.group,
             str(row.seed),
             format_number(row.val_fold, "g"),
-            format_number(row.best_val_accuracy, ".4f"),
+            format_number(row.best_score, ".4f"),
             format_number(row.epochs_to_target, "g"),
             format_number(row.train_images_per_sec, ",.1f"),
             format_number(row.energy_j, ",.1f"),
@@ -192,58 +222,12 @@ TRIAL_HEADERS = [
     "row",
     "seed",
     "val fold",
-    "best val acc",
+    "best val score",  # the ranking metric's: render_leaderboard names it
     "epochs→target",
     "train img/s",
     "energy J",
     "status",
 ]
-
-
-def _first_text(trials: pd.DataFrame, column: str) -> str:
-    values = [v for v in trials.get(column, pd.Series(dtype=str)).tolist() if isinstance(v, str) and v]
-    return values[0] if values else ""
-
-
-def _definitions(info: RunInfo, trials: pd.DataFrame) -> list[str]:
-    nvml_reason = _first_text(trials, "nvml_reason")
-    energy_note = (
-        f"n/a here: {nvml_reason}." if nvml_reason else "NVML's total-energy counter delta (or integrated power)."
-    )
-    peak = _first_text(trials, "peak_source") or "n/a"
-    return [
-        "## Definitions",
-        "",
-        "- #: the row's number in every table and plot here; the rows that meet every budget come first, each part "
-        "ranked by best val acc (ties: the shorter time to target). A budget is met, missed (✗), not measured "
-        "(counts as not met) or n/a in a smoke run (accuracy, time to target, epochs to target).",
-        f"- best val acc: highest validation accuracy over the epochs run; with repeats or folds, the mean "
-        f"± sample std and a {100 * CONFIDENCE:.0f}% confidence interval (t distribution) over the finished trials.",
-        "- report: the report's figure for that row, after its own epoch budget (fold 4 held out); on synthetic data "
-        "only the shape, not the level, compares. diff: best val acc - report.",
-        f"- epochs→target: first epoch whose val accuracy >= {info.goals.target_accuracy:.2f} (n/a: never reached); "
-        "time→target: wall seconds from the start of training to the end of that epoch (validation included, "
-        "the inference measurement not).",
-        "- train img/s: training images over training seconds of epochs 2.. (validation excluded); epoch-1 img/s "
-        "apart: it holds graph building. infer img/s: a timed loop of forward passes at a fixed batch of 32, "
-        "after warm-up, once per trial after epoch 1 (outside every epoch's timings and energy).",
-        "- single: the centre crop (the whole image where the policy does not crop), Keras's validation pass each "
-        "epoch; over-sampled, only where the policy crops: the mean of the softmax outputs over the four corner "
-        "crops and the centre crop of each image, and their horizontal mirrors where the policy flips "
-        "horizontally (ten views, else five), measured at each trial's last epoch (its budget's, or "
-        "the one its patience ends it at; not for trials ASHA stops). Both count a face as often as the protocol "
-        "lists it.",
-        "- weights MB: the bytes of the network's weights as stored (its .keras file adds a few kB of "
-        "configuration); train s: the trial's wall seconds, validation included, the inference and over-sampled "
-        "measurements not.",
-        "- GFLOPs: forward FLOPs per image (a multiply-add = 2 FLOPs); n/a where the trial reported none.",
-        f"- energy J: GPU energy over all epochs (training and validation), summed over the trial's GPUs: "
-        f"{energy_note} mJ/img: that energy per training image seen.",
-        "- MFU: training FLOPs per image x train img/s over the peak of the trial's device in its precision "
-        f"({peak}). Training FLOPs count what trains: the forward pass, input gradients down to the first "
-        "trainable layer, weight gradients of trainable layers (a frozen backbone's are not computed).",
-        "",
-    ]
 
 
 def policy_line(trials: pd.DataFrame) -> str:
@@ -275,6 +259,7 @@ def _execution_words(row) -> str:
 
 def render_leaderboard(info: RunInfo, trials: pd.DataFrame, plots: Sequence[tuple[str, str | None, str]] = ()) -> str:
     """The markdown of ``runs/<run-id>/LEADERBOARD.md``; ``plots``: (title, relative path or None, note)."""
+    trials = with_earlier_defaults(trials)  # a results table an earlier version wrote reads as it meant
     groups = groups_table(trials)
     smoke = info.preset == "smoke"
     ranked = ranked_rows(groups, info.goals, smoke)
@@ -290,7 +275,7 @@ def render_leaderboard(info: RunInfo, trials: pd.DataFrame, plots: Sequence[tupl
     if policies := policy_line(trials):
         lines.append(f"- augmentation: {policies}")
     if info.protocol:
-        lines.append(f"- protocol: {info.protocol}; faces: {info.counting}")
+        lines.append(f"- protocol: {info.protocol}; {info.items}: {info.counting}")
     lines.append(f"- environment: {info.environment or 'not recorded'}")
     if executions := execution_line(trials):
         lines.append(f"- executed as: {executions}")
@@ -303,7 +288,7 @@ def render_leaderboard(info: RunInfo, trials: pd.DataFrame, plots: Sequence[tupl
     lines += [
         "## Accuracy",
         "",
-        tabulate(accuracy_rows(ranked), headers=ACCURACY_HEADERS, tablefmt="github", disable_numparse=True),
+        accuracy_table(ranked, info.goals, info.class_names),
         "",
         "## Cost",
         "",
@@ -311,12 +296,15 @@ def render_leaderboard(info: RunInfo, trials: pd.DataFrame, plots: Sequence[tupl
         "",
     ]
     if (groups["n"] > 1).any():
+        score = f"best val {info.goals.metric_words}"
+        trial_headers = [score if header == "best val score" else header for header in TRIAL_HEADERS]
         lines += [
             "### Trials",
             "",
-            tabulate(trial_rows(trials), headers=TRIAL_HEADERS, tablefmt="github", disable_numparse=True),
+            tabulate(trial_rows(trials), headers=trial_headers, tablefmt="github", disable_numparse=True),
             "",
         ]
+    lines += per_class_lines(ranked, info.class_names)
     published = published_rows(groups)
     if published:
         note = "only the shape, not the level, compares on synthetic data" if info.synthetic else "same protocol"
@@ -350,7 +338,7 @@ def render_leaderboard(info: RunInfo, trials: pd.DataFrame, plots: Sequence[tupl
                 lines += [f"{title}: not drawn: {note}.", ""]
             else:
                 lines += [f"### {title}", "", f"![{title}]({path})", ""] + ([note, ""] if note else [])
-    lines += _definitions(info, trials)
+    lines += definition_lines(info.goals, info.items, trials)
     return "\n".join(lines).rstrip("\n") + "\n"
 
 
@@ -362,7 +350,7 @@ def write_leaderboard(info: RunInfo, trials: pd.DataFrame, path: Path, epochs: p
 
         ranked = ranked_rows(groups_table(trials), info.goals, info.preset == "smoke")
         numbers = {row.group: number for number, row, _ in ranked}
-        plots = plotting.write_plots(trials, epochs, info.goals, numbers, path.parent / PLOTS_DIR)
+        plots = plotting.write_plots(trials, epochs, info.goals, numbers, path.parent / PLOTS_DIR, info.class_names)
         plots = [(title, None if p is None else f"{PLOTS_DIR}/{p.name}", note) for title, p, note in plots]
     atomic_write_text(path, render_leaderboard(info, trials, plots))
     return path

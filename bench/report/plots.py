@@ -1,5 +1,6 @@
-"""The leaderboard's figures: learning curves per row, and accuracy against time to target,
-parameters and GFLOPs with the Pareto front and the budgets drawn. PNGs through Agg.
+"""The leaderboard's figures: learning curves per row, the run's ranking score against time
+to target, parameters and GFLOPs with the Pareto front and the budgets drawn, and each row's
+confusion matrix as a heatmap. PNGs through Agg.
 
 Every point carries its row's number from the leaderboard's tables, placed where it hides no
 other number or point, and a legend outside the axes keys the numbers to the rows. Figures
@@ -16,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -23,7 +25,8 @@ from matplotlib.lines import Line2D
 
 from bench.io import atomic_write_bytes
 from bench.plan.goals import Goals
-from bench.report.results import groups_table
+from bench.report.groups import groups_table
+from bench.scores import parse_confusion
 
 DPI = 110
 PlotEntry = tuple[str, Path | None, str]  # (title, PNG path or None when not drawn, note)
@@ -126,24 +129,23 @@ def plot_tradeoff(
     title: str,
     accuracy_budget: float | None = None,
     x_budget: float | None = None,
+    metric_words: str = "accuracy",
 ) -> Drawn | None:
-    """Best val accuracy (mean, CI bars where repeated) against ``column``: numbered points, the
-    Pareto front, the budgets as lines; None if no row has both figures."""
-    data = groups[groups[column].apply(_finite) & groups["best_val_accuracy"].apply(_finite)]
+    """Best val score of the ranking metric (mean, CI bars where repeated) against ``column``:
+    numbered points, the Pareto front, the budgets as lines; None if no row has both figures."""
+    data = groups[groups[column].apply(_finite) & groups["best_score"].apply(_finite)]
     if data.empty:
         return None
     points = sorted(
         (
-            DrawnPoint(numbers[row.group], row.group, getattr(row, column) / scale, row.best_val_accuracy)
+            DrawnPoint(numbers[row.group], row.group, getattr(row, column) / scale, row.best_score)
             for row in data.itertuples(index=False)
         ),
         key=lambda p: p.number,
     )
     drawn = Drawn(path, points)
     errors = {
-        row.group: (row.best_val_accuracy_ci_high - row.best_val_accuracy_ci_low) / 2
-        if _finite(row.best_val_accuracy_ci_low)
-        else 0
+        row.group: (row.best_score_ci_high - row.best_score_ci_low) / 2 if _finite(row.best_score_ci_low) else 0
         for row in data.itertuples(index=False)
     }
     figure = Figure(figsize=(9, 5.4), layout="constrained")
@@ -156,7 +158,8 @@ def plot_tradeoff(
     handles = [Line2D([], [], color="tab:red", marker="o", markerfacecolor="none", label="Pareto front")]
     if accuracy_budget is not None:
         axes.axhline(accuracy_budget, color="tab:green", linestyle="--", linewidth=1)
-        handles.append(Line2D([], [], color="tab:green", linestyle="--", label=f"accuracy budget {accuracy_budget:g}"))
+        label = f"{metric_words} budget {accuracy_budget:g}"
+        handles.append(Line2D([], [], color="tab:green", linestyle="--", label=label))
     if x_budget is not None:
         axes.axvline(x_budget / scale, color="tab:orange", linestyle="--", linewidth=1)
         handles.append(Line2D([], [], color="tab:orange", linestyle="--", label=f"budget {x_budget / scale:g}"))
@@ -165,7 +168,7 @@ def plot_tradeoff(
     if positive and len(positive) == len(xs) and max(xs) / min(xs) > 20:
         axes.set_xscale("log")
     axes.margins(x=0.12, y=0.12)
-    axes.set(xlabel=xlabel, ylabel="best validation accuracy", title=title)
+    axes.set(xlabel=xlabel, ylabel=f"best validation {metric_words}", title=title)
     axes.grid(alpha=0.3)
     rows = [Line2D([], [], linestyle="none", label=f"{p.number}  {p.group}") for p in points]
     legend = figure.legend(handles=handles + rows, loc="outside right upper", fontsize="small", handlelength=1.2)
@@ -240,19 +243,64 @@ TRADEOFFS = (
     (
         "time_to_target_seconds",
         1.0,
-        "Accuracy vs time to target",
-        "wall seconds to val accuracy {target:.2f}",
+        "{Metric} vs time to target",
+        "wall seconds to val {metric} {target:.2f}",
         "accuracy_vs_time_to_target",
         "time",
         "Rows that never reached the target are left out.",
     ),
-    ("params", 1e6, "Accuracy vs parameters", "parameters (millions)", "accuracy_vs_params", "params", ""),
-    ("gflops_per_image", 1.0, "Accuracy vs GFLOPs", "forward GFLOPs per image", "accuracy_vs_gflops", None, ""),
+    ("params", 1e6, "{Metric} vs parameters", "parameters (millions)", "accuracy_vs_params", "params", ""),
+    ("gflops_per_image", 1.0, "{Metric} vs GFLOPs", "forward GFLOPs per image", "accuracy_vs_gflops", None, ""),
 )
 
 
+def plot_confusion(matrix: np.ndarray, class_names: Sequence[str], title: str, path: Path) -> Path:
+    """A confusion matrix as a heatmap: each cell coloured by its share of the true class's images
+    (a row's diagonal cell is that class's recall), its count written in where the classes are few."""
+    counts = np.asarray(matrix, dtype=float)
+    totals = counts.sum(axis=1, keepdims=True)
+    shares = np.divide(counts, totals, out=np.zeros_like(counts), where=totals > 0)
+    side = min(3.2 + 0.45 * len(class_names), 14)
+    figure = Figure(figsize=(side + 1.2, side), layout="constrained")
+    axes = figure.subplots()
+    image = axes.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    figure.colorbar(image, ax=axes, label="share of the true class")
+    ticks = range(len(class_names))
+    axes.set_xticks(ticks, class_names, rotation=45 if len(class_names) > 4 else 0, ha="right")
+    axes.set_yticks(ticks, class_names)
+    axes.set(xlabel="predicted class", ylabel="true class", title=title)
+    if len(class_names) <= CONFUSION_COUNTS_UP_TO:
+        for (true, predicted), count in np.ndenumerate(counts):
+            colour = "white" if shares[true, predicted] > 0.6 else "black"
+            axes.text(predicted, true, f"{count:.0f}", ha="center", va="center", color=colour, fontsize="small")
+    return _save(figure, path)
+
+
+CONFUSION_COUNTS_UP_TO = 20  # classes whose cells get their count written in
+
+
+def confusion_plots(
+    groups: pd.DataFrame, numbers: Mapping[str, int], class_names: Sequence[str], out_dir: Path
+) -> list[PlotEntry]:
+    """One heatmap per row with a confusion matrix of ``class_names``' size, in row-number order."""
+    entries = []
+    for row in sorted(groups.itertuples(index=False), key=lambda row: numbers.get(row.group, math.inf)):
+        matrix = parse_confusion(row.val_confusion)
+        if matrix is None or len(matrix) != len(class_names):
+            continue
+        number = numbers.get(row.group, 0)
+        title = f"Confusion matrix: #{number} {row.group}"
+        entries.append((title, plot_confusion(matrix, class_names, title, out_dir / f"confusion_{number}.png"), ""))
+    return entries
+
+
 def write_plots(
-    trials: pd.DataFrame, epochs: pd.DataFrame, goals: Goals, numbers: Mapping[str, int], out_dir: Path
+    trials: pd.DataFrame,
+    epochs: pd.DataFrame,
+    goals: Goals,
+    numbers: Mapping[str, int],
+    out_dir: Path,
+    class_names: Sequence[str] = (),
 ) -> list[PlotEntry]:
     """Every leaderboard figure into ``out_dir``, points numbered by ``numbers`` (row -> number);
     a figure without data is listed with the reason."""
@@ -264,13 +312,15 @@ def write_plots(
         entries.append(("Learning curves", drawn.path, ""))
     groups = groups_table(trials)
     for column, scale, title, xlabel, name, budget, note in TRADEOFFS:
-        xlabel = xlabel.format(target=goals.target_accuracy)
+        words = {"metric": goals.metric_words, "Metric": goals.metric_words[:1].upper() + goals.metric_words[1:]}
+        title, xlabel = title.format(**words), xlabel.format(target=goals.target_accuracy, **words)
         x_budget = getattr(goals, budget) if budget else None
+        path = out_dir / f"{name}.png"
         drawn = plot_tradeoff(
-            groups, numbers, column, scale, xlabel, out_dir / f"{name}.png", title, goals.accuracy, x_budget
+            groups, numbers, column, scale, xlabel, path, title, goals.accuracy, x_budget, goals.metric_words
         )
         if drawn is None:
             entries.append((title, None, f"no report row has both {xlabel} and an accuracy"))
         else:
             entries.append((title, drawn.path, note))
-    return entries
+    return entries + confusion_plots(groups, numbers, class_names, out_dir)

@@ -1,4 +1,4 @@
-"""Tidy result tables: per trial epoch, per trial, per report row; the convergence and
+"""Tidy result tables: per trial epoch and per trial (bench/report/groups.py: per report row); the convergence and
 throughput measures they hold; mean, std and t confidence intervals over repeats (scipy).
 
 Imports no ray: ``bench/execute/runner.py`` turns Ray Tune's results into TrialRecords first.
@@ -6,6 +6,7 @@ Imports no ray: ``bench/execute/runner.py`` turns Ray Tune's results into TrialR
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
 from collections.abc import Sequence
@@ -15,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 from scipy import stats
 
-from bench.choices import EXECUTION_KEYS
+from bench.choices import EXECUTION_KEYS, metric_column
+from bench.scores import class_scores, parse_confusion
 from bench.trial.mfu import model_flops_utilisation, trial_peak
 
 if TYPE_CHECKING:  # records only read a spec's fields; importing bench.specs would import keras
@@ -203,16 +205,17 @@ def trials_table(
     for record in records:
         spec = record.spec
         epochs = record.epochs
-        accuracies = _values(epochs, "val_accuracy")
-        finite = [i for i, a in enumerate(accuracies) if math.isfinite(a)]
-        best_index = max(finite, key=accuracies.__getitem__) if finite else None
+        # the run's ranking metric picks the best epoch and is what reaches the target
+        scores = _values(epochs, metric_column(spec.metric))
+        finite = [i for i, a in enumerate(scores) if math.isfinite(a)]
+        best_index = max(finite, key=scores.__getitem__) if finite else None
         best = epochs[best_index] if best_index is not None else {}
         last = epochs[-1] if epochs else {}
         first_rate, steady_rate = train_throughput(_values(epochs, "train_images"), _values(epochs, "train_seconds"))
         train_images = last.get("train_images", math.nan)
-        to_target = epochs_to_target(accuracies, target_accuracy) if target_accuracy is not None else None
+        to_target = epochs_to_target(scores, target_accuracy) if target_accuracy is not None else None
         seconds_to_target = (
-            time_to_target(accuracies, _values(epochs, "elapsed_seconds"), target_accuracy)
+            time_to_target(scores, _values(epochs, "elapsed_seconds"), target_accuracy)
             if target_accuracy is not None
             else None
         )
@@ -240,7 +243,13 @@ def trials_table(
                 "seed": spec.seed,
                 "epochs_budget": spec.epochs,
                 "epochs_run": len(epochs),
+                "metric": spec.metric,
+                "best_score": best.get(metric_column(spec.metric), math.nan),
                 "best_val_accuracy": best.get("val_accuracy", math.nan),
+                "best_val_balanced_accuracy": best.get("val_balanced_accuracy", math.nan),
+                "best_val_macro_f1": best.get("val_macro_f1", math.nan),
+                "val_class_recall": class_recall_text(best.get("val_confusion")),
+                "val_confusion": best.get("val_confusion") or "",
                 "best_epoch": best.get("epoch", math.nan),
                 "final_val_accuracy": last.get("val_accuracy", math.nan),
                 "final_val_accuracy_oversampled": _last_number(epochs, "val_accuracy_oversampled"),
@@ -252,11 +261,13 @@ def trials_table(
                 "reference_epochs": _none_to_nan(spec.reference_epochs),
                 "target_accuracy": _none_to_nan(target_accuracy),
                 "epochs_to_target": _none_to_nan(to_target),
-                "epochs_to_plateau": _none_to_nan(epochs_to_plateau(accuracies)),
+                "epochs_to_plateau": _none_to_nan(epochs_to_plateau(scores)),
                 "time_to_target_seconds": _none_to_nan(seconds_to_target),
                 "first_epoch_images_per_sec": first_rate,
                 "train_images_per_sec": steady_rate,
                 "infer_images_per_sec": _max_or_nan(_values(epochs, "infer_images_per_sec")),
+                "latency_ms_p50": _last_number(epochs, "latency_ms_p50"),
+                "latency_ms_p99": _last_number(epochs, "latency_ms_p99"),
                 "first_epoch_seconds": epochs[0]["epoch_seconds"] if epochs else math.nan,
                 "wall_seconds": last.get("elapsed_seconds", math.nan),
                 "oversample_seconds": _max_or_nan(_values(epochs, "oversample_seconds")),
@@ -295,90 +306,9 @@ def trials_table(
     return pd.DataFrame(rows)
 
 
-# --------------------------------------------------------------------------- per report row
-
-# Columns a group (one report row run with several seeds or folds) reports as the mean of
-# its finished trials.
-GROUP_MEAN_COLUMNS = (
-    "epochs_run",
-    "epochs_to_target",
-    "epochs_to_plateau",
-    "time_to_target_seconds",
-    "first_epoch_images_per_sec",
-    "train_images_per_sec",
-    "infer_images_per_sec",
-    "wall_seconds",
-    "oversample_seconds",
-    "params",
-    "model_bytes",
-    "flops_per_image",
-    "gflops_per_image",
-    "train_flops_per_image",
-    "energy_j",
-    "energy_mj_per_image",
-    "power_w_mean",
-    "mfu",
-)
-# Columns that are the same for every trial of a group (the row's hyperparameters).
-GROUP_FIRST_COLUMNS = (
-    "model",
-    "model_options",
-    "optimizer",
-    "learning_rate",
-    "momentum",
-    "batch_size",
-    "policy",
-    "normalisation",
-    "epochs_budget",
-    "keep_duplicates",
-    "reference",
-    "reference_std",
-    "reference_oversampled",
-    "reference_oversampled_std",
-    "reference_epochs",
-    "target_accuracy",
-    "energy_source",
-    "gpu_names",
-    "gpu_shared",
-    "nvml_reason",
-    "peak_source",
-    *EXECUTION_KEYS,
-)
-
-
-# Accuracies a group reports as mean, sample std and t confidence interval over its trials:
-# the best epoch's (single view), and the last epoch's single and over-sampled.
-SUMMARISED_COLUMNS = ("best_val_accuracy", "final_val_accuracy", "final_val_accuracy_oversampled")
-
-
-def groups_table(trials: pd.DataFrame, confidence: float = CONFIDENCE) -> pd.DataFrame:
-    """One row per report row: its accuracies as mean, std and a t confidence interval over
-    its finished trials (seeds or folds), other figures as means; failed trials counted."""
-    rows = []
-    for group, members in trials.groupby("group", sort=False):
-        finished = members[members["status"] != STATUS_FAILED]
-        statuses = members["status"].value_counts()
-        reached = finished["epochs_to_target"].notna().sum()
-        row = {
-            "group": group,
-            "trials": ", ".join(members["trial"]),
-            "n": len(members),
-            "n_finished": len(finished),
-            "n_reached_target": int(reached),
-        }
-        for column in SUMMARISED_COLUMNS:
-            summary = summarise(finished[column].tolist() if column in finished else [], confidence)
-            row |= {column: summary.mean, f"{column}_std": summary.std, f"{column}_n": summary.n}
-            row |= {f"{column}_ci_low": summary.ci_low, f"{column}_ci_high": summary.ci_high}
-        source = finished if not finished.empty else members
-        row.update({column: members[column].iloc[0] for column in GROUP_FIRST_COLUMNS})
-        row.update({column: source[column].mean() for column in GROUP_MEAN_COLUMNS})
-        if len(statuses) == 1:
-            row["status"] = statuses.index[0]
-        else:
-            row["status"] = ", ".join(f"{count} {status}" for status, count in statuses.items())
-        row["reason"] = "; ".join(
-            f"{trial}: {reason}" for trial, reason in zip(members["trial"], members["reason"], strict=True) if reason
-        )
-        rows.append(row)
-    return pd.DataFrame(rows)
+def class_recall_text(confusion) -> str:
+    """Per-class recall of a confusion matrix (JSON text), as JSON text: ``[0.8125, 0.7692]``."""
+    matrix = parse_confusion(confusion)
+    if matrix is None:
+        return ""
+    return json.dumps([None if math.isnan(value) else round(value, 4) for value in class_scores(matrix).recall])

@@ -121,15 +121,17 @@ def write_report(
         command=manifest.command if manifest else "",
         repeats=request.repeats,
         cv=request.cv or plan.protocol.cross_validation,
-        protocol=plan.protocol.description,
+        protocol=data.protocol_line(plan.protocol),
         counting=data.counting(plan.protocol.keep_duplicates),
         nodes="; ".join(differences),
+        class_names=tuple(data.cache.class_names),
+        items=data.items,
     )
     save_run_info(info, run_dir)
     leaderboard = write_leaderboard(info, trials, run_dir / "LEADERBOARD.md", epochs=epochs)
     failed = int((trials["status"] == STATUS_FAILED).sum())
     cross_run = write_cross_run_leaderboard(run_dir.parent)
-    return Report(leaderboard, cross_run, summary_line(trials), failed, tuple(differences))
+    return Report(leaderboard, cross_run, summary_line(trials, info.goals.metric_words), failed, tuple(differences))
 
 
 def node_differences(records: list[TrialRecord]) -> list[str]:
@@ -155,9 +157,11 @@ def node_differences(records: list[TrialRecord]) -> list[str]:
     return lines
 
 
-def summary_line(trials: pd.DataFrame) -> str:
+def summary_line(trials: pd.DataFrame, metric_words: str = "accuracy") -> str:
     counts = trials["status"].value_counts()
     parts = [f"{int(counts[status])} {status.replace('_', ' ')}" for status in counts.index]
-    best = trials.dropna(subset=["best_val_accuracy"]).sort_values("best_val_accuracy", ascending=False)
-    best_text = f"; best {best.iloc[0]['trial']} at {best.iloc[0]['best_val_accuracy']:.4f}" if len(best) else ""
+    best = trials.dropna(subset=["best_score"]).sort_values("best_score", ascending=False)
+    best_text = (
+        f"; best {best.iloc[0]['trial']} at {metric_words} {best.iloc[0]['best_score']:.4f}" if len(best) else ""
+    )
     return f"Done: {len(trials)} trial(s): {', '.join(parts)}{best_text}"

@@ -20,6 +20,7 @@ import numpy as np
 import models
 from bench.specs import TrialSpec
 from bench.trial.checkpoints import CheckpointRule, TrialState, load_checkpoint, save_checkpoint, scratch_folder
+from bench.trial.confusion import ConfusionMatrix
 from bench.trial.env import node_facts
 from bench.trial.evaluation import build_oversampled_model, oversampled_accuracy
 from bench.trial.execution import (
@@ -32,7 +33,7 @@ from bench.trial.execution import (
 )
 from bench.trial.flops import flops_or_nan, training_flops
 from bench.trial.gpu import NvmlSampler
-from bench.trial.measure import INFERENCE_BATCH_SIZE, EpochReporter, Reporter, inference_images_per_sec
+from bench.trial.measure import INFERENCE_BATCH_SIZE, EpochReporter, Reporter, inference_figures
 from data.cache import DEFAULT_IMAGE_SIZE, FaceCache
 from data.device import DeviceImages
 from data.fit_input import FitInput
@@ -120,7 +121,7 @@ def build_trial_model(
             run_eagerly=spec.run_eagerly,
             optimizer=build_optimizer(spec),
             loss="categorical_crossentropy" if policy.mixes else "sparse_categorical_crossentropy",
-            metrics=["accuracy"],
+            metrics=["accuracy", ConfusionMatrix(num_classes)],
             jit_compile=jit_compile_argument(spec.jit),
         )
     return model, network
@@ -138,7 +139,7 @@ def build_device_trainer(model: keras.Model, images: np.ndarray, spec: TrialSpec
         run_eagerly=spec.run_eagerly,
         optimizer=model.optimizer,
         loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
+        metrics=["accuracy", ConfusionMatrix(int(model.output.shape[-1]))],
         jit_compile=jit_compile_argument(spec.jit),
     )
     return trainer
@@ -191,7 +192,7 @@ def run_trial(
         **execution.as_metrics(),
     }
     sampler = NvmlSampler()
-    infer = functools.partial(inference_images_per_sec, model, data.cache.read(data.val_slots[:INFERENCE_BATCH_SIZE]))
+    infer = functools.partial(inference_figures, model, data.cache.read(data.val_slots[:INFERENCE_BATCH_SIZE]))
     oversampled_model = build_oversampled_model(model, network)  # None: the policy does not crop
     oversampled = None
     if oversampled_model is not None:
@@ -220,6 +221,7 @@ def run_trial(
         state=state,
         checkpoint=functools.partial(_checkpoint, model) if checkpoints else None,
         rule=checkpoints,
+        metric=spec.metric,
     )
     try:
         with contextlib.ExitStack() as stack:

@@ -20,7 +20,10 @@ from typing import Any
 import keras
 import numpy as np
 
+from bench.choices import metric_column
+from bench.scores import class_scores, confusion_text
 from bench.trial.checkpoints import CheckpointRule, TrialState
+from bench.trial.confusion import CONFUSION_METRIC
 from bench.trial.gpu import GpuReading, NvmlSampler
 
 # what a trial reports each epoch, in this order (results tables keep it)
@@ -30,7 +33,11 @@ EPOCH_METRIC_KEYS = (
     "train_accuracy",
     "val_loss",
     "val_accuracy",
-    "val_accuracy_oversampled",  # at the trial's end only (NaN before): ten views per face, averaged
+    "val_accuracy_oversampled",  # at the trial's end only (NaN before): ten views per image, averaged
+    # from the validation pass's confusion matrix (bench/scores.py: scikit-learn's definitions)
+    "val_balanced_accuracy",
+    "val_macro_f1",
+    "val_confusion",  # JSON text, rows true class, columns predicted
     "epoch_seconds",
     "train_seconds",
     "train_images_per_sec",
@@ -68,12 +75,17 @@ EPOCH_METRIC_KEYS = (
     "gpu_shared",
     "nvml_reason",
     "infer_images_per_sec",  # epoch 1 only: measured once, outside the epochs' timings
+    "latency_ms_p50",  # epoch 1 only: one image's forward pass, median and 99th percentile
+    "latency_ms_p99",
     "process_rss_bytes",  # the trial process's resident memory at the epoch's end (bounded across trials)
     "oversample_seconds",  # what the over-sampled evaluation took (outside every epoch's timings)
     "attempt",  # 1 for a trial's first run, 2 after it restarted (from its checkpoint), ...
     "checkpoint_seconds",  # what saving this epoch's checkpoint took (NaN: none saved); outside timings
 )
 INFERENCE_BATCH_SIZE = 32
+INFERENCE_KEYS = ("infer_images_per_sec", "latency_ms_p50", "latency_ms_p99")
+LATENCY_SAMPLES = (20, 200)  # batch-1 passes timed: at least, at most (within LATENCY_SECONDS)
+LATENCY_SECONDS = 1.0
 Reporter = Callable[..., None]  # report(metrics) or report(metrics, checkpoint=folder)
 
 
@@ -153,7 +165,8 @@ def gpu_report(reading: GpuReading) -> dict[str, Any]:
 
 
 class Patience:
-    """The patience rule: a trial ends once ``patience`` epochs pass without a better val accuracy.
+    """The patience rule: a trial ends once ``patience`` epochs pass without a better val score
+    (its run's ranking metric: accuracy unless the suite or --metric says otherwise).
 
     The runner's stopper applies it; the trial applies it too, to know its last epoch.
     """
@@ -179,7 +192,7 @@ class Patience:
 class EpochReporter(keras.callbacks.Callback):
     """Times each epoch's training part (validation excluded) and reports flat metrics.
 
-    Each epoch closes a lap of the GPU sampler. Inference throughput is measured once, at
+    Each epoch closes a lap of the GPU sampler. Inference (throughput and one image's latency) is measured once, at
     the end of epoch 1, and the over-sampled accuracy at the trial's last epoch (its budget's,
     or the one the patience rule ends it at), each before that epoch's report: a scheduler may
     stop the trial after any report. Their time and GPU energy count in no epoch and not in
@@ -197,15 +210,17 @@ class EpochReporter(keras.callbacks.Callback):
         static: dict,
         train_images: int,
         sampler: NvmlSampler,
-        measure_inference: Callable[[], float],
+        measure_inference: Callable[[], dict[str, float]],
         measure_oversampled: Callable[[], float] | None = None,
         epochs: int | None = None,
         patience: int | None = None,
         state: TrialState | None = None,
         checkpoint: Callable[[TrialState], Path] | None = None,
         rule: CheckpointRule | None = None,
+        metric: str = "accuracy",
     ):
         super().__init__()
+        self.score_key = metric_column(metric)
         self.report = report
         self.static = static
         self.train_images = train_images
@@ -238,17 +253,19 @@ class EpochReporter(keras.callbacks.Callback):
         train_seconds = (self.validation_started or now) - self.epoch_started
         gpu = self.sampler.lap()
         elapsed = time.time() - self.origin - self.excluded_seconds
-        inference = oversampled = oversample_seconds = math.nan
+        oversampled = oversample_seconds = math.nan
+        inference = dict.fromkeys(INFERENCE_KEYS, math.nan)
         if epoch == 0:
-            inference = self.measure_inference()
+            inference |= self.measure_inference()
         accuracy = float(logs.get("val_accuracy", float("nan")))
+        scores = validation_scores(logs.get(f"val_{CONFUSION_METRIC}"), accuracy)
         train_loss = float(logs.get("loss", float("nan")))
         # a diverged trial ends here, at its epoch's end: a per-batch check (TerminateOnNaN)
         # would make Keras sync host and device after every step
         diverged = not math.isfinite(train_loss)
         if diverged:
             self.model.stop_training = True
-        last = self.patience.exhausted(epoch + 1, accuracy) or epoch + 1 == self.epochs
+        last = self.patience.exhausted(epoch + 1, scores[self.score_key]) or epoch + 1 == self.epochs
         if last and not diverged and self.measure_oversampled is not None:
             started = time.perf_counter()
             oversampled = self.measure_oversampled()
@@ -263,13 +280,14 @@ class EpochReporter(keras.callbacks.Callback):
             "val_loss": float(logs.get("val_loss", float("nan"))),
             "val_accuracy": accuracy,
             "val_accuracy_oversampled": oversampled,
+            **{key: value for key, value in scores.items() if key != "val_accuracy"},
             "epoch_seconds": now - self.epoch_started,
             "train_seconds": train_seconds,
             "train_images_per_sec": self.train_images / train_seconds if train_seconds > 0 else float("nan"),
             "elapsed_seconds": elapsed,
             **self.static,
             **gpu_report(gpu),
-            "infer_images_per_sec": inference,
+            **inference,
             "process_rss_bytes": resident_memory_bytes(),
             "oversample_seconds": oversample_seconds,
             "attempt": self.attempt,
@@ -292,8 +310,49 @@ class EpochReporter(keras.callbacks.Callback):
             self.checkpoint_cost = self.last_checkpoint_end - started  # writing it and storing it
 
 
-def inference_images_per_sec(model: keras.Model, images: np.ndarray) -> float:
-    """Forward passes of a fixed batch of ``INFERENCE_BATCH_SIZE`` cached images, after warm-up."""
+def validation_scores(confusion, accuracy: float) -> dict[str, float | str]:
+    """An epoch's validation figures: Keras's accuracy, and those of its confusion matrix
+    (NaN and "" where the epoch had none, as with a model compiled without it)."""
+    scores: dict[str, float | str] = {"val_accuracy": accuracy, "val_balanced_accuracy": math.nan}
+    scores |= {"val_macro_f1": math.nan, "val_confusion": ""}
+    if confusion is None:
+        return scores
+    matrix = np.asarray(confusion)
+    figures = class_scores(matrix)
+    scores |= {"val_balanced_accuracy": figures.balanced_accuracy, "val_macro_f1": figures.macro_f1}
+    return scores | {"val_confusion": confusion_text(matrix)}
+
+
+def inference_figures(model: keras.Model, images: np.ndarray) -> dict[str, float]:
+    """Throughput at a fixed batch of ``INFERENCE_BATCH_SIZE`` cached images and the latency of one
+    image (p50, p99 ms), each after warm-up: ``INFERENCE_KEYS``."""
     batch = images[np.arange(INFERENCE_BATCH_SIZE) % len(images)]
     timing = measure_inference(lambda: model.predict_on_batch(batch), INFERENCE_BATCH_SIZE, min_batches=3)
-    return timing.images_per_sec
+    p50, p99 = single_image_latency_ms(lambda: model.predict_on_batch(images[:1]))
+    return {"infer_images_per_sec": timing.images_per_sec, "latency_ms_p50": p50, "latency_ms_p99": p99}
+
+
+def single_image_latency_ms(
+    run_one: Callable[[], Any],
+    *,
+    warmup: int = 3,
+    samples: tuple[int, int] = LATENCY_SAMPLES,
+    seconds: float = LATENCY_SECONDS,
+    clock: Callable[[], float] = time.perf_counter,
+) -> tuple[float, float]:
+    """(p50, p99) milliseconds of ``run_one`` (a forward pass of one image that blocks until its
+    result is ready), after ``warmup`` untimed passes: at least ``samples[0]`` passes, then more
+    until ``seconds`` have passed, at most ``samples[1]``."""
+    fewest, most = samples
+    if warmup < 0 or not 1 <= fewest <= most:
+        raise ValueError(f"warmup must be >= 0 and samples 1 <= fewest <= most, got {warmup} and {samples}")
+    for _ in range(warmup):
+        run_one()
+    durations: list[float] = []
+    started = clock()
+    while len(durations) < most and (len(durations) < fewest or clock() - started < seconds):
+        begin = clock()
+        run_one()
+        durations.append(clock() - begin)
+    p50, p99 = np.percentile(np.asarray(durations) * 1000.0, [50, 99])
+    return float(p50), float(p99)
