@@ -454,6 +454,21 @@ def test_a_plot_without_data_is_listed_with_the_reason(tmp_path, records):
     assert entries["Learning curves"][0].is_file()
 
 
+def test_each_rows_confusion_matrix_is_drawn_as_a_heatmap_named_by_its_number(tmp_path):
+    trials = golden_trials()
+    numbers = {"lh": 1, "small": 2, "broken": 3}
+    goals = Goals(0.8, metric="balanced_accuracy")
+    drawn = write_plots(trials, epochs_table([]), goals, numbers, tmp_path, ("male", "female"))
+    entries = {title: path for title, path, _ in drawn}
+    assert entries["Confusion matrix: #1 lh"] == tmp_path / "confusion_1.png"
+    assert entries["Confusion matrix: #2 small"].read_bytes().startswith(PNG_SIGNATURE)
+    assert "Confusion matrix: #3 broken" not in entries  # it finished no epoch: no matrix
+    assert "Balanced accuracy vs parameters" in entries  # the tradeoffs are said of the ranking metric
+    # classes that do not match the matrices (another dataset's): nothing drawn rather than mislabelled
+    others = write_plots(trials, epochs_table([]), goals, numbers, tmp_path / "other", ("a", "b", "c"))
+    assert not [title for title, _, _ in others if title.startswith("Confusion")]
+
+
 # --------------------------------------------------------------------------- across runs, compare
 
 

@@ -61,5 +61,6 @@ class Suite:
     def goals(self, synthetic: bool) -> Goals:
         """The suite's budgets; the accuracy budget is the target on synthetic data, and on real
         data each row's published figure, unless the suite sets one of its own."""
-        goals = Goals(target_accuracy=self.target_accuracy, accuracy=self.target_accuracy if synthetic else None)
+        accuracy = self.target_accuracy if synthetic else None
+        goals = Goals(target_accuracy=self.target_accuracy, accuracy=accuracy, metric=self.metric)
         return goals.with_budgets(self.budgets)
