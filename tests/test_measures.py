@@ -5,7 +5,7 @@ import math
 import pytest
 
 from bench.report.results import epochs_to_plateau, epochs_to_target, time_to_target, train_throughput
-from bench.trial.measure import measure_inference
+from bench.trial.measure import measure_inference, single_image_latency_ms
 from tests.fake_nvml import ManualClock
 
 # --------------------------------------------------------------------------- throughput
@@ -33,6 +33,32 @@ def test_inference_timing_leaves_warm_up_out():
     assert timing.batches == 4 and len(calls) == 6
     assert timing.seconds == pytest.approx(1.0)
     assert timing.images_per_sec == pytest.approx(4 * 32 / 1.0)
+
+
+def test_one_images_latency_is_the_median_and_99th_percentile_of_timed_passes_after_warm_up():
+    clock = ManualClock()
+    durations = iter([9.0, 9.0, 9.0] + [0.002] * 98 + [0.010, 0.020] + [0.002] * 100)  # seconds
+
+    def run_one():
+        clock.advance(next(durations))
+
+    p50, p99 = single_image_latency_ms(run_one, warmup=3, samples=(20, 100), seconds=10.0, clock=clock)
+    assert p50 == pytest.approx(2.0) and p99 == pytest.approx(10.1)  # numpy's linear percentile: 10 + 0.01 x 10
+    # at least 20 passes however slow, then until the time is spent
+    slow = ManualClock()
+    passes = []
+
+    def run_slow():
+        passes.append(slow.now)
+        slow.advance(0.1)
+
+    assert single_image_latency_ms(run_slow, warmup=0, samples=(20, 100), seconds=0.5, clock=slow) == (
+        pytest.approx(100.0),
+        pytest.approx(100.0),
+    )
+    assert len(passes) == 20
+    with pytest.raises(ValueError, match="samples 1 <= fewest <= most"):
+        single_image_latency_ms(run_slow, samples=(5, 2))
 
 
 # --------------------------------------------------------------------------- convergence

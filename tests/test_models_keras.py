@@ -136,3 +136,17 @@ def test_trials_not_yet_started_also_pay_what_finished_ones_spent_outside_their_
         )
     progress.completed("a", "a", 2, 0.5, "")
     assert progress.seconds_left() == pytest.approx(2 * 10 + 10)  # b: two epochs and its own 10 s outside them
+
+
+def test_progress_lines_say_the_ranking_metric_where_it_is_not_accuracy():
+    lines = []
+    progress = Progress(lines.append, {"a": 3}, score_key="val_balanced_accuracy")
+    result = {"epoch": 1, "epoch_seconds": 2.0, "val_accuracy": 0.9, "train_accuracy": 0.8}
+    progress.epoch("a", "a", {**result, "val_balanced_accuracy": 0.55, "train_images_per_sec": 10.0})
+    progress.completed("a", "a", 3, 0.55, "")
+    assert "val_acc 0.9000  val_balanced_accuracy 0.5500  train_acc" in lines[0]
+    assert lines[1] == "[a] finished: best val_balanced_accuracy 0.5500"
+    plain = Progress(lines.append, {"a": 3})
+    plain.epoch("a", "a", {**result, "train_images_per_sec": 10.0})
+    plain.completed("a", "a", 3, 0.9, "")
+    assert "val_balanced" not in lines[2] and lines[3] == "[a] finished: best val_acc 0.9000"

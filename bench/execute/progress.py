@@ -23,7 +23,8 @@ from bench.plan.estimate import format_duration
 
 class Progress:
     """Writes the progress lines of one run; ``budgets`` maps each trial template to its epochs,
-    ``estimates`` to its estimated seconds per epoch (where there is an up-front estimate)."""
+    ``estimates`` to its estimated seconds per epoch (where there is an up-front estimate);
+    ``score_key`` is the run's ranking metric's column (its best is what a finished trial says)."""
 
     def __init__(
         self,
@@ -32,8 +33,10 @@ class Progress:
         estimates: Mapping[str, float] | None = None,
         concurrency: int = 1,
         clock: Callable[[], float] = time.monotonic,
+        score_key: str = "val_accuracy",
     ):
         self.write = write
+        self.score_key = score_key
         self.budgets = dict(budgets)
         self.estimates = dict(estimates or {})
         self.concurrency = max(concurrency, 1)
@@ -90,7 +93,7 @@ class Progress:
         self.measured.setdefault(name, []).append(float(result["epoch_seconds"]))
         self.write(
             f"[{label}] epoch {result['epoch']}/{self.budgets.get(name, '?')}  "
-            f"val_acc {result['val_accuracy']:.4f}  train_acc {result['train_accuracy']:.4f}  "
+            f"val_acc {result['val_accuracy']:.4f}{self._score(result)}  train_acc {result['train_accuracy']:.4f}  "
             f"{result['train_images_per_sec']:.1f} img/s  {result['epoch_seconds']:.1f} s{self.time_left()}"
         )
 
@@ -112,7 +115,17 @@ class Progress:
         if epochs and epochs < budget:
             self.write(f"[{label}] stopped early at epoch {epochs}/{budget}: {stop_reason}")
         else:
-            self.write(f"[{label}] finished: best val_acc {best:.4f}")
+            self.write(f"[{label}] finished: best {self._score_name} {best:.4f}")
+
+    @property
+    def _score_name(self) -> str:
+        return "val_acc" if self.score_key == "val_accuracy" else self.score_key
+
+    def _score(self, result: dict) -> str:
+        """The ranking metric's value, where it is not the accuracy the line shows anyway."""
+        if self.score_key == "val_accuracy" or self.score_key not in result:
+            return ""
+        return f"  {self.score_key} {result[self.score_key]:.4f}"
 
     def diverged(self, name: str, label: str, epoch: int, train_loss: float) -> None:
         """A trial whose training loss stopped being finite: it ends there, and is not retried."""

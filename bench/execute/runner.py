@@ -248,7 +248,8 @@ def run_trials(
         score_key = metric_column(ranking_metric(planned))
         stopper = PatienceStopper(run_dir.resolve() / STOP_REASONS_FILE, score_key)
         budgets = {spec.name: spec.epochs for spec in planned}
-        progress = Progress(write, budgets, epoch_seconds or {}, concurrency=resources.max_concurrent)
+        concurrency = resources.max_concurrent
+        progress = Progress(write, budgets, epoch_seconds or {}, concurrency=concurrency, score_key=score_key)
         # the pixels go into Ray's object store once, and to each node once: no worker reads a path
         parameters = {
             "cache": cache.portable(),

@@ -43,7 +43,7 @@ def definition_lines(goals: Goals, items: str, trials: pd.DataFrame) -> list[str
         "- train img/s: training images over training seconds of epochs 2.. (validation excluded); epoch-1 img/s "
         "apart: it holds graph building. infer img/s: a timed loop of forward passes at a fixed batch of 32, "
         "after warm-up; latency p50 / p99 ms: the median and 99th percentile of one image's forward pass "
-        "(batch 1, after 3 untimed passes, 20 to 200 timed); both once per trial after epoch 1 (outside every "
+        "(batch 1, after 3 untimed passes, 20 to 100 timed within half a second); both once per trial after epoch 1 (outside every "
         "epoch's timings and energy).",
         "- single: the centre crop (the whole image where the policy does not crop), Keras's validation pass each "
         "epoch; over-sampled, only where the policy crops: the mean of the softmax outputs over the four corner "
