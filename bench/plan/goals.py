@@ -3,9 +3,10 @@ architecture meets my accuracy, training-time and size budget".
 
 A budget is a floor (accuracy, or the run's ranking metric; inference img/s) or a ceiling
 (seconds to the target, total training seconds, parameters, weights bytes, energy per image,
-epochs to the target, one image's p99 latency) on one column of the per-row table. A row meets a budget, misses it, or cannot be checked
-(the figure was not measured: energy without NVML; n/a in a smoke run for the accuracy
-budgets, whose accuracies check the path and not the models). Imports neither keras nor ray.
+epochs to the target, one image's p99 latency) on one column of the per-row table. A row
+meets a budget, misses it, or cannot be checked (the figure was not measured: energy without
+NVML; n/a in a smoke run for the accuracy budgets, whose accuracies check the path and not
+the models). Imports neither keras nor ray.
 """
 
 from __future__ import annotations

@@ -192,10 +192,12 @@ class Patience:
 class EpochReporter(keras.callbacks.Callback):
     """Times each epoch's training part (validation excluded) and reports flat metrics.
 
-    Each epoch closes a lap of the GPU sampler. Inference (throughput and one image's latency) is measured once, at
-    the end of epoch 1, and the over-sampled accuracy at the trial's last epoch (its budget's,
-    or the one the patience rule ends it at), each before that epoch's report: a scheduler may
-    stop the trial after any report. Their time and GPU energy count in no epoch and not in
+    Each epoch closes a lap of the GPU sampler. Inference (throughput and one image's latency)
+    is measured once, at the end of epoch 1, and the over-sampled accuracy at the trial's last
+    epoch (its budget's, or the one the patience rule ends it at), each before that epoch's
+    report: a scheduler may stop the trial after any report. The validation pass's confusion
+    matrix gives each epoch's balanced accuracy and macro-F1; the patience rule reads the run's
+    ranking metric (``metric``). Their time and GPU energy count in no epoch and not in
     elapsed seconds. Where ``rule`` says a checkpoint is due (bench.trial.checkpoints.CheckpointRule),
     ``checkpoint`` writes the trial's state to a folder that goes out with the epoch's report.
     Elapsed seconds count from the first attempt's start (``state.origin``), a lost attempt
