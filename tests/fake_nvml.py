@@ -27,6 +27,7 @@ class FakeGpu:
     util: float = 50.0
     memory_used: int = 1_000_000_000
     processes: list[tuple[int, int]] = field(default_factory=list)  # (pid, bytes)
+    sm_util: dict[int, float] | None = field(default_factory=dict)  # pid -> SM percent; None: not supported
     uuid: str = "GPU-00000000"
 
 
@@ -39,6 +40,10 @@ class NVMLError_NotSupported(NVMLError):  # noqa: N801 (pynvml's spelling)
 
 
 class NVMLError_LibraryNotFound(NVMLError):  # noqa: N801
+    pass
+
+
+class NVMLError_NotFound(NVMLError):  # noqa: N801
     pass
 
 
@@ -99,6 +104,21 @@ class FakeNvml:
 
     def nvmlDeviceGetMemoryInfo(self, gpu):
         return SimpleNamespace(used=gpu.memory_used, total=80_000_000_000, free=80_000_000_000 - gpu.memory_used)
+
+    def nvmlDeviceGetUUID(self, gpu):
+        return gpu.uuid
+
+    def nvmlDeviceGetProcessUtilization(self, gpu, last_seen_us):
+        """One sample per process since ``last_seen_us`` (NVML's CPU timestamps, in microseconds)."""
+        if gpu.sm_util is None:
+            raise NVMLError_NotSupported("Not Supported")
+        now_us = int(self.clock() * 1_000_000)
+        if now_us <= last_seen_us or not gpu.sm_util:
+            raise NVMLError_NotFound("Not Found")
+        return [
+            SimpleNamespace(pid=pid, timeStamp=now_us, smUtil=sm, memUtil=0, encUtil=0, decUtil=0)
+            for pid, sm in gpu.sm_util.items()
+        ]
 
     def nvmlDeviceGetComputeRunningProcesses(self, gpu):
         return [SimpleNamespace(pid=pid, usedGpuMemory=used) for pid, used in gpu.processes]

@@ -1,4 +1,5 @@
-"""bench.trial.gpu: the NVML sampler against a fake pynvml, discovery and the manifest's driver facts."""
+"""bench.trial.gpu and gpu_sampler: the NVML sampler against a fake pynvml, a shared GPU's energy
+attributed by SM utilisation or lease, discovery by index or UUID, and the manifest's driver facts."""
 
 import math
 import sys
@@ -7,14 +8,15 @@ import time
 import pytest
 
 from bench.trial.gpu import (
-    GpuReading,
-    NvmlSampler,
     NvmlUnavailable,
     driver_facts,
+    gpu_uuids,
     nvml_devices,
     open_nvml,
     visible_gpu_selectors,
 )
+from bench.trial.gpu_sampler import GpuReading, NvmlSampler
+from bench.trial.lease import GpuLease
 from bench.trial.measure import gpu_report
 from tests.fake_nvml import FakeGpu, FakeNvml, ManualClock
 
@@ -105,7 +107,8 @@ def test_several_gpus_are_summed():
     assert reading.process_memory_bytes_max == 1_000
 
 
-def test_cuda_visible_devices_picks_the_trial_gpus_by_index_or_uuid():
+def test_cuda_visible_devices_picks_the_trial_gpus_by_index_or_uuid(monkeypatch):
+    monkeypatch.setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID")  # as trials run: CUDA's indices are NVML's
     clock = ManualClock()
     gpus = [FakeGpu(f"gpu{i}", constant(100.0 * (i + 1)), counter(100.0 * (i + 1)), uuid=f"GPU-{i}") for i in range(3)]
     for visible, names in (("2", ("gpu2",)), ("GPU-1,0", ("gpu1", "gpu0")), ("0,x,2", ("gpu0",))):
@@ -175,23 +178,132 @@ def test_without_the_pynvml_package(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("processes", "forced", "shared", "own_memory"),
+    ("lease", "shared"),
     [
-        ([(PID, 700)], False, False, 700),
-        ([(PID, 700), (99, 5_000)], False, True, 700),
-        ([(99, 5_000)], False, None, None),  # this process not seen: cannot tell
-        ([(PID, 700)], True, True, 700),  # a fractional lease is shared whatever NVML sees
+        (None, None),  # nothing told the trial: cannot tell
+        (GpuLease(("GPU-00000000",), 1.0), False),
+        (GpuLease(("GPU-00000000",), 0.5), True),  # a fractional lease is shared, whatever NVML lists
     ],
 )
-def test_shared_gpu_and_process_memory(processes, forced, shared, own_memory):
+@pytest.mark.parametrize("processes", [[(PID, 700)], [(PID, 700), (99, 5_000)]])
+def test_shared_comes_from_the_lease_not_from_the_pids_nvml_lists(lease, shared, processes):
     clock = ManualClock()
-    sampler = sampler_for(
-        [FakeGpu("NVIDIA L4", constant(50.0), counter(50.0), processes=processes)], clock, shared=forced
-    )
+    gpu = FakeGpu("NVIDIA L4", constant(50.0), counter(50.0), processes=processes)
+    sampler = NvmlSampler(None, nvml=FakeNvml([gpu], clock), pid=PID, clock=clock, lease=lease)
     with sampler:
         clock.advance(1.0)
     assert sampler.record.shared is shared
-    assert sampler.record.process_memory_bytes_max == own_memory
+    assert sampler.record.process_memory_bytes_max == 700  # this process's own, seen by its pid
+
+
+def test_process_memory_is_unknown_where_nvml_does_not_list_this_pid():
+    clock = ManualClock()
+    sampler = sampler_for([FakeGpu("NVIDIA L4", constant(50.0), counter(50.0), processes=[(99, 5_000)])], clock)
+    with sampler:
+        clock.advance(1.0)
+    assert sampler.record.process_memory_bytes_max is None and sampler.record.shared is None
+
+
+# --------------------------------------------------------------------------- a shared GPU's energy
+
+GPU_WATTS = 300.0
+
+
+def packed_gpu(sm_util):
+    """One GPU drawing 300 W (its counter says so), two trial processes' SM utilisation as given."""
+    return FakeGpu("NVIDIA H200", constant(GPU_WATTS), counter(GPU_WATTS), uuid="GPU-h200", sm_util=sm_util)
+
+
+def packed_readings(gpu, pids_and_shares, seconds=10.0, samples=5):
+    """Each trial's lap readings over the same window of one GPU (all samplers read at the same times)."""
+    clock = ManualClock()
+    nvml = FakeNvml([gpu], clock)
+    samplers = [
+        NvmlSampler(None, nvml=nvml, pid=pid, clock=clock, lease=GpuLease(("GPU-h200",), share))
+        for pid, share in pids_and_shares
+    ]
+    for sampler in samplers:
+        sampler.start()
+    for _ in range(samples):
+        clock.advance(seconds / samples)
+        for sampler in samplers:
+            sampler.sample()
+    return [sampler.lap() for sampler in samplers], GPU_WATTS * seconds
+
+
+def test_a_packed_trial_takes_the_counter_by_its_share_of_the_sm_utilisation():
+    # trial 100 keeps the SMs three times as busy as trial 200: it used three quarters of the energy
+    readings, counter_delta = packed_readings(packed_gpu({100: 60.0, 200: 20.0}), [(100, 0.5), (200, 0.5)])
+    first, second = readings
+    assert first.energy_j == pytest.approx(0.75 * counter_delta) and first.energy_share == pytest.approx(0.75)
+    assert second.energy_j == pytest.approx(0.25 * counter_delta)
+    assert first.energy_source == second.energy_source == "counter*sm_share"
+    assert first.shared and second.shared
+    assert sum(reading.energy_j for reading in readings) == pytest.approx(counter_delta)
+
+
+@pytest.mark.parametrize(
+    ("sm_util", "shares"),
+    [
+        ({7001: 50.0, 7002: 50.0}, (0.5, 0.5)),  # NVML lists host pids: a container's own are not among them
+        ({7001: 50.0, 7002: 50.0}, (0.25, 0.5)),
+        (None, (0.5, 0.25)),  # no per-process accounting on this GPU
+        ({}, (0.5, 0.5)),  # no process sampled in the window
+    ],
+)
+def test_where_nvml_does_not_list_the_trial_its_lease_share_is_its_energy(sm_util, shares):
+    readings, counter_delta = packed_readings(packed_gpu(sm_util), list(zip((100, 200), shares, strict=True)))
+    for reading, share in zip(readings, shares, strict=True):
+        assert reading.energy_j == pytest.approx(share * counter_delta)
+        assert reading.energy_source == "counter*lease_share"
+    assert sum(reading.energy_j for reading in readings) <= counter_delta * (1 + 1e-9)
+
+
+@pytest.mark.parametrize(
+    "sm_util",
+    [{100: 90.0, 200: 5.0, 300: 5.0}, {100: 0.0, 200: 40.0}, {100: 33.0, 200: 33.0, 999: 34.0}],
+)
+def test_the_energies_of_one_gpus_trials_never_add_up_to_more_than_its_counter(sm_util):
+    readings, counter_delta = packed_readings(packed_gpu(sm_util), [(pid, 1 / len(sm_util)) for pid in sm_util])
+    assert sum(reading.energy_j for reading in readings) == pytest.approx(counter_delta)
+    if 999 in sm_util:  # a process that is no trial of ours keeps its share
+        mine = [reading.energy_j for reading in readings[:2]]
+        assert sum(mine) == pytest.approx(0.66 * counter_delta)
+
+
+def test_a_whole_gpu_lease_takes_the_whole_counter_and_laps_use_their_own_window():
+    clock = ManualClock()
+    gpu = packed_gpu({100: 80.0, 200: 20.0})
+    sampler = NvmlSampler(None, nvml=FakeNvml([gpu], clock), pid=100, clock=clock, lease=GpuLease(("GPU-h200",)))
+    with sampler:
+        clock.advance(2.0)
+        whole = sampler.lap()
+    assert whole.energy_j == pytest.approx(2 * GPU_WATTS) and whole.energy_source == "counter" and not whole.shared
+    # a shared lease: the second lap's share is the second window's, not the first's
+    shared = NvmlSampler(None, nvml=FakeNvml([gpu], clock), pid=100, clock=clock, lease=GpuLease(("GPU-h200",), 0.5))
+    shared.start()
+    clock.advance(1.0)
+    shared.sample()
+    first = shared.lap()
+    gpu.sm_util = {100: 25.0, 200: 75.0}
+    clock.advance(1.0)
+    second = shared.lap()
+    shared.stop()
+    assert first.energy_share == pytest.approx(0.8) and second.energy_share == pytest.approx(0.25)
+    assert shared.record.energy_j == pytest.approx(GPU_WATTS * (0.8 + 0.25) / 2 * 2)
+
+
+def test_the_lease_names_the_gpus_to_read_by_uuid():
+    clock = ManualClock()
+    gpus = [FakeGpu(f"gpu{i}", constant(100.0), counter(100.0), uuid=f"GPU-{i}") for i in range(3)]
+    sampler = NvmlSampler(None, nvml=FakeNvml(gpus, clock), clock=clock, lease=GpuLease(("GPU-2",), 0.5))
+    with sampler:
+        clock.advance(1.0)
+    assert sampler.record.gpu_names == ("gpu2",)
+    cpu_trial = NvmlSampler(None, nvml=FakeNvml(gpus, clock), clock=clock, lease=GpuLease())
+    with cpu_trial:
+        clock.advance(1.0)
+    assert "hides every GPU" in cpu_trial.record.reason and cpu_trial.record.energy_j is None
 
 
 def test_background_thread_samples_at_the_interval():
@@ -230,3 +342,24 @@ def test_driver_facts_come_from_nvml_or_say_why():
     assert facts["nvidia_driver"] == "550.54.15" and facts["cuda_driver"] == "12.4" and reason is None
     facts, reason = driver_facts(FakeNvml([], ManualClock(), fail_init=True))
     assert facts == {} and "NVML Shared Library Not Found" in reason
+
+
+# --------------------------------------------------------------------------- CUDA's ids, NVML's GPUs
+
+
+def test_an_index_is_nvmls_only_in_pci_bus_order_or_on_a_one_gpu_machine(monkeypatch):
+    clock = ManualClock()
+    gpus = [FakeGpu(f"gpu{i}", constant(1.0), uuid=f"GPU-{i}") for i in range(2)]
+    monkeypatch.setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    assert gpu_uuids(["1", "GPU-0"], FakeNvml(gpus, clock)) == ("GPU-1", "GPU-0")
+    monkeypatch.delenv("CUDA_DEVICE_ORDER")  # CUDA's default: fastest first
+    with pytest.raises(NvmlUnavailable, match="CUDA_DEVICE_ORDER is unset .* set CUDA_DEVICE_ORDER=PCI_BUS_ID"):
+        open_nvml(FakeNvml(gpus, clock), visible="1")
+    assert open_nvml(FakeNvml(gpus, clock), visible="GPU-1").names == ("gpu1",)  # a UUID is a UUID in any order
+    assert open_nvml(FakeNvml(gpus[:1], clock), visible="0").names == ("gpu0",)  # one GPU: index 0 is it
+    sampler = NvmlSampler(None, nvml=FakeNvml(gpus, clock), visible_devices="1", clock=clock)
+    with sampler:
+        clock.advance(1.0)
+    assert "CUDA_DEVICE_ORDER" in sampler.record.reason and sampler.record.energy_j is None
+    assert gpu_uuids(["1"], FakeNvml(gpus, clock)) == ("1",)  # NVML cannot tell which: the id as given
+    assert gpu_uuids(["0"], FakeNvml([], clock, fail_init=True)) == ("0",)

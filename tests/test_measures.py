@@ -83,3 +83,47 @@ def test_epochs_to_plateau_is_the_first_epoch_within_half_a_point_of_the_best():
 def test_time_to_target_is_the_wall_time_at_that_epoch():
     assert time_to_target(CURVE, ELAPSED, 0.80) == 28.0
     assert time_to_target(CURVE, ELAPSED, 0.99) is None
+
+
+# --------------------------------------------------------------------------- the training part's end
+
+
+@pytest.mark.backends
+@pytest.mark.parametrize("validation", [True, False])
+def test_the_training_part_is_timed_to_when_the_device_has_run_its_steps(monkeypatch, validation):
+    """JAX (and TensorFlow on a GPU) return from a step before the device runs it: the reporter
+    waits once an epoch, where training ends, before it reads the clock."""
+    import keras
+    import numpy as np
+
+    from bench.trial import measure
+    from bench.trial.gpu_sampler import NvmlSampler
+    from tests.fake_nvml import FakeNvml
+
+    waits = []
+    wait_for_device = measure.wait_for_device
+
+    def recording_wait(model):
+        wait_for_device(model)
+        waits.append(int(keras.ops.convert_to_numpy(model.optimizer.iterations)))
+
+    monkeypatch.setattr(measure, "wait_for_device", recording_wait)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2, activation="softmax")])
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    images, labels = np.zeros((32, 4), "float32"), np.zeros(32, "int32")
+    reports = []
+    sampler = NvmlSampler(None, nvml=FakeNvml([], ManualClock(), fail_init=True))
+    reporter = measure.EpochReporter(reports.append, {}, len(labels), sampler, dict, epochs=2)
+    with sampler:
+        model.fit(
+            images,
+            labels,
+            batch_size=8,
+            epochs=2,
+            validation_data=(images, labels) if validation else None,
+            callbacks=[reporter],
+            verbose=0,
+        )
+    assert waits == [4, 8]  # once an epoch, after its four steps
+    assert [report["epoch"] for report in reports] == [1, 2]
+    assert all(0 < report["train_seconds"] <= report["epoch_seconds"] for report in reports)

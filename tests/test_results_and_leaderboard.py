@@ -320,13 +320,22 @@ def test_leaderboard_ranks_checks_goals_and_lists_unfinished_trials(records):
     assert [row["#"] for row in table_after(text, "## Cost")] == ["1", "2", "3", "4", "5"]  # one numbering
 
 
-def test_energy_of_a_shared_gpu_is_marked():
+@pytest.mark.parametrize(
+    ("source", "mark"),
+    [
+        ("counter*sm_share", "(shared GPU: its SM share)"),
+        ("counter*lease_share", "(shared GPU: its lease share)"),
+        ("counter", "(shared GPU)"),  # a run from before energies were attributed
+    ],
+)
+def test_energy_of_a_shared_gpu_is_marked_with_how_its_share_was_found(source, mark):
     records = repeated_records()
     for record in records:
         for row in record.epochs:
             row["gpu_shared"] = "yes"
+            row["energy_source"] = source
     text = render_leaderboard(run_info(), trials_table(records, target_accuracy=0.8))
-    assert "| 1,000.0 (shared GPU) | 5,000.00 (shared GPU) |" in text
+    assert f"| 1,000.0 {mark} | 5,000.00 {mark} |" in text
 
 
 def test_real_data_goal_is_the_report_figure(records):

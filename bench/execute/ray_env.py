@@ -32,6 +32,9 @@ TRIAL_ENVIRONMENT = {
     "TF_FORCE_GPU_ALLOW_GROWTH": "true",
     "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
     "TF_CPP_MIN_LOG_LEVEL": "2",
+    # CUDA numbers GPUs fastest first by default, NVML by PCI bus: in this order a trial's CUDA
+    # device N is NVML's N, so its GPU figures are read from the GPU it computes on
+    "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
     # A reused trial actor waits this long for the previous trial's thread to end (it
     # frees its model after its last report); Ray's default of 2 s fails the NEXT trial
     # whenever that takes longer, as it does on a busy CPU.

@@ -45,7 +45,8 @@ from bench.report.results import TrialRecord
 from bench.specs import RandomSearch, SpecError, TrialSpec, planned_specs, ranking_metric
 from bench.trial.checkpoints import CheckpointError, CheckpointRule
 from bench.trial.fit import run_trial
-from bench.trial.gpu import local_gpu_count
+from bench.trial.gpu import gpu_uuids, local_gpu_count
+from bench.trial.lease import DeviceMismatch, GpuLease
 from bench.trial.measure import Patience
 from data.adience import DatasetError
 from data.cache import FaceCache
@@ -150,7 +151,21 @@ def trial_label(trial) -> str:
 
 TrialFunction = Callable[..., None]  # (spec, cache, report, *, restore_from, checkpoints) -> None
 # errors a retry cannot mend: the trial reports them once and is not run again
-DETERMINISTIC = (SpecError, models.ModelOptionError, DatasetError, CheckpointError)
+DETERMINISTIC = (SpecError, models.ModelOptionError, DatasetError, CheckpointError, DeviceMismatch)
+
+
+def trial_lease(template: str, gpu_shares: dict[str, float]) -> GpuLease:
+    """This worker's lease: the GPUs Ray gave it (by NVML UUID) and the share of each it asked for.
+
+    The share is the trial template's (auto shares) or the run's ``--gpus-per-trial``, which
+    Ray's resources hold as the worker's GPU request; a whole GPU or more is not shared.
+    """
+    context = ray.get_runtime_context()
+    ids = [str(gpu) for gpu in context.get_accelerator_ids().get("GPU", [])]
+    if not ids:
+        return GpuLease()
+    requested = gpu_shares.get(template) or float(context.get_assigned_resources().get("GPU", 1.0))
+    return GpuLease(gpu_uuids(ids), min(requested, 1.0) if len(ids) == 1 else 1.0)
 
 
 def _trainable(
@@ -159,6 +174,7 @@ def _trainable(
     trial_function: TrialFunction = run_trial,
     model_modules: tuple[str, ...] = (),
     checkpoints: CheckpointRule | None = None,
+    gpu_shares: dict[str, float] | None = None,
 ) -> None:
     node_id = ray.get_runtime_context().get_node_id()
     try:
@@ -172,7 +188,8 @@ def _trainable(
         restored = tune.get_checkpoint()
         with restored.as_directory() if restored else contextlib.nullcontext() as folder:
             restore_from = Path(folder) if folder else None
-            trial_function(spec, cache, report, restore_from=restore_from, checkpoints=checkpoints)
+            lease = trial_lease(config["spec"]["name"], gpu_shares or {})
+            trial_function(spec, cache, report, restore_from=restore_from, checkpoints=checkpoints, lease=lease)
     except DETERMINISTIC as error:
         scores = dict.fromkeys(map(metric_column, METRICS), math.nan)  # whichever the run ranks by
         tune.report({"epoch": 0, **scores, FATAL: error_message(error), "node_id": node_id})
@@ -257,7 +274,12 @@ def run_trials(
             "model_modules": tuple(model_modules),
         }
         trainable = tune.with_resources(
-            tune.with_parameters(_trainable, **parameters, checkpoints=scheduling.checkpoint_rule),
+            tune.with_parameters(
+                _trainable,
+                **parameters,
+                checkpoints=scheduling.checkpoint_rule,
+                gpu_shares=dict(scheduling.gpu_shares or {}),
+            ),
             trial_resources(resources, scheduling.gpu_shares),
         )
         run_config = tune.RunConfig(

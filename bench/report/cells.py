@@ -45,7 +45,14 @@ def format_published(value, std) -> str:
     return "n/a" if missing(value) else f"{value:.4f}" + ("" if missing(std) else f" ± {std:.4f}")
 
 
+SHARE_WORDS = {"sm_share": "its SM share", "lease_share": "its lease share"}
+
+
 def format_energy(row) -> tuple[str, str]:
-    """(J, mJ/img); marked where the trial shared its GPU: the figure then holds others' work too."""
-    shared = " (shared GPU)" if row.gpu_shared == "yes" and not missing(row.energy_j) else ""
+    """(J, mJ/img); marked where the trial shared its GPU, with how its part of the GPU's energy was found."""
+    shared = ""
+    if row.gpu_shared == "yes" and not missing(row.energy_j):
+        source = row.energy_source if isinstance(row.energy_source, str) else ""
+        basis = [words for key, words in SHARE_WORDS.items() if key in source]
+        shared = f" (shared GPU: {', '.join(basis)})" if basis else " (shared GPU)"
     return format_number(row.energy_j, ",.1f") + shared, format_number(row.energy_mj_per_image, ",.2f") + shared

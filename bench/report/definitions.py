@@ -56,7 +56,9 @@ def definition_lines(goals: Goals, items: str, trials: pd.DataFrame) -> list[str
         "measurements not.",
         "- GFLOPs: forward FLOPs per image (a multiply-add = 2 FLOPs); n/a where the trial reported none.",
         f"- energy J: GPU energy over all epochs (training and validation), summed over the trial's GPUs: "
-        f"{energy_note} mJ/img: that energy per training image seen.",
+        f"{energy_note} On a GPU the trial shared (a fractional lease; marked), its part of that energy: by its "
+        "share of the SM utilisation NVML reports per process over the epoch, else by its lease's share; the "
+        "energies of one GPU's trials add up to at most the GPU's. mJ/img: that energy per training image seen.",
         "- MFU: training FLOPs per image x train img/s over the peak of the trial's device in its precision "
         f"({peak}). Training FLOPs count what trains: the forward pass, input gradients down to the first "
         "trainable layer, weight gradients of trainable layers (a frozen backbone's are not computed).",

@@ -155,6 +155,32 @@ def gpu_compute_capabilities() -> list[tuple[int, int]]:
     return []
 
 
+def backend_accelerators() -> tuple[int, str]:
+    """(GPUs the current backend computes on, why none where it lists none): the trial's device truth.
+
+    Asks the backend itself, not NVML: a ``tensorflow-cpu``, a JAX without its CUDA plugin or
+    a torch without CUDA sees no GPU however many the machine has.
+    """
+    backend = current_backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        found = len(tf.config.list_logical_devices("GPU"))
+        built = tf.test.is_built_with_cuda()
+        return found, "" if found else ("TensorFlow sees no GPU" if built else "this TensorFlow is not a CUDA build")
+    if backend == "jax":
+        import jax
+
+        found = sum(1 for device in jax.devices() if device.platform in ("gpu", "cuda"))
+        return found, "" if found else f"JAX computes on {jax.default_backend()}: its CUDA plugin is not installed"
+    if backend == "torch":
+        import torch
+
+        found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        return found, "" if found else "this torch has no CUDA"
+    return 0, f"the {backend} backend has no GPU"
+
+
 def _capability(text: str) -> tuple[int, int]:
     major, _, minor = str(text).partition(".")
     try:

@@ -25,6 +25,7 @@ from bench.trial.env import node_facts
 from bench.trial.evaluation import build_oversampled_model, oversampled_accuracy
 from bench.trial.execution import (
     Execution,
+    backend_accelerators,
     current_backend,
     dtype_policy,
     jit_compile_argument,
@@ -32,7 +33,8 @@ from bench.trial.execution import (
     resolve_precision,
 )
 from bench.trial.flops import flops_or_nan, training_flops
-from bench.trial.gpu import NvmlSampler
+from bench.trial.gpu_sampler import NvmlSampler
+from bench.trial.lease import GpuLease, check_backend_devices
 from bench.trial.measure import INFERENCE_BATCH_SIZE, EpochReporter, Reporter, inference_figures
 from data.cache import DEFAULT_IMAGE_SIZE, FaceCache
 from data.device import DeviceImages
@@ -153,6 +155,7 @@ def run_trial(
     *,
     restore_from: Path | None = None,
     checkpoints: CheckpointRule | None = None,
+    lease: GpuLease | None = None,
 ) -> None:
     """Train ``spec`` on its split of ``cache`` for its epoch budget, calling ``report`` once per epoch.
 
@@ -160,9 +163,14 @@ def run_trial(
     between epochs. Called without a scheduler, every epoch runs. ``callbacks`` run first
     in every epoch (tests inject faults through them). Where the ``checkpoints`` rule says so
     (none: never), an epoch's report carries a checkpoint folder (bench/trial/checkpoints.py);
-    ``restore_from`` such a folder continues the trial from the epoch after it.
+    ``restore_from`` such a folder continues the trial from the epoch after it. ``lease``
+    (the runner's: the GPUs by UUID and the share of each) is checked against the GPUs the
+    backend computes on before anything else (DeviceMismatch where it sees fewer) and
+    tells the GPU sampler what to measure and what share of it is this trial's.
     """
     started_at = time.time()
+    if lease is not None and lease.gpus:
+        check_backend_devices(lease, current_backend(), *backend_accelerators())
     keras.backend.clear_session()
     keras.utils.set_random_seed(spec.seed)
     data = load_trial_data(spec, cache)
@@ -191,7 +199,7 @@ def run_trial(
         **node_facts(),
         **execution.as_metrics(),
     }
-    sampler = NvmlSampler()
+    sampler = NvmlSampler(lease=lease)
     infer = functools.partial(inference_figures, model, data.cache.read(data.val_slots[:INFERENCE_BATCH_SIZE]))
     oversampled_model = build_oversampled_model(model, network)  # None: the policy does not crop
     oversampled = None

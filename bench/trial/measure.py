@@ -24,7 +24,7 @@ from bench.choices import metric_column
 from bench.scores import class_scores, confusion_text
 from bench.trial.checkpoints import CheckpointRule, TrialState
 from bench.trial.confusion import CONFUSION_METRIC
-from bench.trial.gpu import GpuReading, NvmlSampler
+from bench.trial.gpu_sampler import GpuReading, NvmlSampler
 
 # what a trial reports each epoch, in this order (results tables keep it)
 EPOCH_METRIC_KEYS = (
@@ -189,6 +189,18 @@ class Patience:
         return self.best, self.best_epoch
 
 
+def wait_for_device(model: keras.Model) -> None:
+    """Block until the training steps dispatched so far have run on the device.
+
+    The optimizer's step counter is written by every step (on JAX, fit hands it back to the
+    model when the epoch's steps are dispatched), so reading it to the host waits for the
+    last one: one scalar copy an epoch.
+    """
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None:
+        keras.ops.convert_to_numpy(optimizer.iterations)
+
+
 class EpochReporter(keras.callbacks.Callback):
     """Times each epoch's training part (validation excluded) and reports flat metrics.
 
@@ -203,7 +215,10 @@ class EpochReporter(keras.callbacks.Callback):
     Elapsed seconds count from the first attempt's start (``state.origin``), a lost attempt
     included: MLPerf's rule. An epoch whose training loss is not finite is reported and ends
     the trial (bench/report/results.py calls it diverged). It overrides no batch hook, so
-    Keras keeps dispatching steps asynchronously.
+    Keras keeps dispatching steps asynchronously; where the training part ends it waits once
+    for the device to finish the steps dispatched (``wait_for_device``): JAX, and TensorFlow
+    on a GPU, return from a step before the device has run it, and a clock read at the start
+    of validation would time the dispatch, not the training.
     """
 
     def __init__(
@@ -247,9 +262,12 @@ class EpochReporter(keras.callbacks.Callback):
 
     def on_test_begin(self, logs=None):
         if self.validation_started is None:
+            wait_for_device(self.model)
             self.validation_started = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.validation_started is None:  # no validation pass: training ends here
+            wait_for_device(self.model)
         now = time.perf_counter()
         logs = logs or {}
         train_seconds = (self.validation_started or now) - self.epoch_started
