@@ -303,7 +303,8 @@ def test_the_lease_names_the_gpus_to_read_by_uuid():
     cpu_trial = NvmlSampler(None, nvml=FakeNvml(gpus, clock), clock=clock, lease=GpuLease())
     with cpu_trial:
         clock.advance(1.0)
-    assert "hides every GPU" in cpu_trial.record.reason and cpu_trial.record.energy_j is None
+    assert cpu_trial.record.reason == "no GPU leased to this trial: it computes on the CPU"
+    assert cpu_trial.record.energy_j is None and cpu_trial.record.gpu_names == ()
 
 
 def test_background_thread_samples_at_the_interval():

@@ -1,6 +1,8 @@
 """Scheduling with Ray Tune: resources, packing, early stopping, resume and clusters."""
 
 import contextlib
+import functools
+import json
 import math
 import os
 import signal
@@ -17,6 +19,7 @@ from bench.execute.resources import NodeCapacity, check_address, plan_node_resou
 from bench.execute.runner import PatienceStopper, run_trials
 from bench.plan.planner import Scheduling
 from bench.specs import RandomSearch, SpecError, apply_sample
+from bench.trial.fit import run_trial
 from tests.conftest import REPO_ROOT
 from tests.conftest import tiny_spec as tiny
 
@@ -108,17 +111,29 @@ def test_unreachable_cluster_address_fails_fast():
         check_address("nowhere")
 
 
+def lease_recording_trial(folder, spec, cache, report, *, lease=None, **options):
+    """Writes the lease the runner told the trial, then trains it on the CPU (this machine has no GPU)."""
+    (folder / f"{spec.name}.json").write_text(json.dumps({"gpus": list(lease.gpus), "share": lease.share}))
+    run_trial(spec, cache, report, **options)
+
+
 @pytest.mark.slow
 def test_four_quarter_gpu_trials_run_at_the_same_time(small_cache, tmp_path):
     specs = [tiny(f"packed{i}", epochs=2) for i in range(4)]
+    leases = tmp_path / "leases"
+    leases.mkdir()
     records = run_trials(
         specs,
         cache=small_cache,
         run_dir=tmp_path,
         scheduling=Scheduling(num_gpus=1, gpus_per_trial=0.25),
         write=lambda line: None,
+        trial_function=functools.partial(lease_recording_trial, leases),
     )
     assert [r.error for r in records] == [None] * 4
+    # each was told its lease: Ray's one GPU (id 0: no NVML here to name its UUID), a quarter of it
+    told = [json.loads((leases / f"{spec.name}.json").read_text()) for spec in specs]
+    assert told == [{"gpus": ["0"], "share": 0.25}] * 4
     spans = [(r.epochs[0]["started_at"], r.epochs[-1]["started_at"] + r.epochs[-1]["elapsed_seconds"]) for r in records]
     # every trial started before any trial finished: all four ran at once
     assert max(start for start, _ in spans) < min(end for _, end in spans)

@@ -95,7 +95,8 @@ class NvmlSampler:
         self._handles: list[Any] = []
         self._counter_supported: list[bool] = []
         self._samples: list[_Sample] = []
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the samples list, appended by the thread and read by laps
+        self._sampling = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._started_at: float | None = None
@@ -166,6 +167,8 @@ class NvmlSampler:
     def _open(self) -> str | None:
         """Open the trial's GPUs; the reason when there are none."""
         if visible_gpu_selectors(self._visible) == []:
+            if self.lease is not None and not self.lease.gpus:
+                return "no GPU leased to this trial: it computes on the CPU"
             return "no GPU assigned to this process (CUDA_VISIBLE_DEVICES hides every GPU)"
         try:
             devices = open_nvml(self._nvml, self._visible)
@@ -194,6 +197,10 @@ class NvmlSampler:
 
     def sample(self) -> int:
         """Read every GPU once; returns the sample's index (the thread calls this too)."""
+        with self._sampling:  # one reading at a time: each takes NVML's per-process samples since the last
+            return self._sample()
+
+    def _sample(self) -> int:
         now = self.clock()
         powers, utils, used, mine, sm_util = [], [], [], [], []
         for device, handle in enumerate(self._handles):
