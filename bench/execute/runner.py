@@ -149,7 +149,7 @@ def trial_label(trial) -> str:
     return resolve_spec(trial.config).name
 
 
-TrialFunction = Callable[..., None]  # (spec, cache, report, *, restore_from, checkpoints) -> None
+TrialFunction = Callable[..., None]  # (spec, cache, report, *, restore_from, checkpoints, lease) -> None
 # errors a retry cannot mend: the trial reports them once and is not run again
 DETERMINISTIC = (SpecError, models.ModelOptionError, DatasetError, CheckpointError, DeviceMismatch)
 
