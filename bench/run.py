@@ -70,10 +70,11 @@ def new_run(args: argparse.Namespace, argv: list[str]) -> int:
     run_folder.check_out_folder(args.out)
     _drive_on_cpu()
     prepared = prepare_run(request)  # a bad suite, --trials or override fails here, before data and Ray
-    estimated = estimate_run(prepared.plan.all_specs, prepared.data.split_sizes, prepared.plan.scheduling)
+    data = prepared.data
+    estimated = estimate_run(prepared.plan.all_specs, data.split_sizes, prepared.plan.scheduling, data.cache.image_size)
     print(estimated.line)
     run_dir = run_folder.start_run(args.out, prepared.request, prepared.plan, ["-m", "bench.run", *argv])
-    return execute_and_report(prepared, run_dir, resume=False, epoch_seconds=estimated.epoch_seconds)
+    return execute_and_report(prepared, run_dir, resume=False, estimates=estimated.trials)
 
 
 def resume(run_dir: Path) -> int:
@@ -92,11 +93,11 @@ def _drive_on_cpu() -> None:
         print(warning, file=sys.stderr)
 
 
-def execute_and_report(prepared: PreparedRun, run_dir: Path, *, resume: bool, epoch_seconds=None) -> int:
+def execute_and_report(prepared: PreparedRun, run_dir: Path, *, resume: bool, estimates=None) -> int:
     from bench.execute.runner import run_plan  # imports ray: keep argument errors fast
 
     planned, data = prepared.plan, prepared.data
-    records = run_plan(planned, data.cache, run_dir, resume=resume, epoch_seconds=epoch_seconds or {})
+    records = run_plan(planned, data.cache, run_dir, resume=resume, estimates=estimates or {})
     written = run_folder.write_report(run_dir, prepared.request, planned, data, records)
     print("\n".join(written.closing_lines()))
     return written.exit_code

@@ -120,6 +120,9 @@ class TrialSpec:
     reference_oversampled_std: float | None = None
     search_sample: int | None = None  # a random-search sample: learning rate / latent size drawn by Ray Tune
     run_eagerly: bool = False  # no graph tracing: faster for runs of a few steps on a CPU, slower otherwise
+    # a smoke run's measurements (bench/trial/inference.py SMOKE_MEASURES): the over-sampled accuracy
+    # on the first validation faces only and inference timed over the fewest passes, labelled so
+    smoke_measures: bool = False
     group: str | None = None  # the report row this trial repeats (seeds, folds); None: its own name
     # how it executes (bench/trial/execution.py): auto is resolved on the node that runs the trial
     precision: str = "auto"  # fp32, bf16 (mixed_bfloat16), fp16 (mixed_float16, loss scaling)
@@ -316,6 +319,7 @@ class Preset:
     max_input_size: int | None = None  # caps an explicit ``input_size`` option (models that take any size)
     pretrained: bool = True  # False: ``weights`` options become None (random start, nothing to download)
     eager: bool = False  # run trials eagerly (see TrialSpec.run_eagerly)
+    smoke_measures: bool = False  # see TrialSpec.smoke_measures
 
     def apply(self, spec: TrialSpec) -> TrialSpec:
         options = dict(spec.model_options)
@@ -329,6 +333,7 @@ class Preset:
             val_limit=self.val_limit if self.val_limit is not None else spec.val_limit,
             model_options=options,
             run_eagerly=spec.run_eagerly or self.eager,
+            smoke_measures=spec.smoke_measures or self.smoke_measures,
         )
 
 

@@ -11,9 +11,12 @@
   device, streamed from the cache vs gathered from the images held there
   (``data.device.DeviceImages``), at batch 32 and 256 on the current backend
   (``KERAS_BACKEND``): goals on device >= 3x streaming and >= 10x the fastest report
-  model's train step; its last line prints both rates and their ratio per batch size.
+  model's train step; its last line prints both rates and their ratio per batch size;
+- fixed cost: one small-CNN trial through ``bench.run`` vs a bare ``fit`` script of the same
+  model and data, each from a new process's start to its end: seconds more, goal <= 20
+  (benchmarks/fixed_cost.py), with the harness's seconds per stage.
 
-    python -m benchmarks.harness [overhead|pipeline|scheduling|early-stopping|device-input ...]
+    python -m benchmarks.harness [overhead|pipeline|scheduling|early-stopping|device-input|fixed-cost ...]
 
 benchmarks/test_harness.py runs the same functions under ``pytest --benchmark``.
 """
@@ -46,7 +49,7 @@ from bench.plan.planner import Scheduling  # noqa: E402
 from bench.report.results import TrialRecord, train_throughput  # noqa: E402
 from bench.specs import RandomSearch, TrialSpec  # noqa: E402
 from bench.trial.fit import build_trial_model, load_trial_data  # noqa: E402
-from benchmarks import bench_pipeline  # noqa: E402
+from benchmarks import bench_pipeline, fixed_cost  # noqa: E402
 from data.cache import FaceCache, ensure_cache  # noqa: E402
 from data.device import DeviceImages, IndexBatches  # noqa: E402
 from data.fit_input import FitInput  # noqa: E402
@@ -782,6 +785,7 @@ MEASURES = {
     "scheduling": measure_scheduling,
     "early-stopping": measure_early_stopping,
     "device-input": measure_device_input,
+    "fixed-cost": lambda _cache: fixed_cost.measure_fixed_cost(),
 }
 
 

@@ -13,6 +13,7 @@ from bench.report.results import TrialRecord, trials_table
 from bench.specs import TrialSpec
 from bench.trial.evaluation import build_oversampled_model, oversampled_accuracy
 from bench.trial.fit import build_trial_model, run_trial
+from bench.trial.inference import SMOKE_MEASURES
 from bench.trial.measure import Patience
 from data.adience import load_faces, with_duplicates
 from data.views import OversampledViews, view_count, view_offsets
@@ -92,6 +93,20 @@ def test_a_trial_reports_its_oversampled_accuracy_at_its_last_epoch(small_cache)
     run_trial(spec, small_cache, reports.append)
     assert math.isnan(reports[0]["val_accuracy_oversampled"]) and math.isnan(reports[0]["oversample_seconds"])
     assert 0 <= reports[1]["val_accuracy_oversampled"] <= 1 and reports[1]["oversample_seconds"] > 0
+    assert reports[1]["oversampled_faces"] == reports[1]["val_images"] and reports[0]["infer_batches"] >= 3
+
+
+def test_a_smoke_trial_oversamples_its_first_faces_and_times_one_inference_batch_labelled_so(small_cache):
+    spec = TrialSpec(name="t", model="tiny_cnn", model_options={"input_size": 32}, epochs=1, batch_size=16)
+    spec = spec.replace(train_limit=32, val_limit=40, optimizer="adam", momentum=0.0, smoke_measures=True)
+    reports = []
+    run_trial(spec, small_cache, reports.append)
+    assert reports[0]["val_images"] > SMOKE_MEASURES.oversample_faces == reports[0]["oversampled_faces"]
+    assert reports[0]["infer_batches"] == 1 and 0 <= reports[0]["val_accuracy_oversampled"] <= 1
+    text = render_leaderboard(run_info(), trials_table([TrialRecord(spec, reports)], target_accuracy=0.8))
+    assert f"(smoke: {SMOKE_MEASURES.oversample_faces} faces)" in text and "(smoke: 1 batch)" in text
+    full = trials_table([TrialRecord(spec.replace(smoke_measures=False), reports)], target_accuracy=0.8)
+    assert "(smoke:" not in render_leaderboard(run_info(), full)
 
 
 def test_the_trial_and_the_stopper_apply_one_patience_rule(tmp_path):

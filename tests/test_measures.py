@@ -5,7 +5,7 @@ import math
 import pytest
 
 from bench.report.results import epochs_to_plateau, epochs_to_target, time_to_target, train_throughput
-from bench.trial.measure import measure_inference, single_image_latency_ms
+from bench.trial.inference import measure_inference, single_image_latency_ms
 from tests.fake_nvml import ManualClock
 
 # --------------------------------------------------------------------------- throughput

@@ -8,6 +8,7 @@ import pytest
 
 import models
 from bench.execute.progress import Progress
+from bench.plan.estimate import REPORT_SECONDS, TrialEstimate
 from bench.plan.planner import RunRequest, plan_run
 from data.transforms import NORMALISATIONS
 from models.__main__ import main as models_main
@@ -88,7 +89,7 @@ def test_a_users_model_module_registers_on_import(tmp_path, monkeypatch):
 def test_time_left_weighs_each_trial_by_its_cost_per_epoch():
     lines = []
     budgets = {"tiny": 2, **{f"effnet{i}": 2 for i in range(5)}}
-    estimates = {"tiny": 1.0, **{f"effnet{i}": 60.0 for i in range(5)}}
+    estimates = {"tiny": epochs_only(1.0), **{f"effnet{i}": epochs_only(60.0) for i in range(5)}}
     progress = Progress(lines.append, budgets, estimates)
     for epoch in (1, 2):
         progress.epoch(
@@ -104,7 +105,7 @@ def test_time_left_weighs_each_trial_by_its_cost_per_epoch():
         )
     progress.completed("tiny", "tiny", 2, 0.5, "")
     # five EfficientNet trials of 2 epochs each at 60 s x the 1.2 the measured trial ran over its estimate
-    assert progress.seconds_left() == pytest.approx(5 * 2 * 60 * 1.2)
+    assert progress.seconds_left() == pytest.approx(5 * 2 * 60 * 1.2 + REPORT_SECONDS)
     assert Progress(lines.append, budgets, estimates, concurrency=2).seconds_left() is None  # nothing measured yet
     unestimated = Progress(lines.append, {"a": 3, "b": 3})
     unestimated.epoch(
@@ -115,11 +116,56 @@ def test_time_left_weighs_each_trial_by_its_cost_per_epoch():
     assert unestimated.seconds_left() == pytest.approx(2 * 10 + 3 * 10)  # the mean measured epoch for b
 
 
+def epochs_only(seconds: float, epochs: float = 2.0) -> TrialEstimate:
+    return TrialEstimate(start_seconds=0.0, epoch_seconds=seconds, end_seconds=0.0, epochs=epochs)
+
+
+def two_epochs(progress, name, seconds=10.0):
+    for epoch in (1, 2):
+        result = {"epoch": epoch, "epoch_seconds": seconds, "val_accuracy": 0.5, "train_accuracy": 0.5}
+        progress.epoch(name, name, {**result, "train_images_per_sec": 1.0})
+
+
+def test_estimated_trials_pay_their_start_and_end_scaled_by_how_finished_ones_compared():
+    from tests.fake_nvml import ManualClock
+
+    clock = ManualClock()
+    estimates = {name: TrialEstimate(4.0, 10.0, 1.0, 2.0) for name in ("a", "b", "c")}
+    progress = Progress(lambda line: None, {"a": 2, "b": 2, "c": 2}, estimates, clock=clock)
+    progress.started("a", "a")
+    clock.advance(30.0)  # 10 s outside its epochs: twice the 5 s estimated
+    two_epochs(progress, "a")
+    progress.completed("a", "a", 2, 0.5, "")
+    # b and c: two 10 s epochs each and twice their 5 s estimated outside them, then the report
+    assert progress.seconds_left() == pytest.approx(2 * (20 + 10) + REPORT_SECONDS)
+    progress.started("b", "b")
+    progress.epoch(
+        "b",
+        "b",
+        {"epoch": 1, "epoch_seconds": 10.0, "val_accuracy": 0.5, "train_accuracy": 0.5, "train_images_per_sec": 1.0},
+    )
+    # b: one epoch and its end (2 x 1 s); c as before
+    assert progress.seconds_left() == pytest.approx(10 + 2 + 30 + REPORT_SECONDS)
+    progress.epoch(
+        "b",
+        "b",
+        {"epoch": 2, "epoch_seconds": 10.0, "val_accuracy": 0.5, "train_accuracy": 0.5, "train_images_per_sec": 1.0},
+    )
+    assert progress.seconds_left() == pytest.approx(30 + REPORT_SECONDS)  # b's end ran before its last report
+
+
+def test_under_asha_a_trial_counts_the_epochs_it_is_expected_to_run():
+    progress = Progress(lambda line: None, {"a": 6, "b": 6}, {"a": epochs_only(10.0, 6), "b": epochs_only(10.0, 2)})
+    progress.started("a", "a")
+    two_epochs(progress, "a")
+    assert progress.seconds_left() == pytest.approx(4 * 10 + 2 * 10 + REPORT_SECONDS)
+
+
 def test_trials_not_yet_started_also_pay_what_finished_ones_spent_outside_their_epochs():
     from tests.fake_nvml import ManualClock
 
     clock = ManualClock()
-    progress = Progress(lambda line: None, {"a": 2, "b": 2}, {"a": 10.0, "b": 10.0}, clock=clock)
+    progress = Progress(lambda line: None, {"a": 2, "b": 2}, clock=clock)  # no estimate: a GPU run
     progress.started("a", "a")
     clock.advance(30.0)  # 10 s building the model, then two 10 s epochs
     for epoch in (1, 2):
@@ -150,3 +196,15 @@ def test_progress_lines_say_the_ranking_metric_where_it_is_not_accuracy():
     plain.epoch("a", "a", {**result, "train_images_per_sec": 10.0})
     plain.completed("a", "a", 3, 0.9, "")
     assert "val_balanced" not in lines[2] and lines[3] == "[a] finished: best val_acc 0.9000"
+
+
+def test_under_asha_trials_not_started_count_what_the_stopped_ones_ran():
+    budgets = {"first": 6, "b": 6, "c": 6}
+    estimates = {"first": epochs_only(10.0, 6), "b": epochs_only(10.0, 3), "c": epochs_only(10.0, 3)}
+    progress = Progress(lambda line: None, budgets, estimates)
+    for name in ("first", "b"):
+        progress.started(name, name)
+    two_epochs(progress, "b")
+    assert progress.seconds_left() == pytest.approx(6 * 10 + 1 * 10 + 3 * 10 + REPORT_SECONDS)
+    progress.completed("b", "b", 2, 0.5, "ASHA")  # stopped at its first rung: c is now counted at 2
+    assert progress.seconds_left() == pytest.approx(6 * 10 + 2 * 10 + REPORT_SECONDS)

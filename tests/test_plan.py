@@ -89,7 +89,7 @@ def test_a_run_is_planned_once_and_its_leaderboard_written(tmp_path, small_synth
         calls.append(asked)
         return real_plan_run(asked)
 
-    def fake_run_plan(planned, cache, run_dir, *, resume=False, epoch_seconds=None):
+    def fake_run_plan(planned, cache, run_dir, *, resume=False, estimates=None):
         assert len(cache.faces) > 0  # the trials get the decoded cache, not a path
         return [TrialRecord(spec=spec, epochs=[epoch(1, 0.7), epoch(2, 0.8)]) for spec in planned.all_specs]
 
@@ -114,7 +114,7 @@ def test_the_levi_protocol_runs_five_folds_and_writes_the_published_comparison(t
 
     planned_trials = []
 
-    def fake_run_plan(planned, cache, run_dir, *, resume=False, epoch_seconds=None):
+    def fake_run_plan(planned, cache, run_dir, *, resume=False, estimates=None):
         planned_trials.extend(planned.all_specs)
         last = epoch(2, 0.8, val_accuracy_oversampled=0.81)
         return [TrialRecord(spec=spec, epochs=[epoch(1, 0.7), last]) for spec in planned.all_specs]

@@ -1,13 +1,15 @@
 """The progress lines a run prints: one per trial event, with an estimate of the time left.
 
 No ray here: ``bench/execute/runner.py`` forwards Ray Tune's trial events to ``Progress``. The time
-left weighs each trial's remaining epochs (its budget, less what ran; nothing for a trial
-that ended) by what one of its epochs costs: measured once it has run one, else its
-up-front estimate (bench/plan/estimate.py) scaled by how the measured trials compared with
-theirs, else the mean measured epoch; a trial not yet started also pays the time finished
-trials spent outside their epochs (building the model, the inference and over-sampled
-measurements), in proportion to its epoch cost; all of it divided among the trials that
-run at once.
+left weighs each trial's remaining epochs (its budget, or under ASHA the epochs it is expected
+to run, less what ran; nothing for a trial that ended) by what one of its epochs costs:
+measured once it has run one, else its up-front estimate (bench/plan/estimate.py) scaled by
+how the measured trials compared with theirs, else the mean measured epoch. It adds each
+trial's seconds outside its epochs: the estimate's start (for a trial not yet started) and
+end (its over-sampled evaluation), scaled by how the finished trials' own seconds outside
+their epochs compared with their estimates; without an estimate, what finished trials spent
+outside their epochs in proportion to the epoch cost. All of it is divided among the trials
+that run at once, and the report's seconds are added.
 """
 
 from __future__ import annotations
@@ -18,19 +20,19 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from bench.errors import error_line
-from bench.plan.estimate import format_duration
+from bench.plan.estimate import REPORT_SECONDS, TrialEstimate, format_duration
 
 
 class Progress:
     """Writes the progress lines of one run; ``budgets`` maps each trial template to its epochs,
-    ``estimates`` to its estimated seconds per epoch (where there is an up-front estimate);
-    ``score_key`` is the run's ranking metric's column (its best is what a finished trial says)."""
+    ``estimates`` to its up-front estimate (where there is one); ``score_key`` is the run's
+    ranking metric's column (its best is what a finished trial says)."""
 
     def __init__(
         self,
         write: Callable[[str], None],
         budgets: dict[str, int],
-        estimates: Mapping[str, float] | None = None,
+        estimates: Mapping[str, TrialEstimate] | None = None,
         concurrency: int = 1,
         clock: Callable[[], float] = time.monotonic,
         score_key: str = "val_accuracy",
@@ -42,7 +44,7 @@ class Progress:
         self.concurrency = max(concurrency, 1)
         self.clock = clock
         self.started_at: dict[str, float] = {}
-        self.overheads: list[float] = []  # finished trials: seconds outside epochs / seconds of one epoch
+        self.outside: dict[str, float] = {}  # finished trials: seconds outside their epochs
         self.done: dict[str, int] = {}
         self.measured: dict[str, list[float]] = {}  # seconds of each epoch reported
         self.ended: set[str] = set()
@@ -53,29 +55,64 @@ class Progress:
         if seconds:
             return statistics.fmean(seconds[1:] or seconds)  # epoch 1 holds graph building
         ratios = [
-            self.epoch_cost(other) / self.estimates[other]
+            self.epoch_cost(other) / self.estimates[other].epoch_seconds
             for other in self.measured
-            if self.measured[other] and self.estimates.get(other)
+            if self.measured[other] and other in self.estimates and self.estimates[other].epoch_seconds > 0
         ]
         if name in self.estimates and ratios:
-            return self.estimates[name] * statistics.median(ratios)
+            return self.estimates[name].epoch_seconds * statistics.median(ratios)
         if self.measured:
             return statistics.fmean(self.epoch_cost(other) for other in self.measured if self.measured[other])
         return None
+
+    def outside_ratio(self) -> float:
+        """How the finished trials' seconds outside their epochs compare with their estimates (1: none yet)."""
+        ratios = [
+            seconds / (self.estimates[name].start_seconds + self.estimates[name].end_seconds)
+            for name, seconds in self.outside.items()
+            if name in self.estimates and self.estimates[name].start_seconds + self.estimates[name].end_seconds > 0
+        ]
+        return statistics.median(ratios) if ratios else 1.0
+
+    def _outside_left(self, name: str, cost: float) -> float:
+        estimate = self.estimates.get(name)
+        started = name in self.started_at
+        if estimate is not None:
+            if self.done.get(name, 0) >= self.budgets.get(name, 0):
+                return 0.0  # its end ran before its last epoch's report
+            before = 0.0 if started else estimate.start_seconds * self.outside_ratio() + estimate.trace_seconds
+            return before + estimate.end_seconds * self.outside_ratio()
+        if started or not self.outside:
+            return 0.0
+        finished = [self.outside[other] / c for other in self.outside if (c := self.epoch_cost(other))]
+        return statistics.median(finished) * cost if finished else 0.0
+
+    def _epochs_expected(self, name: str, budget: int) -> float:
+        """Its budget; under ASHA (an estimate of fewer epochs) what ASHA is expected to let it
+        run, or, once trials so estimated have ended, the mean of the epochs they ran."""
+        estimate = self.estimates.get(name)
+        if estimate is None or estimate.epochs >= budget:
+            return float(budget)
+        stopped = [self.done.get(other, 0) for other in self.ended if self._asha_counted(other)]
+        if stopped and name not in self.started_at:
+            return min(float(budget), statistics.fmean(stopped))
+        return estimate.epochs
+
+    def _asha_counted(self, name: str) -> bool:
+        estimate = self.estimates.get(name)
+        return estimate is not None and estimate.epochs < self.budgets.get(name, 0)
 
     def seconds_left(self) -> float | None:
         if not self.measured:
             return None
         total = 0.0
-        overhead = statistics.median(self.overheads) if self.overheads else 0.0
         for name, budget in self.budgets.items():
             if name in self.ended:
                 continue
             cost = self.epoch_cost(name) or 0.0
-            total += max(budget - self.done.get(name, 0), 0) * cost + (
-                0.0 if name in self.started_at else overhead * cost
-            )
-        return total / self.concurrency
+            epochs = self._epochs_expected(name, budget)
+            total += max(epochs - self.done.get(name, 0), 0.0) * cost + self._outside_left(name, cost)
+        return total / self.concurrency + (REPORT_SECONDS if self.estimates else 0.0)
 
     def time_left(self) -> str:
         seconds = self.seconds_left()
@@ -108,9 +145,9 @@ class Progress:
     def completed(self, name: str, label: str, epochs: int, best: float, stop_reason: str) -> None:
         """A trial ended without error: its whole budget run, or stopped early for ``stop_reason``."""
         self.ended.add(name)
-        epochs_seconds, cost = sum(self.measured.get(name, [])), self.epoch_cost(name)
-        if name in self.started_at and cost:
-            self.overheads.append(max(self.clock() - self.started_at[name] - epochs_seconds, 0.0) / cost)
+        if name in self.started_at:
+            epochs_seconds = sum(self.measured.get(name, []))
+            self.outside[name] = max(self.clock() - self.started_at[name] - epochs_seconds, 0.0)
         budget = self.budgets.get(name, epochs)
         if epochs and epochs < budget:
             self.write(f"[{label}] stopped early at epoch {epochs}/{budget}: {stop_reason}")

@@ -15,7 +15,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import ray
@@ -40,6 +40,7 @@ from bench.execute.records import (
 )
 from bench.execute.resources import NodeCapacity, Resources, plan_node_resources, plan_resources
 from bench.io import atomic_write_text
+from bench.plan.estimate import TrialEstimate
 from bench.plan.planner import Plan, Scheduling
 from bench.report.results import TrialRecord
 from bench.specs import RandomSearch, SpecError, TrialSpec, planned_specs, ranking_metric
@@ -228,7 +229,7 @@ def run_trials(
     write: Callable[[str], None] = print,
     trial_function: TrialFunction = run_trial,
     model_modules: Sequence[str] = (),
-    epoch_seconds: dict[str, float] | None = None,
+    estimates: Mapping[str, TrialEstimate] | None = None,
 ) -> list[TrialRecord]:
     """Run ``specs`` (and ``search``'s samples) on ``cache`` as one Ray Tune experiment under ``run_dir``.
 
@@ -266,7 +267,7 @@ def run_trials(
         stopper = PatienceStopper(run_dir.resolve() / STOP_REASONS_FILE, score_key)
         budgets = {spec.name: spec.epochs for spec in planned}
         concurrency = resources.max_concurrent
-        progress = Progress(write, budgets, epoch_seconds or {}, concurrency=concurrency, score_key=score_key)
+        progress = Progress(write, budgets, estimates or {}, concurrency=concurrency, score_key=score_key)
         # the pixels go into Ray's object store once, and to each node once: no worker reads a path
         parameters = {
             "cache": cache.portable(),
@@ -332,7 +333,12 @@ def run_trials(
 
 
 def run_plan(
-    plan: Plan, cache: FaceCache, run_dir: Path, *, resume: bool = False, epoch_seconds: dict | None = None
+    plan: Plan,
+    cache: FaceCache,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    estimates: Mapping[str, TrialEstimate] | None = None,
 ) -> list[TrialRecord]:
     """``run_trials`` for a planned run: its grid specs, random search and scheduling."""
     print(f"Run {run_dir.name}: suite {plan.suite.name}, {len(plan.all_specs)} trial(s), preset {plan.preset}")
@@ -344,5 +350,5 @@ def run_plan(
         search=plan.search,
         resume=resume,
         model_modules=plan.model_modules,
-        epoch_seconds=epoch_seconds,
+        estimates=estimates,
     )

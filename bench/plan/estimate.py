@@ -1,17 +1,29 @@
 """An up-front estimate of a run's wall time on a CPU, before any trial has started.
 
-Per training or validation step a model costs ``SECONDS_PER_LAYER_STEP`` per layer (the
-framework's per-op overhead, which dominates small CPU steps) plus its FLOPs at
-``EFFECTIVE_CPU_FLOPS``; a graph-mode trial first traces its graphs at
-``TRACE_SECONDS_PER_LAYER``; every trial pays ``TRIAL_START_SECONDS`` (building the model,
-opening the data). The constants were fitted on the project's reference machine (2 cores,
-no GPU) from the transfer suite's smoke run and the Levi-Hassner baseline: the estimate is
-good to about a factor of two, and the progress lines refine it from the
-epochs that actually ran. There is no estimate for GPUs, whose speed varies too widely.
+A trial costs three parts, each from the model's layer count and FLOPs and constants measured
+on the project's reference machine (2 cores, no GPU; benchmarks/README.md, "The time a user
+waits"):
+
+- its start: building the model (``BUILD_SECONDS_PER_LAYER``) and the inference timing after
+  its first epoch (forward passes as the spec's budget asks, bench/trial/inference.py);
+- its epochs: per training or validation step a per-layer cost (the framework's per-op cost,
+  which dominates small CPU steps: ``SECONDS_PER_LAYER_STEP`` traced; eager, a forward pass's
+  ``EAGER_SECONDS_PER_LAYER_STEP`` times training FLOPs / forward FLOPs, as a frozen backbone
+  runs no backward pass through itself) plus the step's FLOPs at ``EFFECTIVE_CPU_FLOPS``; in
+  graph mode the first epoch also traces its graphs (``TRACE_SECONDS_PER_LAYER``);
+- its end: the over-sampled evaluation (forward passes over each face's views, traced
+  first unless the trial runs eagerly).
+
+A run adds ``RUN_START_SECONDS`` (Ray, the first trial process's imports) and
+``REPORT_SECONDS`` (tables, leaderboard, plots). Under ASHA a trial after the first is
+counted at the epochs ASHA is expected to let it run (a ``1/reduction`` share past each
+rung), so the line gives that and the most it can take. The progress lines refine it from
+what the trials measure. There is no estimate for GPUs or clusters, whose speed varies too widely.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,13 +35,28 @@ from bench.errors import UsageError
 from bench.specs import TrialSpec
 from bench.trial.flops import flops_or_nan, training_flops
 from bench.trial.gpu import local_gpu_count, smallest_gpu_memory_bytes
+from bench.trial.inference import FULL_MEASURES, INFERENCE_BATCH_SIZE, SMOKE_MEASURES, MeasureBudget
+from data.cache import DEFAULT_IMAGE_SIZE
 from data.splits import EVAL_BATCH_SIZE
+from data.views import view_count
 
-SECONDS_PER_LAYER_STEP = 0.0035
-EFFECTIVE_CPU_FLOPS = 150e9
-TRACE_SECONDS_PER_LAYER = 0.2
-TRIAL_START_SECONDS = 3.0
-RUN_START_SECONDS = 15.0  # Ray, the first worker's TensorFlow import
+# Fitted on 2026-12-06 to the transfer smoke run (MobileNetV3Large, ResNet50V2, EfficientNetV2M:
+# eager steps), the baseline (Levi & Hassner: traced) and the selftest (a tiny CNN: traced).
+SECONDS_PER_LAYER_STEP = 0.0035  # a traced training or validation step, per layer
+EAGER_SECONDS_PER_LAYER_STEP = 0.0032  # an eager forward pass in fit, per layer; a training step
+# pays it times training FLOPs / forward FLOPs (three for a model that trains whole, one frozen)
+PREDICT_SECONDS_PER_LAYER = 0.0012  # an eager forward pass outside fit (predict_on_batch), per layer
+EFFECTIVE_CPU_FLOPS = 130e9
+INPUT_SECONDS_PER_IMAGE = 0.0015  # reading it from the cache, the preprocessing layers
+TRACE_SECONDS = 1.0  # the training and validation graphs, in epoch 1: the preprocessing, then
+TRACE_SECONDS_PER_LAYER = 0.15  # each layer
+PREDICT_TRACE_SECONDS_PER_LAYER = 0.02  # a forward-only graph
+BUILD_SECONDS_PER_LAYER = 0.0065  # the model, its trainer and its over-sampled model
+TRIAL_START_SECONDS = 0.5
+TRIAL_END_SECONDS = 0.5
+RUN_START_SECONDS = 14.0  # after the estimate: the run folder, Ray, the first trial process's imports
+REPORT_SECONDS = 8.0  # tables, leaderboard, plots, Ray shut down
+OVERSAMPLE_BATCH_FACES = 16  # bench/trial/evaluation.py OVERSAMPLE_BATCH_SIZE
 
 
 @dataclass(frozen=True)
@@ -37,6 +64,24 @@ class ModelCost:
     layers: int
     forward_flops: float  # NaN where a layer has no FLOP rule: the estimate then counts layers only
     training_flops: float  # per training image (bench.trial.flops.training_flops); NaN as above
+
+
+@dataclass(frozen=True)
+class TrialEstimate:
+    """One trial's estimated seconds: outside its epochs before the first one's report
+    (``start_seconds``) and after the last one (``end_seconds``), per epoch, and the graph
+    tracing its first epoch adds (``trace_seconds``); ``epochs`` as counted (ASHA's expected
+    share where it schedules)."""
+
+    start_seconds: float
+    epoch_seconds: float
+    end_seconds: float
+    epochs: float
+    trace_seconds: float = 0.0
+
+    @property
+    def total_seconds(self) -> float:
+        return self.start_seconds + self.epochs * self.epoch_seconds + self.trace_seconds + self.end_seconds
 
 
 def count_layers(model: keras.Model) -> int:
@@ -57,59 +102,157 @@ def model_cost(spec: TrialSpec, cache: dict) -> ModelCost:
     return cache[key]
 
 
+def _or_zero(flops: float) -> float:
+    return 0.0 if math.isnan(flops) else flops
+
+
+def _backward_factor(cost: ModelCost) -> float:
+    """What a training step costs per layer against a forward pass: 3 for a model that trains
+    whole, about 1 for a frozen backbone (its training FLOPs over its forward FLOPs)."""
+    if math.isnan(cost.training_flops) or math.isnan(cost.forward_flops) or cost.forward_flops <= 0:
+        return 3.0
+    return min(max(cost.training_flops / cost.forward_flops, 1.0), 3.0)
+
+
+def forward_seconds(spec: TrialSpec, cost: ModelCost, steps: int, images: int, eager: bool) -> float:
+    """``steps`` forward passes (predict_on_batch) over ``images`` images in all."""
+    per_layer = PREDICT_SECONDS_PER_LAYER if eager else SECONDS_PER_LAYER_STEP / 3
+    return steps * cost.layers * per_layer + images * _or_zero(cost.forward_flops) / EFFECTIVE_CPU_FLOPS
+
+
 def epoch_seconds(spec: TrialSpec, cost: ModelCost, train_images: int, val_images: int) -> float:
     """One epoch of ``spec`` on this CPU: training and validation steps."""
     train_steps = math.ceil(train_images / spec.batch_size)
     val_steps = math.ceil(val_images / EVAL_BATCH_SIZE)
     flops = train_images * _or_zero(cost.training_flops) + val_images * _or_zero(cost.forward_flops)
-    return (train_steps + val_steps) * cost.layers * SECONDS_PER_LAYER_STEP + flops / EFFECTIVE_CPU_FLOPS
+    images = (train_images + val_images) * INPUT_SECONDS_PER_IMAGE + flops / EFFECTIVE_CPU_FLOPS
+    if spec.run_eagerly:
+        steps = train_steps * _backward_factor(cost) + val_steps
+        return steps * cost.layers * EAGER_SECONDS_PER_LAYER_STEP + images
+    return (train_steps + val_steps) * cost.layers * SECONDS_PER_LAYER_STEP + images
 
 
-def _or_zero(flops: float) -> float:
-    return 0.0 if math.isnan(flops) else flops
+def inference_seconds(spec: TrialSpec, cost: ModelCost, budget: MeasureBudget) -> float:
+    """The inference timing after epoch 1: batches of ``INFERENCE_BATCH_SIZE``, then single images,
+    each as many as the budget's passes and seconds ask (a traced model traces both shapes first)."""
+    eager = spec.run_eagerly
+    batch = forward_seconds(spec, cost, 1, INFERENCE_BATCH_SIZE, eager)
+    single = forward_seconds(spec, cost, 1, 1, eager)
+    batches = budget.warmup_batches + max(budget.min_batches, math.ceil(budget.min_seconds / max(batch, 1e-6)))
+    fewest, most = budget.latency_samples
+    singles = budget.latency_warmup + min(most, max(fewest, math.ceil(budget.latency_seconds / max(single, 1e-6))))
+    tracing = 0.0 if eager else 2 * cost.layers * PREDICT_TRACE_SECONDS_PER_LAYER
+    return tracing + batches * batch + singles * single
+
+
+def oversample_seconds(
+    spec: TrialSpec, cost: ModelCost, val_images: int, budget: MeasureBudget, side: int = DEFAULT_IMAGE_SIZE
+) -> float:
+    """The over-sampled evaluation at the trial's end (a policy that crops): forward passes over
+    each face's views, in batches of ``OVERSAMPLE_BATCH_FACES`` faces (traced unless eager)."""
+    policy = spec.augmentation
+    crop = policy.crop_size(side)
+    if crop is None:
+        return 0.0
+    faces = min(val_images, budget.oversample_faces or val_images)
+    views = view_count(side, crop, policy.horizontal_flip)
+    steps = math.ceil(faces / OVERSAMPLE_BATCH_FACES)
+    tracing = 0.0 if spec.run_eagerly else cost.layers * PREDICT_TRACE_SECONDS_PER_LAYER
+    return tracing + forward_seconds(spec, cost, steps, faces * views, eager=spec.run_eagerly)
+
+
+def estimate_trial(
+    spec: TrialSpec, cost: ModelCost, train_images: int, val_images: int, side: int = DEFAULT_IMAGE_SIZE
+) -> TrialEstimate:
+    budget = SMOKE_MEASURES if spec.smoke_measures else FULL_MEASURES
+    tracing = 0.0 if spec.run_eagerly else TRACE_SECONDS + cost.layers * TRACE_SECONDS_PER_LAYER
+    start = TRIAL_START_SECONDS + cost.layers * BUILD_SECONDS_PER_LAYER + inference_seconds(spec, cost, budget)
+    end = TRIAL_END_SECONDS + oversample_seconds(spec, cost, val_images, budget, side)
+    epoch = epoch_seconds(spec, cost, train_images, val_images)
+    return TrialEstimate(start, epoch, end, float(spec.epochs), tracing)
 
 
 def trial_seconds(spec: TrialSpec, cost: ModelCost, train_images: int, val_images: int) -> float:
-    tracing = 0.0 if spec.run_eagerly else cost.layers * TRACE_SECONDS_PER_LAYER
-    return TRIAL_START_SECONDS + tracing + spec.epochs * epoch_seconds(spec, cost, train_images, val_images)
+    return estimate_trial(spec, cost, train_images, val_images).total_seconds
+
+
+def asha_epochs(budget: int, grace_period: int, reduction_factor: int) -> float:
+    """The epochs ASHA is expected to let a trial run of ``budget``: all to the first rung, then a
+    ``1/reduction_factor`` share of those left at each rung on (rungs at grace x reduction^k)."""
+    rungs = [grace_period * reduction_factor**k for k in range(32) if grace_period * reduction_factor**k < budget]
+    edges = [*rungs, budget]
+    expected = float(min(grace_period, budget))
+    for k in range(1, len(edges)):
+        expected += (edges[k] - edges[k - 1]) / reduction_factor**k
+    return expected
+
+
+def estimate_trials(
+    specs: Sequence[TrialSpec],
+    split_sizes: Sequence[tuple[int, int]],
+    scheduling=None,
+    side: int = DEFAULT_IMAGE_SIZE,
+    costs: dict | None = None,
+) -> dict[str, TrialEstimate]:
+    """Each trial's estimate (by template name); under ASHA every trial after the first at ASHA's
+    expected epochs. ``costs`` caches each model's ``ModelCost`` (by model and options)."""
+    costs = {} if costs is None else costs
+    estimates = {}
+    for index, (spec, (train, val)) in enumerate(zip(specs, split_sizes, strict=True)):
+        estimate = estimate_trial(spec, model_cost(spec, costs), train, val, side)
+        if scheduling is not None and scheduling.asha and index > 0:
+            epochs = asha_epochs(spec.epochs, scheduling.asha_grace_period, scheduling.asha_reduction_factor)
+            estimate = dataclasses.replace(estimate, epochs=epochs)
+        estimates[spec.name] = estimate
+    return estimates
+
+
+def run_seconds(estimates: Sequence[TrialEstimate], concurrency: int = 1) -> float:
+    return RUN_START_SECONDS + REPORT_SECONDS + sum(e.total_seconds for e in estimates) / max(concurrency, 1)
 
 
 def estimate_run_seconds(
     specs: Sequence[TrialSpec], split_sizes: Sequence[tuple[int, int]], concurrency: int = 1
 ) -> float:
     """Wall seconds for ``specs`` (each with its (train, validation) image counts) on this CPU."""
-    costs: dict = {}
-    total = sum(
-        trial_seconds(spec, model_cost(spec, costs), train, val)
-        for spec, (train, val) in zip(specs, split_sizes, strict=True)
-    )
-    return RUN_START_SECONDS + total / max(concurrency, 1)
+    return run_seconds(list(estimate_trials(specs, split_sizes).values()), concurrency)
 
 
 @dataclass(frozen=True)
 class RunEstimate:
-    """The up-front estimate: a line to print, and each trial's estimated seconds per epoch (by
-    template name), which the progress lines weigh what remains by."""
+    """The up-front estimate: a line to print, and each trial's estimate (by template name), which
+    the progress lines weigh what remains by."""
 
     line: str
-    epoch_seconds: dict[str, float]
+    trials: dict[str, TrialEstimate]
 
 
-def estimate_run(specs: Sequence[TrialSpec], split_sizes: Sequence[tuple[int, int]], scheduling) -> RunEstimate:
-    """What a run should take, said up front: on this CPU, or why there is no estimate (and the
-    GPU shares of ``--gpus-per-trial auto``)."""
+def estimate_run(
+    specs: Sequence[TrialSpec],
+    split_sizes: Sequence[tuple[int, int]],
+    scheduling,
+    side: int = DEFAULT_IMAGE_SIZE,
+) -> RunEstimate:
+    """What a run should take, said up front: on this CPU (images cached at ``side``), or why
+    there is no estimate (and the GPU shares of ``--gpus-per-trial auto``)."""
     if scheduling.address or scheduling.num_gpus or local_gpu_count():
         shares = f"\n{format_gpu_shares(scheduling.gpu_shares)}" if scheduling.gpu_shares else ""
         line = f"Estimate: none up front on GPUs or clusters; the progress lines estimate from the first epochs{shares}"
         return RunEstimate(line, {})
     costs: dict = {}
-    per_epoch = {
-        spec.name: epoch_seconds(spec, model_cost(spec, costs), train, val)
-        for spec, (train, val) in zip(specs, split_sizes, strict=True)
-    }
-    seconds = estimate_run_seconds(specs, split_sizes, scheduling.max_concurrent or 1)
-    line = f"Estimate: about {format_duration(seconds)} on this CPU (from FLOPs and layer counts; within ~2x)"
-    return RunEstimate(line, per_epoch)
+    trials = estimate_trials(specs, split_sizes, scheduling, side, costs)
+    concurrency = scheduling.max_concurrent or 1
+    seconds = run_seconds(list(trials.values()), concurrency)
+    line = f"Estimate: about {format_duration(seconds)} on this CPU (from FLOPs and layer counts"
+    if scheduling.asha and len(trials) > 1:
+        full = [
+            dataclasses.replace(t, epochs=float(spec.epochs)) for spec, t in zip(specs, trials.values(), strict=True)
+        ]
+        line += f"; ASHA's expected stops: at most {format_duration(run_seconds(full, concurrency))}"
+    uncounted = sorted({model for (model, _), cost in costs.items() if math.isnan(cost.training_flops)})
+    if uncounted:
+        line += f"; no FLOP count for {', '.join(uncounted)}: their layers counted, not their arithmetic"
+    return RunEstimate(line + ")", trials)
 
 
 def format_duration(seconds: float) -> str:

@@ -48,6 +48,7 @@ PRESETS = {
         epochs=6,
         train_limit=1000,
         val_limit=500,
+        smoke_measures=True,
     ),
     "paper": Preset(
         "paper",

@@ -253,11 +253,11 @@ def _smoke(where: _Where, values: dict) -> Preset | None:
     smoke = values["smoke"]
     _check_keys(where, table, smoke, PRESET_FIELDS)
     for key, value in smoke.items():
-        kind = bool if key in ("synthetic_ok", "pretrained", "eager") else int
+        kind = bool if key in ("synthetic_ok", "pretrained", "eager", "smoke_measures") else int
         _check_type(where, table, key, value, kind)
         if kind is int and value < 1:
             raise where.error(table, key, f"must be >= 1, got {value}")
-    defaults = {"epochs": None, "train_limit": None, "val_limit": None}
+    defaults = {"epochs": None, "train_limit": None, "val_limit": None, "smoke_measures": True}
     said = ", ".join(
         f"{key} = {str(value).lower() if isinstance(value, bool) else value}" for key, value in smoke.items()
     )

@@ -155,13 +155,14 @@ def _transfer(
 # ImageNet weights cannot be downloaded offline. Eager steps win for runs this short.
 TRANSFER_SMOKE = Preset(
     "smoke",
-    "transfer rows: 2 epochs of 96 images at 64x64, random initial weights, eager steps (checks the path, not accuracy)",
+    "transfer rows: 2 epochs of 64 images at 64x64, random initial weights, eager steps (checks the path, not accuracy)",
     epochs=2,
-    train_limit=96,
-    val_limit=48,
+    train_limit=64,
+    val_limit=32,
     max_input_size=64,
     pretrained=False,
     eager=True,
+    smoke_measures=True,
 )
 
 EFFICIENTNET_SEARCH = RandomSearch(

@@ -27,6 +27,8 @@ GROUP_MEAN_COLUMNS = (
     "latency_ms_p99",
     "wall_seconds",
     "oversample_seconds",
+    "oversampled_faces",
+    "infer_batches",
     "params",
     "model_bytes",
     "flops_per_image",
@@ -61,6 +63,7 @@ GROUP_FIRST_COLUMNS = (
     "gpu_shared",
     "nvml_reason",
     "peak_source",
+    "smoke_measures",
     *EXECUTION_KEYS,
 )
 
@@ -71,7 +74,7 @@ GROUP_FIRST_COLUMNS = (
 SUMMARISED_COLUMNS = ("best_score", "best_val_accuracy", "best_val_balanced_accuracy", "best_val_macro_f1")
 SUMMARISED_COLUMNS += ("final_val_accuracy", "final_val_accuracy_oversampled")
 # what a results table written before a column existed reads as (runs of earlier versions)
-EARLIER_DEFAULTS = {"metric": "accuracy", "val_confusion": "", "val_class_recall": ""}
+EARLIER_DEFAULTS = {"metric": "accuracy", "val_confusion": "", "val_class_recall": "", "smoke_measures": False}
 
 
 def with_earlier_defaults(trials: pd.DataFrame) -> pd.DataFrame:

@@ -143,9 +143,7 @@ def accuracy_table(ranked, goals: Goals, class_names: Sequence[str]) -> str:
         ("time→target s", lambda n, row, v: format_number(row.time_to_target_seconds, ",.1f")),
     ]
     if any(not missing(row.final_val_accuracy_oversampled) for row in rows):
-        columns.append(
-            ("over-sampled (last)", lambda n, row, v: format_accuracy(row, "final_val_accuracy_oversampled"))
-        )
+        columns.append(("over-sampled (last)", lambda n, row, v: oversampled_cell(row)))
     columns += [(f"{goals.metric_words} budget", _budget_cell), ("status", lambda n, row, v: row.status)]
     table = [[cell(number, row, verdicts) for _, cell in columns] for number, row, verdicts in ranked]
     return tabulate(table, headers=[header for header, _ in columns], tablefmt="github", disable_numparse=True)
@@ -174,6 +172,27 @@ def recall_cell(row, class_names: Sequence[str]) -> str:
     return ", ".join(f"{name} {format_number(value, '.4f')}" for name, value in zip(class_names, recall, strict=True))
 
 
+def oversampled_cell(row) -> str:
+    """The last epoch's over-sampled accuracy; a smoke run's says on how many faces."""
+    cell = format_accuracy(row, "final_val_accuracy_oversampled")
+    if _smoke(row) and not missing(row.oversampled_faces) and cell != "n/a":
+        return f"{cell} (smoke: {row.oversampled_faces:.0f} faces)"
+    return cell
+
+
+def _smoke(row) -> bool:
+    """Whether the row's trials took SMOKE_MEASURES (a results table of an earlier version: no)."""
+    value = getattr(row, "smoke_measures", False)
+    return not missing(value) and bool(value)
+
+
+def _smoke_batches(row) -> str:
+    """A smoke run's inference figure is timed over the fewest batches: said beside it."""
+    if not _smoke(row) or missing(row.infer_batches):
+        return ""
+    return f" (smoke: {row.infer_batches:.0f} batch{'es' if row.infer_batches > 1 else ''})"
+
+
 def cost_rows(ranked) -> list[list[str]]:
     rows = []
     for number, row, _verdicts in ranked:
@@ -184,7 +203,7 @@ def cost_rows(ranked) -> list[list[str]]:
                 row.group,
                 format_number(row.train_images_per_sec, ",.1f"),
                 format_number(row.first_epoch_images_per_sec, ",.1f"),
-                format_number(row.infer_images_per_sec, ",.1f"),
+                format_number(row.infer_images_per_sec, ",.1f") + _smoke_batches(row),
                 format_number(row.latency_ms_p50, ",.2f"),
                 format_number(row.latency_ms_p99, ",.2f"),
                 format_number(row.params, ",.0f"),

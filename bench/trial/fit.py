@@ -34,8 +34,9 @@ from bench.trial.execution import (
 )
 from bench.trial.flops import flops_or_nan, training_flops
 from bench.trial.gpu_sampler import NvmlSampler
+from bench.trial.inference import FULL_MEASURES, INFERENCE_BATCH_SIZE, SMOKE_MEASURES, inference_figures
 from bench.trial.lease import GpuLease, check_backend_devices
-from bench.trial.measure import INFERENCE_BATCH_SIZE, EpochReporter, Reporter, inference_figures
+from bench.trial.measure import EpochReporter, Reporter
 from data.cache import DEFAULT_IMAGE_SIZE, FaceCache
 from data.device import DeviceImages
 from data.fit_input import FitInput
@@ -200,12 +201,18 @@ def run_trial(
         **execution.as_metrics(),
     }
     sampler = NvmlSampler(lease=lease)
-    infer = functools.partial(inference_figures, model, data.cache.read(data.val_slots[:INFERENCE_BATCH_SIZE]))
+    budget = SMOKE_MEASURES if spec.smoke_measures else FULL_MEASURES
+    infer = functools.partial(inference_figures, model, data.cache.read(data.val_slots[:INFERENCE_BATCH_SIZE]), budget)
     oversampled_model = build_oversampled_model(model, network)  # None: the policy does not crop
     oversampled = None
     if oversampled_model is not None:
+        # an eager trial's few faces cost less eagerly than through a traced graph (EfficientNetV2M
+        # traces for seconds); a traced trial's many faces, the other way round
+        oversampled_model.run_eagerly = spec.run_eagerly
+        faces = slice(budget.oversample_faces)
+        static["oversampled_faces"] = len(data.val_slots[faces])
         oversampled = functools.partial(
-            oversampled_accuracy, oversampled_model, data.cache, data.val_slots, data.val_labels
+            oversampled_accuracy, oversampled_model, data.cache, data.val_slots[faces], data.val_labels[faces]
         )
     mixing = BatchMixing(classes, policy.mixup, policy.cutmix, spec.seed) if policy.mixes else None
     train_batches, val_batches = (

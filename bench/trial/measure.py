@@ -1,5 +1,5 @@
 """What a trial measures on itself while it trains: per-epoch timings and the flat report,
-the timed inference loop, the process's resident memory.
+the process's resident memory (the inference timing is bench/trial/inference.py's).
 
 ``EpochReporter`` is the Keras callback that turns each epoch into one flat dict of
 ``EPOCH_METRIC_KEYS`` (the row ``bench/execute/runner.py`` hands to Ray Tune and ``bench/report/results.py``
@@ -13,7 +13,6 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from bench.scores import class_scores, confusion_text
 from bench.trial.checkpoints import CheckpointRule, TrialState
 from bench.trial.confusion import CONFUSION_METRIC
 from bench.trial.gpu_sampler import GpuReading, NvmlSampler
+from bench.trial.inference import INFERENCE_KEYS
 
 # what a trial reports each epoch, in this order (results tables keep it)
 EPOCH_METRIC_KEYS = (
@@ -79,13 +79,11 @@ EPOCH_METRIC_KEYS = (
     "latency_ms_p99",
     "process_rss_bytes",  # the trial process's resident memory at the epoch's end (bounded across trials)
     "oversample_seconds",  # what the over-sampled evaluation took (outside every epoch's timings)
+    "oversampled_faces",  # the validation faces it was measured on (all, or SMOKE_MEASURES's first few)
+    "infer_batches",  # epoch 1 only: the timed inference batches (SMOKE_MEASURES: the fewest)
     "attempt",  # 1 for a trial's first run, 2 after it restarted (from its checkpoint), ...
     "checkpoint_seconds",  # what saving this epoch's checkpoint took (NaN: none saved); outside timings
 )
-INFERENCE_BATCH_SIZE = 32
-INFERENCE_KEYS = ("infer_images_per_sec", "latency_ms_p50", "latency_ms_p99")
-LATENCY_SAMPLES = (20, 100)  # batch-1 passes timed: at least, at most (within LATENCY_SECONDS)
-LATENCY_SECONDS = 0.5  # a tiny CNN's hundred passes take 0.2 s of a trial's fixed cost here
 Reporter = Callable[..., None]  # report(metrics) or report(metrics, checkpoint=folder)
 
 
@@ -96,51 +94,6 @@ def resident_memory_bytes(pid: int | str = "self") -> float:
             return float(int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE"))
     except (OSError, ValueError, IndexError):
         return math.nan
-
-
-@dataclass(frozen=True)
-class InferenceTiming:
-    images_per_sec: float
-    batch_size: int
-    batches: int
-    seconds: float
-    warmup_batches: int
-
-
-def measure_inference(
-    run_batch: Callable[[], Any],
-    batch_size: int,
-    *,
-    warmup_batches: int = 2,
-    min_batches: int = 5,
-    min_seconds: float = 1.0,
-    max_batches: int = 1000,
-    clock: Callable[[], float] = time.perf_counter,
-) -> InferenceTiming:
-    """Images per second of ``run_batch`` (one forward pass of ``batch_size`` images).
-
-    ``run_batch`` must block until its result is ready (e.g. return host values). The
-    warm-up batches (tracing, compilation, allocator) are not timed; then batches run
-    until both ``min_batches`` and ``min_seconds`` are reached.
-    """
-    if batch_size < 1 or min_batches < 1 or warmup_batches < 0:
-        raise ValueError("batch_size and min_batches must be >= 1 and warmup_batches >= 0")
-    for _ in range(warmup_batches):
-        run_batch()
-    batches = 0
-    started = clock()
-    elapsed = 0.0
-    while batches < max_batches and (batches < min_batches or elapsed < min_seconds):
-        run_batch()
-        batches += 1
-        elapsed = clock() - started
-    return InferenceTiming(
-        images_per_sec=batches * batch_size / elapsed if elapsed > 0 else math.nan,
-        batch_size=batch_size,
-        batches=batches,
-        seconds=elapsed,
-        warmup_batches=warmup_batches,
-    )
 
 
 def gpu_report(reading: GpuReading) -> dict[str, Any]:
@@ -341,38 +294,3 @@ def validation_scores(confusion, accuracy: float) -> dict[str, float | str]:
     figures = class_scores(matrix)
     scores |= {"val_balanced_accuracy": figures.balanced_accuracy, "val_macro_f1": figures.macro_f1}
     return scores | {"val_confusion": confusion_text(matrix)}
-
-
-def inference_figures(model: keras.Model, images: np.ndarray) -> dict[str, float]:
-    """Throughput at a fixed batch of ``INFERENCE_BATCH_SIZE`` cached images and the latency of one
-    image (p50, p99 ms), each after warm-up: ``INFERENCE_KEYS``."""
-    batch = images[np.arange(INFERENCE_BATCH_SIZE) % len(images)]
-    timing = measure_inference(lambda: model.predict_on_batch(batch), INFERENCE_BATCH_SIZE, min_batches=3)
-    p50, p99 = single_image_latency_ms(lambda: model.predict_on_batch(images[:1]))
-    return {"infer_images_per_sec": timing.images_per_sec, "latency_ms_p50": p50, "latency_ms_p99": p99}
-
-
-def single_image_latency_ms(
-    run_one: Callable[[], Any],
-    *,
-    warmup: int = 3,
-    samples: tuple[int, int] = LATENCY_SAMPLES,
-    seconds: float = LATENCY_SECONDS,
-    clock: Callable[[], float] = time.perf_counter,
-) -> tuple[float, float]:
-    """(p50, p99) milliseconds of ``run_one`` (a forward pass of one image that blocks until its
-    result is ready), after ``warmup`` untimed passes: at least ``samples[0]`` passes, then more
-    until ``seconds`` have passed, at most ``samples[1]``."""
-    fewest, most = samples
-    if warmup < 0 or not 1 <= fewest <= most:
-        raise ValueError(f"warmup must be >= 0 and samples 1 <= fewest <= most, got {warmup} and {samples}")
-    for _ in range(warmup):
-        run_one()
-    durations: list[float] = []
-    started = clock()
-    while len(durations) < most and (len(durations) < fewest or clock() - started < seconds):
-        begin = clock()
-        run_one()
-        durations.append(clock() - begin)
-    p50, p99 = np.percentile(np.asarray(durations) * 1000.0, [50, 99])
-    return float(p50), float(p99)
