@@ -76,7 +76,8 @@ def _finite(value) -> bool:
 def _save(figure: Figure, path: Path) -> Path:
     FigureCanvasAgg(figure)
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI, bbox_inches="tight")
+    # every figure lays itself out (layout="constrained"): a "tight" bounding box would draw it twice
+    figure.savefig(buffer, format="png", dpi=DPI)
     atomic_write_bytes(path, buffer.getvalue())
     return path
 
