@@ -8,7 +8,8 @@ that each progress line said.
 
 For each suite it prints the wall seconds, the estimate and their ratio (goal: within 30%),
 and for the progress lines after the first trial finished (the time left is refined from
-measured trials by then) the worst ratio of the time they said was left to the time that was.
+measured trials by then) and with at least ``MIN_LEFT_SECONDS`` still to go, the worst ratio of
+the time they said was left to the time that was.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from benchmarks.fixed_cost import timed_lines
 from benchmarks.own_data import REPO_ROOT
 
 GOAL = 0.30  # an estimate within 30% of the real time
+# time-left lines with less than this left are not judged: a few seconds' error there is a
+# large ratio and no wait a user notices
+MIN_LEFT_SECONDS = 20.0
 SUITES = ("transfer", "baseline", "selftest")
 
 
@@ -55,7 +59,7 @@ class Waited:
 
     @property
     def worst_time_left_ratio(self) -> float | None:
-        ratios = [said / left for said, left in self.time_left if left > 0]
+        ratios = [said / left for said, left in self.time_left if left >= MIN_LEFT_SECONDS]
         return max(ratios, key=lambda ratio: abs(ratio - 1)) if ratios else None
 
     def lines(self) -> list[str]:
@@ -63,11 +67,13 @@ class Waited:
         ratio = self.estimate_ratio
         verdict = "" if ratio is None else f" ({'meets' if abs(ratio - 1) <= GOAL else 'MISSES'} within 30%)"
         worst = self.worst_time_left_ratio
-        left = "no line after a trial ended" if worst is None else f"worst said/actual {worst:.2f}"
+        judged = sum(left >= MIN_LEFT_SECONDS for _, left in self.time_left)
+        left = "no line judged" if worst is None else f"worst said/actual {worst:.2f} over {judged} lines"
         return [
             f"{self.suite}: {self.wall_seconds:.0f} s from start to exit; estimate {estimate} from its line at "
             f"{self.estimate_at:.0f} s: estimate/actual {ratio if ratio is None else f'{ratio:.2f}'}{verdict}",
-            f"    time left on {len(self.time_left)} progress lines after the first trial ended: {left}",
+            f"    time left on the progress lines after the first trial ended, {MIN_LEFT_SECONDS:.0f} s or more "
+            f"before the end: {left}",
         ]
 
 

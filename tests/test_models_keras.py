@@ -8,7 +8,7 @@ import pytest
 
 import models
 from bench.execute.progress import Progress
-from bench.plan.estimate import REPORT_SECONDS, TrialEstimate
+from bench.plan.estimate import TrialEstimate, report_seconds
 from bench.plan.planner import RunRequest, plan_run
 from data.transforms import NORMALISATIONS
 from models.__main__ import main as models_main
@@ -105,7 +105,7 @@ def test_time_left_weighs_each_trial_by_its_cost_per_epoch():
         )
     progress.completed("tiny", "tiny", 2, 0.5, "")
     # five EfficientNet trials of 2 epochs each at 60 s x the 1.2 the measured trial ran over its estimate
-    assert progress.seconds_left() == pytest.approx(5 * 2 * 60 * 1.2 + REPORT_SECONDS)
+    assert progress.seconds_left() == pytest.approx(5 * 2 * 60 * 1.2 + report_seconds(6))
     assert Progress(lines.append, budgets, estimates, concurrency=2).seconds_left() is None  # nothing measured yet
     unestimated = Progress(lines.append, {"a": 3, "b": 3})
     unestimated.epoch(
@@ -137,7 +137,7 @@ def test_estimated_trials_pay_their_start_and_end_scaled_by_how_finished_ones_co
     two_epochs(progress, "a")
     progress.completed("a", "a", 2, 0.5, "")
     # b and c: two 10 s epochs each and twice their 5 s estimated outside them, then the report
-    assert progress.seconds_left() == pytest.approx(2 * (20 + 10) + REPORT_SECONDS)
+    assert progress.seconds_left() == pytest.approx(2 * (20 + 10) + report_seconds(3))
     progress.started("b", "b")
     progress.epoch(
         "b",
@@ -145,20 +145,20 @@ def test_estimated_trials_pay_their_start_and_end_scaled_by_how_finished_ones_co
         {"epoch": 1, "epoch_seconds": 10.0, "val_accuracy": 0.5, "train_accuracy": 0.5, "train_images_per_sec": 1.0},
     )
     # b: one epoch and its end (2 x 1 s); c as before
-    assert progress.seconds_left() == pytest.approx(10 + 2 + 30 + REPORT_SECONDS)
+    assert progress.seconds_left() == pytest.approx(10 + 2 + 30 + report_seconds(3))
     progress.epoch(
         "b",
         "b",
         {"epoch": 2, "epoch_seconds": 10.0, "val_accuracy": 0.5, "train_accuracy": 0.5, "train_images_per_sec": 1.0},
     )
-    assert progress.seconds_left() == pytest.approx(30 + REPORT_SECONDS)  # b's end ran before its last report
+    assert progress.seconds_left() == pytest.approx(30 + report_seconds(3))  # b's end ran before its last report
 
 
 def test_under_asha_a_trial_counts_the_epochs_it_is_expected_to_run():
     progress = Progress(lambda line: None, {"a": 6, "b": 6}, {"a": epochs_only(10.0, 6), "b": epochs_only(10.0, 2)})
     progress.started("a", "a")
     two_epochs(progress, "a")
-    assert progress.seconds_left() == pytest.approx(4 * 10 + 2 * 10 + REPORT_SECONDS)
+    assert progress.seconds_left() == pytest.approx(4 * 10 + 2 * 10 + report_seconds(2))
 
 
 def test_trials_not_yet_started_also_pay_what_finished_ones_spent_outside_their_epochs():
@@ -205,6 +205,16 @@ def test_under_asha_trials_not_started_count_what_the_stopped_ones_ran():
     for name in ("first", "b"):
         progress.started(name, name)
     two_epochs(progress, "b")
-    assert progress.seconds_left() == pytest.approx(6 * 10 + 1 * 10 + 3 * 10 + REPORT_SECONDS)
+    assert progress.seconds_left() == pytest.approx(6 * 10 + 1 * 10 + 3 * 10 + report_seconds(3))
     progress.completed("b", "b", 2, 0.5, "ASHA")  # stopped at its first rung: c is now counted at 2
-    assert progress.seconds_left() == pytest.approx(6 * 10 + 2 * 10 + REPORT_SECONDS)
+    assert progress.seconds_left() == pytest.approx(6 * 10 + 2 * 10 + report_seconds(3))
+
+
+def test_a_traced_trials_first_epoch_counts_without_its_estimated_tracing():
+    estimates = {"a": TrialEstimate(0.0, 1.0, 0.0, 3.0, trace_seconds=2.0)}
+    progress = Progress(lambda line: None, {"a": 3}, estimates)
+    progress.started("a", "a")
+    result = {"epoch": 1, "epoch_seconds": 5.0, "val_accuracy": 0.5, "train_accuracy": 0.5}
+    progress.epoch("a", "a", {**result, "train_images_per_sec": 1.0})
+    assert progress.epoch_cost("a") == pytest.approx(3.0)
+    assert progress.seconds_left() == pytest.approx(2 * 3.0 + report_seconds(1))

@@ -14,9 +14,10 @@ def test_parse_duration_reads_what_format_duration_writes(seconds):
 
 
 def test_estimate_and_time_left_ratios():
-    waited = Waited("s", wall_seconds=110.0, estimate_seconds=80.0, estimate_at=10.0, time_left=[(50, 40), (9, 10)])
+    time_left = [(50, 40), (22, 20), (9, 3)]  # the last, with under 20 s to go, is not judged
+    waited = Waited("s", wall_seconds=110.0, estimate_seconds=80.0, estimate_at=10.0, time_left=time_left)
     assert waited.estimate_ratio == pytest.approx(0.8)
-    assert waited.worst_time_left_ratio == pytest.approx(1.25)
+    assert waited.worst_time_left_ratio == pytest.approx(1.25) and "over 2 lines" in waited.lines()[1]
     assert "MISSES" not in waited.lines()[0] and "estimate/actual 0.80" in waited.lines()[0]
     unestimated = Waited("s", 100.0, None, 5.0, [])
     assert unestimated.estimate_ratio is None and "estimate none" in unestimated.lines()[0]

@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from bench.errors import error_line
-from bench.plan.estimate import REPORT_SECONDS, TrialEstimate, format_duration
+from bench.plan.estimate import TrialEstimate, format_duration, report_seconds
 
 
 class Progress:
@@ -53,7 +53,10 @@ class Progress:
         """Seconds one epoch of ``name`` takes: measured (steady epochs where there are), else estimated."""
         seconds = self.measured.get(name)
         if seconds:
-            return statistics.fmean(seconds[1:] or seconds)  # epoch 1 holds graph building
+            if len(seconds) > 1:
+                return statistics.fmean(seconds[1:])  # epoch 1 holds graph building
+            traced = self.estimates[name].trace_seconds if name in self.estimates else 0.0
+            return seconds[0] - traced if seconds[0] > 2 * traced else seconds[0]
         ratios = [
             self.epoch_cost(other) / self.estimates[other].epoch_seconds
             for other in self.measured
@@ -89,12 +92,13 @@ class Progress:
 
     def _epochs_expected(self, name: str, budget: int) -> float:
         """Its budget; under ASHA (an estimate of fewer epochs) what ASHA is expected to let it
-        run, or, once trials so estimated have ended, the mean of the epochs they ran."""
+        run, or, once trials so estimated have ended, the mean of the epochs they ran (while it
+        has run fewer)."""
         estimate = self.estimates.get(name)
         if estimate is None or estimate.epochs >= budget:
             return float(budget)
         stopped = [self.done.get(other, 0) for other in self.ended if self._asha_counted(other)]
-        if stopped and name not in self.started_at:
+        if stopped and self.done.get(name, 0) < statistics.fmean(stopped):
             return min(float(budget), statistics.fmean(stopped))
         return estimate.epochs
 
@@ -112,7 +116,7 @@ class Progress:
             cost = self.epoch_cost(name) or 0.0
             epochs = self._epochs_expected(name, budget)
             total += max(epochs - self.done.get(name, 0), 0.0) * cost + self._outside_left(name, cost)
-        return total / self.concurrency + (REPORT_SECONDS if self.estimates else 0.0)
+        return total / self.concurrency + (report_seconds(len(self.budgets)) if self.estimates else 0.0)
 
     def time_left(self) -> str:
         seconds = self.seconds_left()

@@ -14,8 +14,8 @@ waits"):
 - its end: the over-sampled evaluation (forward passes over each face's views, traced
   first unless the trial runs eagerly).
 
-A run adds ``RUN_START_SECONDS`` (Ray, the first trial process's imports) and
-``REPORT_SECONDS`` (tables, leaderboard, plots). Under ASHA a trial after the first is
+A run adds ``RUN_START_SECONDS`` (Ray, the first trial process's imports) and its report
+(tables, leaderboard, plots: ``report_seconds``). Under ASHA a trial after the first is
 counted at the epochs ASHA is expected to let it run (a ``1/reduction`` share past each
 rung), so the line gives that and the most it can take. The progress lines refine it from
 what the trials measure. There is no estimate for GPUs or clusters, whose speed varies too widely.
@@ -55,7 +55,8 @@ BUILD_SECONDS_PER_LAYER = 0.0065  # the model, its trainer and its over-sampled 
 TRIAL_START_SECONDS = 0.5
 TRIAL_END_SECONDS = 0.5
 RUN_START_SECONDS = 14.0  # after the estimate: the run folder, Ray, the first trial process's imports
-REPORT_SECONDS = 8.0  # tables, leaderboard, plots, Ray shut down
+REPORT_SECONDS = 4.5  # tables, leaderboard, plots, Ray shut down
+REPORT_SECONDS_PER_TRIAL = 0.4  # its rows, its points and confusion matrix plot
 OVERSAMPLE_BATCH_FACES = 16  # bench/trial/evaluation.py OVERSAMPLE_BATCH_SIZE
 
 
@@ -207,8 +208,14 @@ def estimate_trials(
     return estimates
 
 
+def report_seconds(trials: int) -> float:
+    """The run's end: its tables, leaderboard and plots, and Ray shut down."""
+    return REPORT_SECONDS + REPORT_SECONDS_PER_TRIAL * trials
+
+
 def run_seconds(estimates: Sequence[TrialEstimate], concurrency: int = 1) -> float:
-    return RUN_START_SECONDS + REPORT_SECONDS + sum(e.total_seconds for e in estimates) / max(concurrency, 1)
+    trials = sum(e.total_seconds for e in estimates) / max(concurrency, 1)
+    return RUN_START_SECONDS + trials + report_seconds(len(estimates))
 
 
 def estimate_run_seconds(

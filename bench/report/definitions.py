@@ -44,12 +44,14 @@ def definition_lines(goals: Goals, items: str, trials: pd.DataFrame) -> list[str
         "apart: it holds graph building. infer img/s: a timed loop of forward passes at a fixed batch of 32, "
         "after warm-up; latency p50 / p99 ms: the median and 99th percentile of one image's forward pass "
         "(batch 1, after 3 untimed passes, 20 to 100 timed within half a second); both once per trial after epoch 1 (outside every "
-        "epoch's timings and energy).",
+        "epoch's timings and energy). A smoke run's (marked \"smoke\"): one batch and two single images, "
+        "none warmed up: they prove the path, not the figures.",
         "- single: the centre crop (the whole image where the policy does not crop), Keras's validation pass each "
         "epoch; over-sampled, only where the policy crops: the mean of the softmax outputs over the four corner "
         "crops and the centre crop of each image, and their horizontal mirrors where the policy flips "
         "horizontally (ten views, else five), measured at each trial's last epoch (its budget's, or "
-        "the one its patience ends it at; not for trials ASHA stops). Both count the "
+        "the one its patience ends it at; not for trials ASHA stops); a smoke run's on its first 16 validation "
+        "faces (marked). Both count the "
         f"{items} as often as the protocol lists them.",
         "- weights MB: the bytes of the network's weights as stored (its .keras file adds a few kB of "
         "configuration); train s: the trial's wall seconds, validation included, the inference and over-sampled "
