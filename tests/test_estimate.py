@@ -7,7 +7,7 @@ from bench.plan.estimate import (
     TRACE_SECONDS,
     TRACE_SECONDS_PER_LAYER,
     ModelCost,
-    asha_epochs,
+    asha_rungs,
     count_layers,
     estimate_run,
     estimate_run_seconds,
@@ -54,17 +54,18 @@ def test_a_trial_pays_its_start_and_end_and_smoke_measures_cost_less():
 
 
 @pytest.mark.parametrize(
-    ("budget", "grace", "reduction", "expected"), [(6, 1, 3, 1 + 2 / 3 + 3 / 9), (1, 1, 3, 1.0), (9, 3, 3, 3 + 6 / 3)]
+    ("budget", "grace", "reduction", "rungs"), [(6, 1, 3, (1, 3)), (6, 2, 4, (2,)), (1, 1, 3, ()), (27, 3, 3, (3, 9))]
 )
-def test_asha_expected_epochs(budget, grace, reduction, expected):
-    assert asha_epochs(budget, grace, reduction) == pytest.approx(expected)
+def test_asha_rungs(budget, grace, reduction, rungs):
+    assert asha_rungs(budget, grace, reduction) == rungs
 
 
 def test_under_asha_the_line_gives_the_expected_and_the_most():
     specs = [spec(name=f"t{i}", epochs=6) for i in range(3)]
     estimate = estimate_run(specs, [(96, 48)] * 3, Scheduling(asha=True, num_gpus=0))
-    assert estimate.trials["t0"].epochs == 6 and estimate.trials["t1"].epochs == pytest.approx(2.0)
-    assert "ASHA's expected stops: at most" in estimate.line
+    assert estimate.trials["t0"].epochs == 6 and not estimate.trials["t0"].rungs  # the first: none to compare with
+    assert estimate.trials["t1"].epochs == 1 and estimate.trials["t1"].rungs == (1, 3)  # its first rung
+    assert "ASHA stopping trials at their first rung; at most" in estimate.line
 
 
 def test_nested_backbone_layers_are_counted_through():

@@ -154,8 +154,12 @@ def test_estimated_trials_pay_their_start_and_end_scaled_by_how_finished_ones_co
     assert progress.seconds_left() == pytest.approx(30 + report_seconds(3))  # b's end ran before its last report
 
 
-def test_under_asha_a_trial_counts_the_epochs_it_is_expected_to_run():
-    progress = Progress(lambda line: None, {"a": 6, "b": 6}, {"a": epochs_only(10.0, 6), "b": epochs_only(10.0, 2)})
+def asha(seconds: float, rungs: tuple[int, ...]) -> TrialEstimate:
+    return TrialEstimate(0.0, seconds, 0.0, float(rungs[0]), rungs=rungs)
+
+
+def test_under_asha_a_trial_counts_its_first_rung():
+    progress = Progress(lambda line: None, {"a": 6, "b": 6}, {"a": epochs_only(10.0, 6), "b": asha(10.0, (2, 4))})
     progress.started("a", "a")
     two_epochs(progress, "a")
     assert progress.seconds_left() == pytest.approx(4 * 10 + 2 * 10 + report_seconds(2))
@@ -200,14 +204,21 @@ def test_progress_lines_say_the_ranking_metric_where_it_is_not_accuracy():
 
 def test_under_asha_trials_not_started_count_what_the_stopped_ones_ran():
     budgets = {"first": 6, "b": 6, "c": 6}
-    estimates = {"first": epochs_only(10.0, 6), "b": epochs_only(10.0, 3), "c": epochs_only(10.0, 3)}
+    estimates = {"first": epochs_only(10.0, 6), "b": asha(10.0, (1, 3)), "c": asha(10.0, (1, 3))}
     progress = Progress(lambda line: None, budgets, estimates)
     for name in ("first", "b"):
         progress.started(name, name)
-    two_epochs(progress, "b")
-    assert progress.seconds_left() == pytest.approx(6 * 10 + 1 * 10 + 3 * 10 + report_seconds(3))
-    progress.completed("b", "b", 2, 0.5, "ASHA")  # stopped at its first rung: c is now counted at 2
-    assert progress.seconds_left() == pytest.approx(6 * 10 + 2 * 10 + report_seconds(3))
+    two_epochs(progress, "b")  # past its first rung: ASHA let it on, to its next
+    assert progress.seconds_left() == pytest.approx(6 * 10 + 1 * 10 + 1 * 10 + report_seconds(3))
+    progress.epoch(
+        "b",
+        "b",
+        {"epoch": 3, "epoch_seconds": 10.0, "val_accuracy": 0.5, "train_accuracy": 0.5, "train_images_per_sec": 1.0},
+    )
+    # at its next rung, ASHA yet to decide: counted as stopping there, as most do
+    assert progress.seconds_left() == pytest.approx(6 * 10 + 1 * 10 + report_seconds(3))
+    progress.completed("b", "b", 3, 0.5, "ASHA")  # stopped at epoch 3: c is now counted at 3
+    assert progress.seconds_left() == pytest.approx(6 * 10 + 3 * 10 + report_seconds(3))
 
 
 def test_a_traced_trials_first_epoch_counts_without_its_estimated_tracing():

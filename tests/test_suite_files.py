@@ -303,3 +303,19 @@ def test_a_suite_file_naming_a_model_of_a_model_module_lists_and_plans(tmp_path,
     suite = write(tmp_path, HEAD + '[[trials]]\nname = "t"\nmodel = "arrow_net"\n')
     assert main(["--list", "--suite", str(suite), "--model-module", "arrow_models"]) == 0
     assert "t: arrow_net, 10 epochs, policy auto" in capsys.readouterr().out
+
+
+def test_a_smoke_preset_measures_as_a_smoke_run_unless_its_table_says_otherwise(tmp_path):
+    path = str(write(tmp_path, GOOD))
+    smoke = plan_run(RunRequest(path, "smoke", "", True, None, {}, False)).all_specs
+    written = plan_run(RunRequest(path, "as-written", "", True, None, {}, False)).all_specs
+    assert all(spec.smoke_measures for spec in smoke) and not any(spec.smoke_measures for spec in written)
+    full = str(write(tmp_path, GOOD.replace("eager = true", "eager = true\nsmoke_measures = false"), "full.toml"))
+    assert not any(
+        spec.smoke_measures for spec in plan_run(RunRequest(full, "smoke", "", True, None, {}, False)).all_specs
+    )
+    assert all(
+        spec.smoke_measures for spec in plan_run(RunRequest("baseline", "smoke", "", True, None, {}, False)).all_specs
+    )
+    paper = plan_run(RunRequest("baseline", "paper", "", True, None, {}, False)).all_specs
+    assert not any(spec.smoke_measures for spec in paper)

@@ -1,8 +1,8 @@
 """The progress lines a run prints: one per trial event, with an estimate of the time left.
 
 No ray here: ``bench/execute/runner.py`` forwards Ray Tune's trial events to ``Progress``. The time
-left weighs each trial's remaining epochs (its budget, or under ASHA the epochs it is expected
-to run, less what ran; nothing for a trial that ended) by what one of its epochs costs:
+left weighs each trial's remaining epochs (its budget, or under ASHA its first rung, or what
+the trials ASHA stopped ran, less what ran; nothing for a trial that ended) by what one of its epochs costs:
 measured once it has run one, else its up-front estimate (bench/plan/estimate.py) scaled by
 how the measured trials compared with theirs, else the mean measured epoch. It adds each
 trial's seconds outside its epochs: the estimate's start (for a trial not yet started) and
@@ -91,20 +91,22 @@ class Progress:
         return statistics.median(finished) * cost if finished else 0.0
 
     def _epochs_expected(self, name: str, budget: int) -> float:
-        """Its budget; under ASHA (an estimate of fewer epochs) what ASHA is expected to let it
-        run, or, once trials so estimated have ended, the mean of the epochs they ran (while it
-        has run fewer)."""
+        """Its budget; under ASHA (an estimate with rungs) the mean of the epochs the trials so
+        estimated ran once some have ended, else its first rung; for a trial that has run past
+        that, its next rung (ASHA let it on), else its budget."""
         estimate = self.estimates.get(name)
-        if estimate is None or estimate.epochs >= budget:
+        if estimate is None or not estimate.rungs:
             return float(budget)
         stopped = [self.done.get(other, 0) for other in self.ended if self._asha_counted(other)]
-        if stopped and self.done.get(name, 0) < statistics.fmean(stopped):
-            return min(float(budget), statistics.fmean(stopped))
-        return estimate.epochs
+        expected = statistics.fmean(stopped) if stopped else estimate.epochs
+        done = self.done.get(name, 0)
+        if done > expected:  # at its rung ASHA has yet to decide (the line comes first): most stop
+            expected = next((rung for rung in estimate.rungs if rung >= done), budget)
+        return min(float(budget), expected)
 
     def _asha_counted(self, name: str) -> bool:
         estimate = self.estimates.get(name)
-        return estimate is not None and estimate.epochs < self.budgets.get(name, 0)
+        return estimate is not None and bool(estimate.rungs)
 
     def seconds_left(self) -> float | None:
         if not self.measured:

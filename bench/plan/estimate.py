@@ -16,8 +16,8 @@ waits"):
 
 A run adds ``RUN_START_SECONDS`` (Ray, the first trial process's imports) and its report
 (tables, leaderboard, plots: ``report_seconds``). Under ASHA a trial after the first is
-counted at the epochs ASHA is expected to let it run (a ``1/reduction`` share past each
-rung), so the line gives that and the most it can take. The progress lines refine it from
+counted at its first rung, where ASHA stops more trials than it lets on (all but a
+``1/reduction`` share), and the line also gives the most the run can take. The progress lines refine it from
 what the trials measure. There is no estimate for GPUs or clusters, whose speed varies too widely.
 """
 
@@ -71,14 +71,15 @@ class ModelCost:
 class TrialEstimate:
     """One trial's estimated seconds: outside its epochs before the first one's report
     (``start_seconds``) and after the last one (``end_seconds``), per epoch, and the graph
-    tracing its first epoch adds (``trace_seconds``); ``epochs`` as counted (ASHA's expected
-    share where it schedules)."""
+    tracing its first epoch adds (``trace_seconds``); ``epochs`` as counted (under ASHA, its
+    first rung)."""
 
     start_seconds: float
     epoch_seconds: float
     end_seconds: float
     epochs: float
     trace_seconds: float = 0.0
+    rungs: tuple[int, ...] = ()  # under ASHA, the epochs at which it decides whether the trial goes on
 
     @property
     def total_seconds(self) -> float:
@@ -115,7 +116,7 @@ def _backward_factor(cost: ModelCost) -> float:
     return min(max(cost.training_flops / cost.forward_flops, 1.0), 3.0)
 
 
-def forward_seconds(spec: TrialSpec, cost: ModelCost, steps: int, images: int, eager: bool) -> float:
+def forward_seconds(cost: ModelCost, steps: int, images: int, eager: bool) -> float:
     """``steps`` forward passes (predict_on_batch) over ``images`` images in all."""
     per_layer = PREDICT_SECONDS_PER_LAYER if eager else SECONDS_PER_LAYER_STEP / 3
     return steps * cost.layers * per_layer + images * _or_zero(cost.forward_flops) / EFFECTIVE_CPU_FLOPS
@@ -137,8 +138,8 @@ def inference_seconds(spec: TrialSpec, cost: ModelCost, budget: MeasureBudget) -
     """The inference timing after epoch 1: batches of ``INFERENCE_BATCH_SIZE``, then single images,
     each as many as the budget's passes and seconds ask (a traced model traces both shapes first)."""
     eager = spec.run_eagerly
-    batch = forward_seconds(spec, cost, 1, INFERENCE_BATCH_SIZE, eager)
-    single = forward_seconds(spec, cost, 1, 1, eager)
+    batch = forward_seconds(cost, 1, INFERENCE_BATCH_SIZE, eager)
+    single = forward_seconds(cost, 1, 1, eager)
     batches = budget.warmup_batches + max(budget.min_batches, math.ceil(budget.min_seconds / max(batch, 1e-6)))
     fewest, most = budget.latency_samples
     singles = budget.latency_warmup + min(most, max(fewest, math.ceil(budget.latency_seconds / max(single, 1e-6))))
@@ -159,7 +160,7 @@ def oversample_seconds(
     views = view_count(side, crop, policy.horizontal_flip)
     steps = math.ceil(faces / OVERSAMPLE_BATCH_FACES)
     tracing = 0.0 if spec.run_eagerly else cost.layers * PREDICT_TRACE_SECONDS_PER_LAYER
-    return tracing + forward_seconds(spec, cost, steps, faces * views, eager=spec.run_eagerly)
+    return tracing + forward_seconds(cost, steps, faces * views, eager=spec.run_eagerly)
 
 
 def estimate_trial(
@@ -177,15 +178,14 @@ def trial_seconds(spec: TrialSpec, cost: ModelCost, train_images: int, val_image
     return estimate_trial(spec, cost, train_images, val_images).total_seconds
 
 
-def asha_epochs(budget: int, grace_period: int, reduction_factor: int) -> float:
-    """The epochs ASHA is expected to let a trial run of ``budget``: all to the first rung, then a
-    ``1/reduction_factor`` share of those left at each rung on (rungs at grace x reduction^k)."""
-    rungs = [grace_period * reduction_factor**k for k in range(32) if grace_period * reduction_factor**k < budget]
-    edges = [*rungs, budget]
-    expected = float(min(grace_period, budget))
-    for k in range(1, len(edges)):
-        expected += (edges[k] - edges[k - 1]) / reduction_factor**k
-    return expected
+def asha_rungs(budget: int, grace_period: int, reduction_factor: int) -> tuple[int, ...]:
+    """The epochs at which ASHA decides whether a trial of ``budget`` epochs goes on: grace x
+    reduction^k, below the budget."""
+    rungs, rung = [], grace_period
+    while rung < budget:
+        rungs.append(rung)
+        rung *= max(reduction_factor, 2)
+    return tuple(rungs)
 
 
 def estimate_trials(
@@ -195,15 +195,17 @@ def estimate_trials(
     side: int = DEFAULT_IMAGE_SIZE,
     costs: dict | None = None,
 ) -> dict[str, TrialEstimate]:
-    """Each trial's estimate (by template name); under ASHA every trial after the first at ASHA's
-    expected epochs. ``costs`` caches each model's ``ModelCost`` (by model and options)."""
+    """Each trial's estimate (by template name); under ASHA every trial after the first (the first
+    has none to be compared with) at its first rung, where ASHA stops most trials. ``costs``
+    caches each model's ``ModelCost`` (by model and options)."""
     costs = {} if costs is None else costs
     estimates = {}
     for index, (spec, (train, val)) in enumerate(zip(specs, split_sizes, strict=True)):
         estimate = estimate_trial(spec, model_cost(spec, costs), train, val, side)
         if scheduling is not None and scheduling.asha and index > 0:
-            epochs = asha_epochs(spec.epochs, scheduling.asha_grace_period, scheduling.asha_reduction_factor)
-            estimate = dataclasses.replace(estimate, epochs=epochs)
+            rungs = asha_rungs(spec.epochs, scheduling.asha_grace_period, scheduling.asha_reduction_factor)
+            if rungs:  # ASHA stops a trial at its first rung more often than not (1 - 1/reduction)
+                estimate = dataclasses.replace(estimate, epochs=float(rungs[0]), rungs=rungs)
         estimates[spec.name] = estimate
     return estimates
 
@@ -255,7 +257,8 @@ def estimate_run(
         full = [
             dataclasses.replace(t, epochs=float(spec.epochs)) for spec, t in zip(specs, trials.values(), strict=True)
         ]
-        line += f"; ASHA's expected stops: at most {format_duration(run_seconds(full, concurrency))}"
+        most = format_duration(run_seconds(full, concurrency))
+        line += f"; ASHA stopping trials at their first rung; at most {most}"
     uncounted = sorted({model for (model, _), cost in costs.items() if math.isnan(cost.training_flops)})
     if uncounted:
         line += f"; no FLOP count for {', '.join(uncounted)}: their layers counted, not their arithmetic"

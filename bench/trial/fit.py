@@ -204,13 +204,13 @@ def run_trial(
     budget = SMOKE_MEASURES if spec.smoke_measures else FULL_MEASURES
     infer = functools.partial(inference_figures, model, data.cache.read(data.val_slots[:INFERENCE_BATCH_SIZE]), budget)
     oversampled_model = build_oversampled_model(model, network)  # None: the policy does not crop
-    oversampled = None
+    oversampled = oversampled_faces = None
     if oversampled_model is not None:
         # an eager trial's few faces cost less eagerly than through a traced graph (EfficientNetV2M
         # traces for seconds); a traced trial's many faces, the other way round
         oversampled_model.run_eagerly = spec.run_eagerly
         faces = slice(budget.oversample_faces)
-        static["oversampled_faces"] = len(data.val_slots[faces])
+        oversampled_faces = len(data.val_slots[faces])
         oversampled = functools.partial(
             oversampled_accuracy, oversampled_model, data.cache, data.val_slots[faces], data.val_labels[faces]
         )
@@ -237,6 +237,7 @@ def run_trial(
         checkpoint=functools.partial(_checkpoint, model) if checkpoints else None,
         rule=checkpoints,
         metric=spec.metric,
+        oversampled_faces=oversampled_faces,
     )
     try:
         with contextlib.ExitStack() as stack:

@@ -77,10 +77,10 @@ EPOCH_METRIC_KEYS = (
     "infer_images_per_sec",  # epoch 1 only: measured once, outside the epochs' timings
     "latency_ms_p50",  # epoch 1 only: one image's forward pass, median and 99th percentile
     "latency_ms_p99",
+    "infer_batches",  # epoch 1 only: the timed inference batches (SMOKE_MEASURES: the fewest)
     "process_rss_bytes",  # the trial process's resident memory at the epoch's end (bounded across trials)
     "oversample_seconds",  # what the over-sampled evaluation took (outside every epoch's timings)
     "oversampled_faces",  # the validation faces it was measured on (all, or SMOKE_MEASURES's first few)
-    "infer_batches",  # epoch 1 only: the timed inference batches (SMOKE_MEASURES: the fewest)
     "attempt",  # 1 for a trial's first run, 2 after it restarted (from its checkpoint), ...
     "checkpoint_seconds",  # what saving this epoch's checkpoint took (NaN: none saved); outside timings
 )
@@ -188,6 +188,7 @@ class EpochReporter(keras.callbacks.Callback):
         checkpoint: Callable[[TrialState], Path] | None = None,
         rule: CheckpointRule | None = None,
         metric: str = "accuracy",
+        oversampled_faces: int | None = None,
     ):
         super().__init__()
         self.score_key = metric_column(metric)
@@ -197,6 +198,7 @@ class EpochReporter(keras.callbacks.Callback):
         self.sampler = sampler
         self.measure_inference = measure_inference
         self.measure_oversampled = measure_oversampled
+        self.oversampled_faces = math.nan if oversampled_faces is None else oversampled_faces
         self.epochs = epochs
         self.patience = Patience(patience)
         state = state or TrialState(epoch=0, origin=time.time())
@@ -263,6 +265,7 @@ class EpochReporter(keras.callbacks.Callback):
             **inference,
             "process_rss_bytes": resident_memory_bytes(),
             "oversample_seconds": oversample_seconds,
+            "oversampled_faces": self.oversampled_faces,
             "attempt": self.attempt,
             "checkpoint_seconds": math.nan,
         }
