@@ -10,6 +10,7 @@ flag), others one line naming a traceback log and exit 1. A run's last line is
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from bench.plan.command_line import build_parser, flags_given, from_args  # noqa
 from bench.plan.estimate import estimate_run  # noqa: E402
 from bench.plan.goals import GoalError  # noqa: E402
 from bench.plan.planner import PreparedRun, RunRequest, default_preset, prepare_run, preset_line  # noqa: E402
+from bench.plan.storage import check_storage, restated  # noqa: E402
 from bench.report import run_folder  # noqa: E402
 from bench.specs import SpecError  # noqa: E402
 from data.adience import DatasetError  # noqa: E402
@@ -61,13 +63,14 @@ def dispatch(args: argparse.Namespace, argv: list[str]) -> int:
             print(preset_line(suite, args.preset or default_preset(suite)))
         return 0
     if args.resume:
-        return resume(args.resume.expanduser())
+        return resume(args.resume.expanduser(), args.storage)
     return new_run(args, argv)
 
 
 def new_run(args: argparse.Namespace, argv: list[str]) -> int:
     request = from_args(args)
     run_folder.check_out_folder(args.out)
+    check_storage(request.scheduling.storage)  # a bucket that cannot be written: one line, before data and Ray
     _drive_on_cpu()
     prepared = prepare_run(request)  # a bad suite, --trials or override fails here, before data and Ray
     data = prepared.data
@@ -77,8 +80,12 @@ def new_run(args: argparse.Namespace, argv: list[str]) -> int:
     return execute_and_report(prepared, run_dir, resume=False, estimates=estimated.trials)
 
 
-def resume(run_dir: Path) -> int:
+def resume(run_dir: Path, storage: str | None = None) -> int:
+    """Finish ``run_dir``'s run; ``storage`` restates a storage URI whose credentials run.json masks."""
     request = RunRequest.from_file(run_dir / run_folder.RUN_FILE)
+    scheduling = dataclasses.replace(request.scheduling, storage=restated(request.scheduling.storage, storage))
+    request = dataclasses.replace(request, scheduling=scheduling)
+    check_storage(scheduling.storage)
     running_backend(request.backend)
     _drive_on_cpu()
     prepared = prepare_run(request)

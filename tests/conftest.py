@@ -138,6 +138,19 @@ def small_cache(small_synthetic):
     return ensure_cache(small_synthetic)
 
 
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 API on 127.0.0.1 (tests/s3_server.py), one per test session, with a user's key."""
+    from tests.s3_server import S3Server, s3_unavailable
+
+    reason = s3_unavailable()
+    if reason:
+        pytest.skip(reason)
+    server = S3Server().start()
+    yield server
+    server.stop()
+
+
 def tiny_spec(name: str, **changes):
     """A TrialSpec of the harness's own tiny CNN that trains in seconds: for scheduling tests."""
     from bench.specs import TrialSpec

@@ -1,13 +1,11 @@
-"""Joining a cluster (bench/execute/cluster.py): the code that travels, the auth mode, the probe, the storage."""
+"""Joining a cluster (bench/execute/cluster.py): the code that travels, the auth mode, the probe (the storage: tests/test_storage.py)."""
 
 import time
-from pathlib import Path
 
 import pytest
 
 from bench.errors import RunnerError
 from bench.execute import cluster
-from bench.plan.planner import Scheduling
 from tests.conftest import REPO_ROOT
 
 
@@ -64,16 +62,6 @@ def test_a_failed_or_silent_join_is_one_line(tmp_path, monkeypatch):
         cluster.probe("127.0.0.1:6390", {}, timeout=1)
     _fake_python(tmp_path, monkeypatch, "echo 2")
     cluster.probe("127.0.0.1:6390", {})  # a join that answers passes
-
-
-def test_storage_is_the_run_folder_locally_and_a_run_subfolder_elsewhere(tmp_path):
-    run_dir = tmp_path / "runs" / "20261202-000000-selftest"
-    assert cluster.storage_root(Scheduling(), run_dir) == str(run_dir.resolve())
-    shared = cluster.storage_root(Scheduling(storage=str(tmp_path / "nfs")), run_dir)
-    assert Path(shared) == (tmp_path / "nfs" / run_dir.name).resolve()
-    assert (
-        cluster.storage_root(Scheduling(storage="s3://bucket/bench/"), run_dir) == f"s3://bucket/bench/{run_dir.name}"
-    )
 
 
 def test_a_worker_node_hides_only_the_outermost_of_nested_paths(tmp_path):

@@ -1,6 +1,6 @@
 """Joining a Ray cluster, before any trial runs: the code the job carries to nodes that have
 only the dependencies installed, how it authenticates, a probe that turns a refused join
-into one line, and where Tune keeps a run's experiment (its storage).
+into one line (where Tune keeps a run's experiment: bench/plan/storage.py).
 
 No ray here (the probe runs ray in a child process, so Ray's own retry lines stay there).
 """
@@ -85,12 +85,3 @@ def probe(address: str, environ: Mapping[str, str], timeout: float = JOIN_TIMEOU
         if _AUTH_FAILURE.search(stderr):
             raise RunnerError(AUTH_HELP.format(address=address))
         raise RunnerError(f"cannot join the Ray cluster at {address}: {error_line(stderr)}")
-
-
-def storage_root(scheduling, run_dir: Path) -> str:
-    """Where Tune keeps a run's experiment and checkpoints: the run folder, or <storage>/<run id>."""
-    if scheduling.storage is None:
-        return str(run_dir.resolve())
-    if "://" in scheduling.storage:
-        return f"{scheduling.storage.rstrip('/')}/{run_dir.name}"
-    return str(Path(scheduling.storage).expanduser().resolve() / run_dir.name)

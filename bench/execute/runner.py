@@ -25,7 +25,6 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 import models
 from bench.choices import METRICS, metric_column
 from bench.errors import RunnerError
-from bench.execute.cluster import storage_root
 from bench.execute.export import drop_finished_checkpoints, save_best_models
 from bench.execute.progress import Progress
 from bench.execute.ray_session import start_ray, stop_ray
@@ -39,9 +38,11 @@ from bench.execute.records import (
     resolve_spec,
 )
 from bench.execute.resources import NodeCapacity, Resources, plan_node_resources, plan_resources
+from bench.execute.storage_faults import NOT_STORED, StorageOutage, short_reason
 from bench.io import atomic_write_text
 from bench.plan.estimate import TrialEstimate
 from bench.plan.planner import Plan, Scheduling
+from bench.plan.storage import open_storage
 from bench.report.results import TrialRecord
 from bench.specs import RandomSearch, SpecError, TrialSpec, planned_specs, ranking_metric
 from bench.trial.checkpoints import CheckpointError, CheckpointRule
@@ -104,9 +105,10 @@ class PatienceStopper(tune.Stopper):
 class ProgressPrinter(tune.Callback):
     """Ray Tune's trial events, handed to ``Progress`` for the run's progress lines."""
 
-    def __init__(self, progress: Progress, stopper: PatienceStopper):
+    def __init__(self, progress: Progress, stopper: PatienceStopper, outage: StorageOutage):
         self.progress = progress
         self.stopper = stopper
+        self.outage = outage
         self.fatal: set[str] = set()  # trials that reported an error no retry mends
 
     def on_trial_start(self, iteration, trials, trial, **info):
@@ -117,6 +119,7 @@ class ProgressPrinter(tune.Callback):
             self.fatal.add(trial.trial_id)
             self.progress.failed(trial.config["spec"]["name"], trial_label(trial), None, result[FATAL])
             return
+        self.outage.result(trial_label(trial), result)
         self.progress.epoch(trial.config["spec"]["name"], trial_label(trial), result)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
@@ -183,8 +186,14 @@ def _trainable(
         spec = resolve_spec(config)
 
         def report(metrics: dict, checkpoint: Path | None = None) -> None:
-            saved = tune.Checkpoint.from_directory(str(checkpoint)) if checkpoint else None
-            tune.report({**metrics, "node_id": node_id, "patience": spec.patience or math.nan}, checkpoint=saved)
+            metrics = {**metrics, "node_id": node_id, "patience": spec.patience or math.nan}
+            if checkpoint:
+                try:
+                    tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(str(checkpoint)))
+                    return
+                except OSError as error:  # the storage did not answer: the epoch is reported without it
+                    metrics[NOT_STORED] = short_reason(error)
+            tune.report(metrics)
 
         restored = tune.get_checkpoint()
         with restored.as_directory() if restored else contextlib.nullcontext() as folder:
@@ -241,15 +250,16 @@ def run_trials(
     """
     scheduling = scheduling or Scheduling()
     planned = planned_specs(specs, search)
-    storage = storage_root(scheduling, run_dir)
-    experiment = f"{storage}/{EXPERIMENT_NAME}"
-    if resume and not tune.Tuner.can_restore(experiment):
-        raise RunnerError(f"{run_dir} holds no Ray Tune experiment to resume (expected {experiment})")
+    storage = open_storage(scheduling.storage, run_dir)
+    experiment = f"{storage.path}/{EXPERIMENT_NAME}"
+    if resume and not tune.Tuner.can_restore(experiment, storage_filesystem=storage.filesystem):
+        raise RunnerError(f"{run_dir} holds no Ray Tune experiment to resume (expected {storage.shown})")
     if not scheduling.address and not ray.is_initialized():
         # check the GPU request against this machine before starting Ray
         gpus = scheduling.num_gpus if scheduling.num_gpus is not None else local_gpu_count()
         plan_resources(float(os.cpu_count() or 1), float(gpus), scheduling.max_concurrent, scheduling.smallest_share)
     instance = start_ray(scheduling, model_modules)
+    outage = StorageOutage(write, storage.shown).attach()
     try:
         nodes = [
             NodeCapacity(float(node["Resources"].get("CPU", 0)), float(node["Resources"].get("GPU", 0)))
@@ -285,10 +295,11 @@ def run_trials(
         )
         run_config = tune.RunConfig(
             name=EXPERIMENT_NAME,
-            storage_path=storage,
+            storage_path=storage.path,
+            storage_filesystem=storage.filesystem,
             verbose=0,
             stop=stopper,
-            callbacks=[ProgressPrinter(progress, stopper)],
+            callbacks=[ProgressPrinter(progress, stopper, outage)],
             failure_config=tune.FailureConfig(max_failures=1),
             # the best by the ranking metric (for --save-models) and, always, the latest (a restart goes on from it)
             checkpoint_config=tune.CheckpointConfig(1, checkpoint_score_attribute=score_key),
@@ -299,6 +310,7 @@ def run_trials(
             tuner = tune.Tuner.restore(
                 experiment,
                 trainable=trainable,
+                storage_filesystem=storage.filesystem,
                 resume_unfinished=True,
                 resume_errored=False,
                 restart_errored=False,
@@ -329,6 +341,7 @@ def run_trials(
         drop_finished_checkpoints(ended)
         return records_from(grid, planned, read_stop_reasons(run_dir.resolve() / STOP_REASONS_FILE), scheduling.asha)
     finally:
+        outage.detach()
         stop_ray(instance)
 
 

@@ -23,6 +23,7 @@ from bench.errors import UsageError
 from bench.plan.dataset import RunData, prepare_dataset
 from bench.plan.goals import Goals
 from bench.plan.protocols import Protocol, get_protocol
+from bench.plan.storage import masked
 from bench.plan.suites import Suite, get_suite
 from bench.specs import (
     Preset,
@@ -182,7 +183,10 @@ class RunRequest:
         check_problems("request", [problem for problem in [integer_problem("repeats", self.repeats, 1)] if problem])
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), indent=1, sort_keys=True)
+        """The request as run.json holds it: a storage URI's credentials masked (never recorded)."""
+        recorded = dataclasses.asdict(self)
+        recorded["scheduling"]["storage"] = masked(self.scheduling.storage)
+        return json.dumps(recorded, indent=1, sort_keys=True)
 
     @classmethod
     def from_file(cls, path: Path) -> RunRequest:

@@ -21,6 +21,7 @@ from bench.errors import UsageError
 from bench.io import atomic_write_text, write_table
 from bench.plan.dataset import RunData
 from bench.plan.planner import Plan, RunRequest
+from bench.plan.storage import masked_argv
 from bench.report.compare import write_cross_run_leaderboard
 from bench.report.leaderboard import RunInfo, save_run_info, write_leaderboard
 from bench.report.results import STATUS_FAILED, TrialRecord, epochs_table, trials_table
@@ -63,7 +64,9 @@ def start_run(out: Path, request: RunRequest, plan: Plan, argv: Sequence[str]) -
     peak = measure_cpu_matmul_peak()  # once per run: the MFU peak of CPU trials
     asked = {key: sorted({str(getattr(spec, key)) for spec in plan.all_specs}) for key in EXECUTION_KEYS[1:]}
     execution = {"backend": request.backend, **{key: ", ".join(values) for key, values in asked.items()}}
-    write_manifest(collect_manifest(seeds=seeds, argv=argv, cpu_matmul_peak_flops=peak, execution=execution), run_dir)
+    write_manifest(
+        collect_manifest(seeds=seeds, argv=masked_argv(argv), cpu_matmul_peak_flops=peak, execution=execution), run_dir
+    )
     return run_dir
 
 
