@@ -46,25 +46,27 @@ def one_line_errors(
     known: tuple[type[BaseException], ...] = (),
     describe: Callable[[BaseException], str] = str,
     interrupted: str = "interrupted",
+    hide: Callable[[str], str] = str,
 ) -> int:
     """Run ``body`` and return its exit code; every error it raises becomes one line on stderr.
 
     UsageError, RunnerError and ``known`` errors print ``error: <describe(error)>`` (exit 2);
     Ctrl-C prints ``interrupted`` (exit 130); anything else prints its type and message with
-    the path of a log file that holds the traceback (exit 1).
+    the path of a log file that holds the traceback (exit 1). ``hide`` takes secrets out of
+    each line and of the traceback.
     """
     try:
         return body()
     except (UsageError, RunnerError, *known) as error:
-        print(f"error: {describe(error)}", file=sys.stderr)
+        print(hide(f"error: {describe(error)}"), file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print(interrupted, file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as error:  # an unexpected failure: the traceback goes to a log file
         with tempfile.NamedTemporaryFile("w", prefix="adience-bench-error-", suffix=".log", delete=False) as log:
-            traceback.print_exc(file=log)
-        print(f"unexpected error: {type(error).__name__}: {error} (traceback in {log.name})", file=sys.stderr)
+            log.write(hide(traceback.format_exc()))
+        print(hide(f"unexpected error: {type(error).__name__}: {error} (traceback in {log.name})"), file=sys.stderr)
         return EXIT_UNEXPECTED
 
 

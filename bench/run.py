@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from bench.plan.command_line import build_parser, flags_given, from_args  # noqa
 from bench.plan.estimate import estimate_run  # noqa: E402
 from bench.plan.goals import GoalError  # noqa: E402
 from bench.plan.planner import PreparedRun, RunRequest, default_preset, prepare_run, preset_line  # noqa: E402
-from bench.plan.storage import check_storage, restated  # noqa: E402
+from bench.plan.storage import check_storage, given_storage, redact, restated, secrets_in  # noqa: E402
 from bench.report import run_folder  # noqa: E402
 from bench.specs import SpecError  # noqa: E402
 from data.adience import DatasetError  # noqa: E402
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         given.update(flags_given(args))
         return dispatch(args, sys.argv[1:] if argv is None else argv)
 
-    return one_line_errors(body, KNOWN_ERRORS, describe, interrupted=INTERRUPTED)
+    secrets = secrets_in(given_storage(sys.argv[1:] if argv is None else argv), dict(os.environ))
+    return one_line_errors(body, KNOWN_ERRORS, describe, INTERRUPTED, lambda text: redact(text, secrets))
 
 
 def dispatch(args: argparse.Namespace, argv: list[str]) -> int:

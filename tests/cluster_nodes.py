@@ -3,7 +3,8 @@ a network namespace of its own with only a loopback (so nothing can leave the ma
 every address is 127.0.0.1), each worker node also in a mount namespace of its own in which
 the driver's repository, dataset cache, ~/.cache and run folders do not exist, and whose
 Python has the dependencies but not this project (its editable install points into the
-hidden repository). Only the storage folder is seen by every node, as NFS would be.
+hidden repository). Only the storage folder is seen by every node, as NFS would be; an S3 server
+(tests/s3_server.py) can listen in the cluster's network too.
 
 Needs root, ``ip netns`` and ``unshare``; ``cluster_unavailable()`` says why not, for a skip.
 """
@@ -82,6 +83,7 @@ class LocalCluster:
     name: str = field(default_factory=lambda: f"abtest{os.getpid()}{secrets.token_hex(2)}")
     workers: dict[str, subprocess.Popen] = field(default_factory=dict)
     head: subprocess.Popen | None = None
+    env: dict[str, str] = field(default_factory=dict)  # every node's and driver's (a cloud's credentials)
 
     @property
     def storage(self) -> Path:
@@ -91,7 +93,7 @@ class LocalCluster:
         env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
         env |= {"RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "1"}
         env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token} if token else {}
-        return env | extra
+        return env | self.env | extra
 
     def _in_namespace(self, command: list[str]) -> list[str]:
         return ["ip", "netns", "exec", self.name, *command]

@@ -97,6 +97,13 @@ class S3Server:
         """Serve the same buckets on 127.0.0.1:port inside network namespace ``namespace`` too."""
         self._serve(namespace)
 
+    def close(self, namespace: str) -> None:
+        """Stop listening in ``namespace`` (its socket would keep a removed namespace alive)."""
+        server = self._servers.pop(namespace, None)
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
     def stop(self) -> list[str | None]:
         """Close every listening socket (connections are refused); the buckets stay. Returns where
         it listened, for ``resume``."""

@@ -1,21 +1,23 @@
 """A real Ray cluster of ``ray start`` nodes on 127.0.0.1 (tests/cluster_nodes.py): a head without
 CPUs for trials and two workers that see neither the repository, the dataset cache, ~/.cache nor
-the run folder, only the shared ``--storage``. Trials reach their data and code through Ray,
-finish on the other worker when one is killed, and go on from their checkpoint after the driver
-is killed and the run resumed; joining wrongly is one line.
+the run folder, and share no filesystem: ``--storage`` is a bucket of a real S3 API
+(tests/s3_server.py) that listens in the cluster's network, its credentials in every node's
+AWS variables as a cloud's would be. Trials reach their data and code through Ray, write their
+experiment state and checkpoints to the bucket, finish on the other worker from the bucket's
+checkpoint when one is killed, and go on from it after the driver is killed and the run resumed
+(the credentials then in the URI, given again to --resume); joining wrongly is one line.
 
 Slow (about five minutes on two cores); every wait is bounded.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
-import subprocess
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pandas as pd
 import pytest
@@ -23,82 +25,31 @@ import pytest
 from data.synthetic import default_cache_root
 from tests.cluster_nodes import ADDRESS, LocalCluster, cluster_unavailable
 from tests.conftest import REPO_ROOT
+from tests.driver_process import LONG_EPOCHS, LONG_TRIAL, finish, long_suite, run_folder, watch
+from tests.s3_server import REGION
 
 UNAVAILABLE = cluster_unavailable()
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(UNAVAILABLE is not None, reason=UNAVAILABLE or "")]
-
-RUN_TIMEOUT_S = 420
-# The trial the kill tests interrupt. With the images on the device an epoch of the tiny CNN
-# takes 0.2-0.8 s, so the selftest's 5-epoch trial could end between the line a test waits
-# for and its kill; 30 epochs without a patience rule cannot.
-LONG_EPOCHS = 30
-LONG_TRIAL = "tiny_cnn_long"
-LONG_SUITE = f"""
-name = "killtest"
-description = "one tiny CNN trial long enough to be interrupted"
-[[trials]]
-name = "{LONG_TRIAL}"
-model = "tiny_cnn"
-optimizer = "adam"
-learning_rate = 0.003
-momentum = 0.0
-batch_size = 16
-epochs = {LONG_EPOCHS}
-patience = {LONG_EPOCHS}
-"""
-
-
-def long_suite(folder: Path) -> str:
-    """The path of a suite file holding LONG_TRIAL, written on the driver's side only (it runs as
-    written; ``--epochs LONG_EPOCHS`` says the budget on the command line too)."""
-    path = folder / "killtest.toml"
-    path.write_text(LONG_SUITE)
-    return str(path)
+BUCKET = "cluster"
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
+def cluster(tmp_path_factory, s3_server):
     # a short root: Ray's socket paths under it must stay within the 107 bytes a socket path may have
     root = Path(f"/tmp/abc{os.getpid()}")
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir()
     hidden = [REPO_ROOT, Path.home() / ".cache", default_cache_root(), tmp_path_factory.getbasetemp()]
-    nodes = LocalCluster(root=root, hidden=hidden)
+    nodes = LocalCluster(root=root, hidden=hidden, env=s3_server.environment())
+    s3_server.make_bucket(BUCKET)
     try:
-        yield nodes.start(workers=2, cpus_per_worker=1)
+        nodes.start(workers=2, cpus_per_worker=1)
+        s3_server.listen_in(nodes.name)
+        yield nodes
     finally:
+        s3_server.close(nodes.name)
         nodes.stop()
         shutil.rmtree(root, ignore_errors=True)
-
-
-def finish(process: subprocess.Popen, timeout: float = RUN_TIMEOUT_S) -> str:
-    try:
-        output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        output, _ = process.communicate()
-        pytest.fail(f"the run did not end within {timeout} s: {output[-3000:]}")
-    return output
-
-
-def watch(process: subprocess.Popen, line_has: str, timeout: float = RUN_TIMEOUT_S) -> list[str]:
-    """The driver's lines up to the first that contains ``line_has``."""
-    seen, deadline = [], time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        if not line and process.poll() is not None:
-            break
-        seen.append(line)
-        if line_has in line:
-            return seen
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGKILL)
-    pytest.fail(f"no line with {line_has!r} within {timeout} s: {''.join(seen)[-3000:]}")
-
-
-def run_folder(out: Path) -> Path:
-    (folder,) = [path for path in out.iterdir() if path.is_dir()]
-    return folder
 
 
 def epochs_of(folder: Path) -> pd.DataFrame:
@@ -118,22 +69,10 @@ def test_a_worker_node_sees_none_of_the_drivers_files_and_not_this_project(clust
     assert seen.splitlines() == ["[False, False, False]", "no bench"]
 
 
-def test_selftest_runs_on_both_workers_with_data_and_code_through_ray(cluster, small_synthetic, tmp_path):
-    driver = cluster.run(
-        "--suite",
-        "selftest",
-        "--epochs",
-        "2",
-        "--data",
-        str(small_synthetic),
-        "--out",
-        str(tmp_path),
-        "--address",
-        ADDRESS,
-        "--storage",
-        str(cluster.storage),
-        cwd=tmp_path,
-    )
+def test_selftest_runs_on_both_workers_with_data_and_code_through_ray(cluster, s3_server, small_synthetic, tmp_path):
+    storage = f"s3://{BUCKET}/selftest"  # endpoint and credentials: the nodes' AWS variables
+    arguments = ("--suite", "selftest", "--epochs", "2", "--data", str(small_synthetic), "--out", str(tmp_path))
+    driver = cluster.run(*arguments, "--address", ADDRESS, "--storage", storage, "--save-models", cwd=tmp_path)
     output = finish(driver)
     assert driver.returncode == 0, output[-3000:]
     folder = run_folder(tmp_path)
@@ -141,34 +80,29 @@ def test_selftest_runs_on_both_workers_with_data_and_code_through_ray(cluster, s
     assert len(results) == 4 and results["error"].isna().all(), output[-3000:]
     assert epochs_of(folder)["node_id"].nunique() == 2  # trials ran on both workers
     assert (folder / "LEADERBOARD.md").is_file()  # the run folder stays on the driver
+    assert sorted(path.name for path in (folder / "models").glob("*.keras"))  # exported on the driver
+    keys = s3_server.keys(BUCKET, f"selftest/{folder.name}/tune/")  # through the S3 API
+    assert any("experiment_state" in key for key in keys), keys
+    assert sum(key.endswith("/result.json") for key in keys) == 4, keys
+    assert not [key for key in keys if "/checkpoint_" in key], keys  # a finished trial's are removed
 
 
-def test_a_killed_worker_s_trial_finishes_on_the_other_from_its_checkpoint(cluster, small_synthetic, tmp_path):
-    driver = cluster.run(
-        "--suite",
-        long_suite(tmp_path),
-        "--epochs",
-        str(LONG_EPOCHS),
-        "--data",
-        str(small_synthetic),
-        "--out",
-        str(tmp_path / "out"),
-        "--address",
-        ADDRESS,
-        "--storage",
-        str(cluster.storage),
-        "--checkpoint-interval",
-        "0",
-        cwd=tmp_path,
-    )
+def test_a_killed_worker_s_trial_finishes_on_the_other_from_its_checkpoint(
+    cluster, s3_server, small_synthetic, tmp_path
+):
+    arguments = ("--suite", long_suite(tmp_path), "--epochs", str(LONG_EPOCHS), "--data", str(small_synthetic))
+    where = ("--address", ADDRESS, "--storage", f"s3://{BUCKET}/killed", "--checkpoint-interval", "0")
+    driver = cluster.run(*arguments, "--out", str(tmp_path / "out"), *where, cwd=tmp_path)
     try:
         watch(driver, f"epoch 2/{LONG_EPOCHS}")
+        stored = [key for key in s3_server.keys(BUCKET, "killed/") if "/checkpoint_" in key]
         victim = cluster.worker_running("ImplicitFunc")  # the node whose process runs the trial
         assert victim is not None, cluster.logs()
         cluster.kill_worker(victim)
         output = finish(driver)
     finally:
         cluster.restart_lost_workers()
+    assert stored, "no checkpoint in the bucket by epoch 2"
     assert driver.returncode == 0, output[-3000:]
     assert "retrying" in output
     folder = run_folder(tmp_path / "out")
@@ -177,28 +111,40 @@ def test_a_killed_worker_s_trial_finishes_on_the_other_from_its_checkpoint(clust
     assert int(results["attempts"].iloc[0]) == 2
     epochs = epochs_of(folder)
     assert sorted(epochs["epoch"]) == list(range(1, LONG_EPOCHS + 1))  # each epoch once
-    assert epochs.loc[epochs["attempt"] == 2, "epoch"].min() > 1  # went on from its checkpoint
+    assert epochs.loc[epochs["attempt"] == 2, "epoch"].min() > 1  # went on from the bucket's checkpoint
     assert epochs["node_id"].nunique() == 2
 
 
-def test_a_killed_driver_s_run_resumes_from_the_last_checkpoint(cluster, small_synthetic, tmp_path):
+def test_a_killed_driver_s_run_resumes_from_the_last_checkpoint(cluster, s3_server, small_synthetic, tmp_path):
+    # the endpoint and credentials in the URI this time (the secret percent-encoded: it may hold '/')
+    secret = quote(s3_server.secret, safe="")
+    query = f"endpoint_override=127.0.0.1:{s3_server.port}&scheme=http&region={REGION}"
+    storage = f"s3://{s3_server.key}:{secret}@{BUCKET}/resumed?{query}"
     arguments = ("--suite", long_suite(tmp_path), "--epochs", str(LONG_EPOCHS), "--data", str(small_synthetic))
     arguments += ("--out", str(tmp_path / "out"))
-    where = ("--address", ADDRESS, "--storage", str(cluster.storage), "--checkpoint-interval", "0")
+    where = ("--address", ADDRESS, "--storage", storage, "--checkpoint-interval", "0")
     driver = cluster.run(*arguments, *where, cwd=tmp_path)
     watch(driver, f"epoch 3/{LONG_EPOCHS}")
     time.sleep(2.0)  # past the 1 s in which Tune saves its state, so a checkpoint is in it
     os.killpg(driver.pid, signal.SIGKILL)
     driver.wait(timeout=30)
     folder = run_folder(tmp_path / "out")
-    resumed = cluster.run("--resume", str(folder), cwd=tmp_path)
+    refused = finish(cluster.run("--resume", str(folder), cwd=tmp_path), timeout=180)
+    assert "held credentials" in refused and "--storage" in refused, refused[-3000:]  # not recorded: asked for
+    resumed = cluster.run("--resume", str(folder), "--storage", storage, cwd=tmp_path)
     output = finish(resumed)
     assert resumed.returncode == 0, output[-3000:]
     epochs = epochs_of(folder)
     assert sorted(epochs["epoch"]) == list(range(1, LONG_EPOCHS + 1)), output[-3000:]  # each epoch once
     first_resumed = output.split(f"[{LONG_TRIAL}] epoch ")
     assert len(first_resumed) > 1, f"the trial ended before the driver was killed: {output[-3000:]}"
-    assert int(first_resumed[1].split("/")[0]) > 1, output[-3000:]  # not from epoch 1
+    assert int(first_resumed[1].split("/")[0]) > 1, output[-3000:]  # not from epoch 1: the bucket's checkpoint
+    written = "".join(path.read_text(errors="replace") for path in files_of(folder))
+    assert not [word for word in (s3_server.key, s3_server.secret, secret) if word in written]
+
+
+def files_of(folder: Path) -> list[Path]:
+    return [path for path in folder.rglob("*") if path.is_file()]
 
 
 def test_several_nodes_without_storage_is_one_line_before_any_trial(cluster, small_synthetic, tmp_path):

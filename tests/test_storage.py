@@ -179,3 +179,25 @@ def test_the_outage_filter_is_on_rays_storage_loggers_only_while_attached():
     finally:
         outage.detach()
     assert not any(outage in logging.getLogger(name).filters for name in RAY_STORAGE_LOGGERS)
+
+
+def test_an_unexpected_error_quoting_a_secret_says_it_nowhere(capsys, monkeypatch):
+    import bench.plan.planner
+    from bench.run import main
+
+    uri = "s3://AKIAKEY:s3cr3t@bench/runs?session_token=tok3n"
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "envs3cr3t")
+
+    def plan_run(request):  # a failure no check foresaw, whose message quotes what it was given
+        raise RuntimeError(f"cannot use {request.scheduling.storage} with envs3cr3t")
+
+    monkeypatch.setattr(bench.plan.planner, "plan_run", plan_run)
+    monkeypatch.setattr("bench.run.check_storage", lambda given: None)
+    assert main(["--suite", "selftest", "--storage", uri]) == 1
+    line = capsys.readouterr().err.strip()
+    assert line.startswith("unexpected error: RuntimeError: cannot use s3://***@bench/runs?session_token=*** with ***")
+    log = Path(line.rsplit("(traceback in ", 1)[1].rstrip(")"))
+    text = log.read_text()
+    log.unlink()
+    assert "RuntimeError: cannot use" in text
+    assert not [secret for secret in ("AKIAKEY", "s3cr3t", "tok3n", "envs3cr3t") if secret in line + text]

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench.errors import error_line
+from bench.execute.storage_faults import NOT_STORED
 from bench.report.results import TrialRecord
 from bench.specs import TrialSpec, apply_sample
 from bench.trial.measure import EPOCH_METRIC_KEYS
@@ -77,7 +78,8 @@ def records_from(grid, planned: Sequence[TrialSpec], stop_reasons: dict[str, str
         if frame is not None and not frame.empty and "epoch" in frame.columns:
             if FATAL in frame.columns and frame[FATAL].notna().any():
                 fatal = str(frame[FATAL].dropna().iloc[-1])
-            columns = [key for key in (*EPOCH_METRIC_KEYS, "node_id") if key in frame.columns]
+            # NOT_STORED: the epochs whose checkpoint a storage outage kept out (epochs.csv shows them)
+            columns = [key for key in (*EPOCH_METRIC_KEYS, "node_id", NOT_STORED) if key in frame.columns]
             frame = frame.dropna(subset=["epoch"])
             frame = frame[frame["epoch"] >= 1]
             rows = [{**row, "epoch": int(row["epoch"])} for row in frame[columns].to_dict("records")]

@@ -79,6 +79,16 @@ def redact(text: str, secrets: Sequence[str]) -> str:
     return text
 
 
+def given_storage(argv: Sequence[str]) -> str | None:
+    """The ``--storage`` value of a command line, before it is parsed (for its secrets)."""
+    for index, word in enumerate(argv):
+        if word == FLAG and index + 1 < len(argv):
+            return argv[index + 1]
+        if word.startswith(f"{FLAG}="):
+            return word.removeprefix(f"{FLAG}=")
+    return None
+
+
 def masked_argv(argv: Sequence[str]) -> list[str]:
     """A command line with its ``--storage`` value masked (both ``--storage X`` and ``--storage=X``)."""
     shown = []
