@@ -38,11 +38,11 @@ from bench.execute.records import (
     resolve_spec,
 )
 from bench.execute.resources import NodeCapacity, Resources, plan_node_resources, plan_resources
-from bench.execute.storage_faults import NOT_STORED, StorageOutage, short_reason
+from bench.execute.storage_faults import NOT_STORED, StorageOutage
 from bench.io import atomic_write_text
 from bench.plan.estimate import TrialEstimate
 from bench.plan.planner import Plan, Scheduling
-from bench.plan.storage import open_storage
+from bench.plan.storage import open_storage, short_reason
 from bench.report.results import TrialRecord
 from bench.specs import RandomSearch, SpecError, TrialSpec, planned_specs, ranking_metric
 from bench.trial.checkpoints import CheckpointError, CheckpointRule

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from bench.errors import error_line
+from bench.plan.storage import short_reason
 
 NOT_STORED = "checkpoint_not_stored"  # result key: why this epoch's checkpoint is not in the storage
 STORED = "checkpoint_dir_name"  # Ray Tune's result key: the checkpoint stored with this result
@@ -23,12 +23,6 @@ RAY_STORAGE_LOGGERS = (
     "ray.train._internal.storage",
 )
 _FAILURE_WORDS = ("fail", "exception", "error")
-
-
-def short_reason(error: BaseException | str) -> str:
-    """What a failed storage operation says, in one short line (pyarrow's 'AWS Error ...' on)."""
-    said = error_line(str(error)) or type(error).__name__
-    return (said[said.find("AWS Error") :] if "AWS Error" in said else said)[:160]
 
 
 class StorageOutage(logging.Filter):

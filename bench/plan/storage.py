@@ -167,11 +167,15 @@ def _said(storage: str, error: Exception, what: str) -> str:
 
 
 def _reason(error: Exception, storage: str) -> str:
-    """pyarrow's message from its 'AWS Error ...' on, on one line, at most 160 characters, with
-    the URI masked (pyarrow's messages quote it)."""
+    """``short_reason`` with the URI masked and its secrets out (pyarrow's messages quote it)."""
+    return short_reason(redact(str(error).replace(storage, masked(storage)), secrets_in(storage)) or repr(error))
+
+
+def short_reason(error: BaseException | str) -> str:
+    """What a failed storage operation says, in one line of at most 160 characters: the error's
+    last line, from pyarrow's 'AWS Error ...' on where it has one."""
     said = error_line(str(error)) or type(error).__name__
-    said = said[said.find("AWS Error") :] if "AWS Error" in said else said
-    return redact(said.replace(storage, masked(storage)), secrets_in(storage))[:160]
+    return (said[said.find("AWS Error") :] if "AWS Error" in said else said)[:160]
 
 
 def restated(recorded: str | None, given: str | None) -> str | None:
