@@ -168,7 +168,8 @@ def _said(storage: str, error: Exception, what: str) -> str:
 
 def _reason(error: Exception, storage: str) -> str:
     """``short_reason`` with the URI masked and its secrets out (pyarrow's messages quote it)."""
-    return short_reason(redact(str(error).replace(storage, masked(storage)), secrets_in(storage)) or repr(error))
+    said = redact(str(error).replace(storage, masked(storage)), secrets_in(storage))
+    return short_reason(said or type(error).__name__)
 
 
 def short_reason(error: BaseException | str) -> str:
