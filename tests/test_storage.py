@@ -99,6 +99,22 @@ def test_run_json_masks_the_storage_and_a_resume_asks_for_it_again(tmp_path):
     assert storage.restated("s3://bench/runs", None) == "s3://bench/runs"  # nothing masked: nothing to give
 
 
+def test_resuming_a_run_whose_uri_held_credentials_asks_for_them_before_anything_runs(capsys, tmp_path):
+    from bench.run import main
+
+    uri = "s3://AKIAKEY:s3cr3t@bench/runs"
+    request = RunRequest("selftest", "smoke", "", True, None, {}, False, scheduling=Scheduling(storage=uri))
+    (tmp_path / "run.json").write_text(request.to_json())
+    assert main(["--resume", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: this run's --storage held credentials, which no run file records: give it again, "
+        "--resume RUN_DIR --storage 's3://***@bench/runs' with each *** filled in"
+    )
+    assert main(["--resume", str(tmp_path), "--storage", "s3://AKIAKEY:s3cr3t@elsewhere/runs"]) == 2
+    assert "is not this run's storage (s3://***@bench/runs)" in capsys.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["run.json"]  # nothing ran
+
+
 def test_a_writable_bucket_passes_the_check_and_keeps_no_probe(s3_server, monkeypatch):
     for name, value in s3_server.environment().items():
         monkeypatch.setenv(name, value)
