@@ -188,6 +188,18 @@ def test_an_outage_is_one_warning_line_until_the_storage_answers_again():
     assert outage.outages == 2
 
 
+def test_a_sync_that_failed_on_this_machines_side_is_no_outage():
+    lines: list[str] = []
+    outage = StorageOutage(lines.append, "s3://bench/runs (run)")
+    raced = FileNotFoundError(2, "Failed to open local file '/tmp/ray/session/artifacts/tune/driver_artifacts/x.json'")
+    message = f"Last sync command failed with the following error:\nTraceback ...\nFileNotFoundError: {raced}"
+    assert not outage.filter(_ray_record(RAY_STORAGE_LOGGERS[0], logging.WARNING, message))  # kept out
+    assert not outage.filter(
+        _ray_record(RAY_STORAGE_LOGGERS[1], logging.ERROR, "Saving experiment state failed", raced)
+    )
+    assert lines == [] and not outage.down
+
+
 def test_the_outage_filter_is_on_rays_storage_loggers_only_while_attached():
     outage = StorageOutage(lambda line: None, "here").attach()
     try:

@@ -4,7 +4,9 @@ A trial whose checkpoint cannot be written reports its epoch without it (``NOT_S
 why; its next checkpoint is tried as usual, and a restart goes on from the last one stored).
 Ray Tune's own uploads of the experiment state that fail are retried at its next save; their
 log records (tracebacks, several lines each) are kept out of the output. Each outage is one
-warning line, said again only after the storage has answered in between. No ray here.
+warning line, said again only after the storage has answered in between. A sync that failed on
+this machine's side (Ray Tune's staging folder changed under it: a file it listed was replaced
+before it was read) is no outage: the next save carries the file, and nothing is said. No ray here.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ RAY_STORAGE_LOGGERS = (
     "ray.train._internal.storage",
 )
 _FAILURE_WORDS = ("fail", "exception", "error")
+# pyarrow's words for a local file that vanished while Tune synced its own staging folder
+_LOCAL_SIDE = ("Failed to open local file", "local file")
 
 
 class StorageOutage(logging.Filter):
@@ -60,6 +64,9 @@ class StorageOutage(logging.Filter):
         if record.levelno < logging.WARNING or not any(word in message.lower() for word in _FAILURE_WORDS):
             return not self.down or record.levelno < logging.WARNING  # slow-sync notes during an outage: out
         error = record.exc_info[1] if record.exc_info else None
+        said = f"{message} {error or ''}"
+        if any(words in said for words in _LOCAL_SIDE) and "AWS Error" not in said:
+            return False  # Tune's staging folder changed during its sync: the next save carries it
         self.failed("the experiment state was not saved", short_reason(error or message))
         return False
 
