@@ -344,9 +344,14 @@ def load_faces(root: Path | str, keep_duplicates: bool = False) -> FaceTable:
     )
 
 
+def training_folds(val_fold: int, fold_count: int = FOLD_COUNT) -> tuple[int, ...]:
+    """The folds a split trains on when ``val_fold`` validates: every other one."""
+    return tuple(fold for fold in range(fold_count) if fold != val_fold)
+
+
 def cross_validation_splits(fold_count: int = FOLD_COUNT) -> list[tuple[tuple[int, ...], int]]:
     """The (train_folds, val_fold) pairs of k-fold cross-validation: each fold held out once."""
-    return [(tuple(f for f in range(fold_count) if f != held_out), held_out) for held_out in range(fold_count)]
+    return [(training_folds(held_out, fold_count), held_out) for held_out in range(fold_count)]
 
 
 def split_folds(
@@ -360,7 +365,7 @@ def split_folds(
     if val_fold not in range(FOLD_COUNT):
         raise DatasetError(f"validation fold must be 0..{FOLD_COUNT - 1}, got {val_fold}")
     if train_folds is None:
-        train_folds = tuple(fold for fold in range(FOLD_COUNT) if fold != val_fold)
+        train_folds = training_folds(val_fold)
     if val_fold in train_folds:
         raise DatasetError(f"fold {val_fold} cannot be both a training and the validation fold")
     val = faces[faces["fold"] == val_fold]
@@ -382,6 +387,6 @@ def require_nonempty_split(
             f"validation fold {val_fold} ({FOLD_FILE_PATTERN.format(fold=val_fold)}) has no usable labelled faces"
         )
     if train.empty:
-        folds = train_folds or tuple(f for f in range(FOLD_COUNT) if f != val_fold)
+        folds = train_folds or training_folds(val_fold)
         names = ", ".join(FOLD_FILE_PATTERN.format(fold=f) for f in folds)
         raise DatasetError(f"training folds {list(folds)} ({names}) have no usable labelled faces")

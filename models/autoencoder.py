@@ -17,7 +17,7 @@ import keras
 from keras import layers, ops
 
 from models.layers import softmax_classifier
-from models.registry import ModelOptionError, builder_variant, is_integer, register_model
+from models.registry import ModelOptionError, build_variant, is_integer, register_model
 from models.weights import check_weights_option, load_whole_model_weights
 
 # The report's encoder is "a simple CNN feature extractor" whose code was not published:
@@ -118,12 +118,7 @@ def inference_model(model: keras.Model) -> keras.Model:
     return keras.Model(model.input, classifier.output, name=f"{model.name}_inference")
 
 
-autoencoder = register_model(
-    "autoencoder", default_input_size=256, description="Conv autoencoder + latent classifier, joint loss"
-)(
-    builder_variant(
-        build_autoencoder,
-        fixed={"name": "autoencoder"},
-        doc="Autoencoder classifier of report 3.5.3 (latent 128): joint reconstruction + class loss.",
-    )
-)
+@register_model("autoencoder", default_input_size=256, description="Conv autoencoder + latent classifier, joint loss")
+def autoencoder(**options) -> keras.Model:
+    """Autoencoder classifier of report 3.5.3 (latent 128): joint reconstruction + class loss."""
+    return build_variant(build_autoencoder, "autoencoder", options, name="autoencoder")

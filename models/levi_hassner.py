@@ -20,7 +20,7 @@ import keras
 from keras import layers
 
 from models.layers import LocalResponseNormalization, softmax_classifier
-from models.registry import ModelOptionError, builder_variant, is_integer, register_model
+from models.registry import ModelOptionError, build_variant, is_integer, register_model
 from models.weights import check_weights_option, load_whole_model_weights
 
 _POOL = {"pool_size": 3, "strides": 2}
@@ -94,32 +94,27 @@ def build_levi_hassner(
 # 64 shrinks fc1's input from 13,824 to 2,304 values.
 DEFAULT_POINTWISE_CHANNELS = 64
 
-levi_hassner = register_model(
-    "levi_hassner", default_input_size=227, description="Levi & Hassner CNN, 227 crop (report's port)"
-)(
-    builder_variant(
-        build_levi_hassner,
-        fixed={"name": "levi_hassner"},
-        doc="Levi & Hassner CNN, 227x227 crop, three LRN layers: 8,856,066 parameters.",
-    )
-)
-levi_hassner_nocrop = register_model(
-    "levi_hassner_nocrop", default_input_size=256, description="Levi & Hassner CNN, whole 256 image"
-)(
-    builder_variant(
-        build_levi_hassner,
-        fixed={"name": "levi_hassner_nocrop"},
-        defaults={"input_size": 256},
-        doc='Levi & Hassner CNN on the uncropped 256x256 face (report 3.4, "~11M"): 11,411,970 parameters.',
-    )
-)
-levi_hassner_pointwise = register_model(
+
+def _levi_hassner(name: str, options: dict, **defaults) -> keras.Model:
+    # the variant's name is its Keras model name, fixed; its other defaults a user may override
+    return build_variant(build_levi_hassner, name, {**defaults, **options}, name=name)
+
+
+@register_model("levi_hassner", default_input_size=227, description="Levi & Hassner CNN, 227 crop (report's port)")
+def levi_hassner(**options) -> keras.Model:
+    """Levi & Hassner CNN, 227x227 crop, three LRN layers: 8,856,066 parameters."""
+    return _levi_hassner("levi_hassner", options)
+
+
+@register_model("levi_hassner_nocrop", default_input_size=256, description="Levi & Hassner CNN, whole 256 image")
+def levi_hassner_nocrop(**options) -> keras.Model:
+    """Levi & Hassner CNN on the uncropped 256x256 face (report 3.4, "~11M"): 11,411,970 parameters."""
+    return _levi_hassner("levi_hassner_nocrop", options, input_size=256)
+
+
+@register_model(
     "levi_hassner_pointwise", default_input_size=227, description="Levi & Hassner CNN + 1x1 conv bottleneck"
-)(
-    builder_variant(
-        build_levi_hassner,
-        fixed={"name": "levi_hassner_pointwise"},
-        defaults={"pointwise_channels": DEFAULT_POINTWISE_CHANNELS},
-        doc="Levi & Hassner CNN with a 1x1 convolution before the classifier (report 3.5.2).",
-    )
 )
+def levi_hassner_pointwise(**options) -> keras.Model:
+    """Levi & Hassner CNN with a 1x1 convolution before the classifier (report 3.5.2)."""
+    return _levi_hassner("levi_hassner_pointwise", options, pointwise_channels=DEFAULT_POINTWISE_CHANNELS)

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-import functools
 import importlib
 import inspect
 import numbers
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import keras
@@ -113,42 +112,34 @@ def is_registered(name: str) -> bool:
 def create_model(name: str, **options) -> keras.Model:
     """Build the registered model ``name`` with ``options``; returns an uncompiled model.
 
-    Option names are checked against the builder's signature before anything is built.
+    Option names are checked against the builder's signature before anything is built (a
+    builder that takes ``**options`` checks them itself, through ``build_variant``).
     """
     builder = get_model_entry(name).builder
-    signature = inspect.signature(builder)
-    unknown = sorted(set(options) - set(signature.parameters))
-    if unknown and not any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values()):
-        raise ModelOptionError(
-            f"{name}: unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
-            f"(options: {', '.join(signature.parameters)})"
-        )
+    parameters = inspect.signature(builder).parameters
+    if not any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        _refuse_unknown_options(name, options, parameters)
     return builder(**options)
 
 
-def builder_variant(build: ModelBuilder, *, fixed: dict, defaults: dict | None = None, doc: str) -> ModelBuilder:
-    """``build`` with the ``fixed`` arguments bound and other ``defaults`` changed: a named builder
-    whose signature lists exactly the options a user may pass (``create_model`` checks them)."""
-    defaults = defaults or {}
-    signature = inspect.signature(build)
-    missing = (set(fixed) | set(defaults)) - set(signature.parameters)
-    if missing:
-        raise TypeError(f"{build.__name__} has no parameters {', '.join(sorted(missing))}")
+def _refuse_unknown_options(model_name: str, options: Iterable[str], accepted: Iterable[str]) -> None:
+    """A ModelOptionError naming the ``options`` that are not ``accepted``, before anything is built."""
+    accepted = list(accepted)
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise ModelOptionError(
+            f"{model_name}: unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+            f"(options: {', '.join(accepted)})"
+        )
 
-    @functools.wraps(build)
-    def variant(**options):
-        return build(**{**defaults, **options, **fixed})
 
-    variant.__signature__ = signature.replace(
-        parameters=[
-            parameter.replace(default=defaults.get(name, parameter.default), kind=parameter.KEYWORD_ONLY)
-            for name, parameter in signature.parameters.items()
-            if name not in fixed
-        ]
-    )
-    variant.__doc__ = doc
-    del variant.__wrapped__  # inspect.signature must read __signature__, not the wrapped builder's
-    return variant
+def build_variant(build: ModelBuilder, variant: str, options: dict, /, **fixed) -> keras.Model:
+    """``build(**options, **fixed)`` for the registered model ``variant``, whose thin builder fixes
+    some of ``build``'s arguments: a user's option that ``build`` does not take, or that the
+    variant fixes, is refused before anything is built."""
+    accepted = [name for name in inspect.signature(build).parameters if name not in fixed]
+    _refuse_unknown_options(variant, options, accepted)
+    return build(**options, **fixed)
 
 
 def import_model_modules(names: Sequence[str]) -> None:

@@ -28,7 +28,7 @@ from models.layers import softmax_classifier
 from models.registry import (
     ModelOptionError,
     RegisteredModel,
-    builder_variant,
+    build_variant,
     is_integer,
     register_model,
     register_resolver,
@@ -50,6 +50,33 @@ MIN_INPUT_SIZE = 32  # keras.applications refuses smaller inputs for all three b
 REPORT_INPUT_SIZE = 227
 
 
+# keras.applications module -> what its preprocess_input does, as a data-layer normalisation:
+# the one place a backbone's normalisation is declared. Families with an
+# ``include_preprocessing`` argument rescale inside the model when it is True.
+FAMILY_NORMALISATION = {
+    "convnext": "none",
+    "efficientnet": "none",
+    "efficientnet_v2": "none",
+    "mobilenet_v3": "none",
+    "densenet": "torch",
+    "resnet": "caffe",
+    "vgg16": "caffe",
+    "vgg19": "caffe",
+    "resnet_v2": "minus_one_to_one",
+    "mobilenet": "minus_one_to_one",
+    "mobilenet_v2": "minus_one_to_one",
+    "inception_v3": "minus_one_to_one",
+    "inception_resnet_v2": "minus_one_to_one",
+    "xception": "minus_one_to_one",
+    "nasnet": "minus_one_to_one",
+}
+KERAS_PREFIX = "keras:"
+
+
+def _family(application) -> str:
+    return getattr(application, "__module__", "").rsplit(".", 1)[-1]
+
+
 @dataclass(frozen=True)
 class Backbone:
     """A keras.applications backbone and the facts needed before building it."""
@@ -60,28 +87,24 @@ class Backbone:
     normalisation: str  # what the data layer must feed it
     application_options: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def of(
+        cls, application: Callable[..., keras.Model], layer_count: int | None = None, imagenet_file: str | None = None
+    ) -> Backbone:
+        """``application`` fed its family's normalisation, rescaling inside where it can."""
+        rescales = "include_preprocessing" in inspect.signature(application).parameters
+        options = {"include_preprocessing": True} if rescales else {}
+        return cls(application, layer_count, imagenet_file, FAMILY_NORMALISATION[_family(application)], options)
+
 
 BACKBONES: dict[str, Backbone] = {
-    "mobilenet_v3_large": Backbone(
-        application=keras.applications.MobileNetV3Large,
-        layer_count=187,
-        imagenet_file="weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5",
-        normalisation="none",
-        application_options={"include_preprocessing": True},
+    "mobilenet_v3_large": Backbone.of(
+        keras.applications.MobileNetV3Large, 187, "weights_mobilenet_v3_large_224_1.0_float_no_top_v2.h5"
     ),
-    "resnet50_v2": Backbone(
-        application=keras.applications.ResNet50V2,
-        layer_count=190,
-        imagenet_file="resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5",
-        normalisation="minus_one_to_one",
+    "resnet50_v2": Backbone.of(
+        keras.applications.ResNet50V2, 190, "resnet50v2_weights_tf_dim_ordering_tf_kernels_notop.h5"
     ),
-    "efficientnet_v2_m": Backbone(
-        application=keras.applications.EfficientNetV2M,
-        layer_count=740,
-        imagenet_file="efficientnetv2-m_notop.h5",
-        normalisation="none",
-        application_options={"include_preprocessing": True},
-    ),
+    "efficientnet_v2_m": Backbone.of(keras.applications.EfficientNetV2M, 740, "efficientnetv2-m_notop.h5"),
 }
 BACKBONE_LAYER = "backbone"
 
@@ -175,44 +198,36 @@ def _build_backbone(model_name: str, spec: Backbone, input_size: int, weights) -
     return backbone
 
 
-def _register(model_name: str, description: str, latent_size: int | None):
-    spec = BACKBONES[model_name]
-    doc = f"{spec.application.__name__} transfer model; feed it {spec.normalisation!r}-normalised images."
-    builder = builder_variant(
-        build_transfer_model, fixed={"model_name": model_name}, defaults={"latent_size": latent_size}, doc=doc
-    )
+def _transfer(model_name: str, options: dict, **defaults) -> keras.Model:
+    # the backbone's name is fixed; its other defaults a user may override
+    return build_variant(build_transfer_model, model_name, {**defaults, **options}, model_name=model_name)
+
+
+def _register(model_name: str, description: str):
+    normalisation = BACKBONES[model_name].normalisation
     return register_model(
-        model_name, default_input_size=REPORT_INPUT_SIZE, description=description, normalisation=spec.normalisation
-    )(builder)
+        model_name, default_input_size=REPORT_INPUT_SIZE, description=description, normalisation=normalisation
+    )
 
 
 # Report 3.3: MobileNetV3Large and ResNet50V2 have no latent layer; EfficientNetV2M's rows
 # use latent size 128 (and the random search varies it).
-mobilenet_v3_large = _register("mobilenet_v3_large", "MobileNetV3Large transfer model", latent_size=None)
-resnet50_v2 = _register("resnet50_v2", "ResNet50V2 transfer model", latent_size=None)
-efficientnet_v2_m = _register("efficientnet_v2_m", "EfficientNetV2M transfer model, latent 128", latent_size=128)
+@_register("mobilenet_v3_large", "MobileNetV3Large transfer model")
+def mobilenet_v3_large(**options) -> keras.Model:
+    """MobileNetV3Large transfer model, no latent layer (report 3.3)."""
+    return _transfer("mobilenet_v3_large", options)
 
 
-# keras.applications module -> what its preprocess_input does, as a data-layer normalisation.
-# Families with an ``include_preprocessing`` argument rescale inside the model when it is True.
-FAMILY_NORMALISATION = {
-    "convnext": "none",
-    "efficientnet": "none",
-    "efficientnet_v2": "none",
-    "mobilenet_v3": "none",
-    "densenet": "torch",
-    "resnet": "caffe",
-    "vgg16": "caffe",
-    "vgg19": "caffe",
-    "resnet_v2": "minus_one_to_one",
-    "mobilenet": "minus_one_to_one",
-    "mobilenet_v2": "minus_one_to_one",
-    "inception_v3": "minus_one_to_one",
-    "inception_resnet_v2": "minus_one_to_one",
-    "xception": "minus_one_to_one",
-    "nasnet": "minus_one_to_one",
-}
-KERAS_PREFIX = "keras:"
+@_register("resnet50_v2", "ResNet50V2 transfer model")
+def resnet50_v2(**options) -> keras.Model:
+    """ResNet50V2 transfer model, no latent layer (report 3.3)."""
+    return _transfer("resnet50_v2", options)
+
+
+@_register("efficientnet_v2_m", "EfficientNetV2M transfer model, latent 128")
+def efficientnet_v2_m(**options) -> keras.Model:
+    """EfficientNetV2M transfer model with a 128-wide latent layer (report 3.3)."""
+    return _transfer("efficientnet_v2_m", options, latent_size=128)
 
 
 def keras_applications() -> list[str]:
@@ -224,22 +239,14 @@ def keras_applications() -> list[str]:
     )
 
 
-def _family(application) -> str:
-    return getattr(application, "__module__", "").rsplit(".", 1)[-1]
-
-
 def backbone_for(model_name: str) -> Backbone:
     """The report's backbones by name, or any keras.applications model as ``keras:<Name>``."""
     if model_name in BACKBONES:
         return BACKBONES[model_name]
     application = getattr(keras.applications, model_name.removeprefix(KERAS_PREFIX), None)
-    family = _family(application)
-    if not model_name.startswith(KERAS_PREFIX) or family not in FAMILY_NORMALISATION:
+    if not model_name.startswith(KERAS_PREFIX) or _family(application) not in FAMILY_NORMALISATION:
         raise ModelOptionError(f"{model_name}: not a keras.applications model (see python -m models --all)")
-    options = (
-        {"include_preprocessing": True} if "include_preprocessing" in inspect.signature(application).parameters else {}
-    )
-    return Backbone(application, None, None, FAMILY_NORMALISATION[family], options)
+    return Backbone.of(application)
 
 
 def resolve_keras_application(model_name: str):
@@ -249,10 +256,12 @@ def resolve_keras_application(model_name: str):
     except ModelOptionError:
         return None
     name = backbone.application.__name__
-    builder = builder_variant(
-        build_transfer_model,
-        fixed={"model_name": model_name},
-        doc=f"{name} from keras.applications with a latent head; feed it {backbone.normalisation!r}-normalised images.",
+
+    def builder(**options) -> keras.Model:
+        return _transfer(model_name, options)
+
+    builder.__doc__ = (
+        f"{name} from keras.applications with a latent head; feed it {backbone.normalisation!r}-normalised images."
     )
     return RegisteredModel(
         model_name, builder, REPORT_INPUT_SIZE, f"{name} (keras.applications)", backbone.normalisation

@@ -12,20 +12,14 @@ from pathlib import Path
 
 from bench.errors import error_line
 from bench.execute.storage_faults import NOT_STORED
+from bench.execute.trial_config import resolve_spec
 from bench.report.results import TrialRecord
-from bench.specs import TrialSpec, apply_sample
+from bench.specs import TrialSpec
 from bench.trial.measure import EPOCH_METRIC_KEYS
 
 STOP_REASONS_FILE = "stop_reasons.json"
 FATAL = "fatal_error"  # a trial's report of an error no retry mends (a bad model option, a missing dataset)
 ASHA_REASON = "ASHA: below its rung's cutoff"
-
-
-def resolve_spec(config: dict) -> TrialSpec:
-    """The concrete spec of a trial: its template plus Ray Tune's random-search draws."""
-    spec = TrialSpec.from_dict(config["spec"])
-    sampled = config.get("search") or {}
-    return apply_sample(spec, sampled.get("learning_rate"), sampled.get("latent_size"))
 
 
 def read_stop_reasons(path: Path) -> dict[str, str]:

@@ -60,7 +60,7 @@ def plan_node_resources(
     gpu_nodes = [node for node in usable if node.gpus > 0]
     if gpu_nodes:
         share = gpus_per_trial or 1.0
-        fits = [max(0, int(math.floor(node.gpus / share + 1e-9))) for node in gpu_nodes]
+        fits = [_trials_that_fit(node.gpus, share) for node in gpu_nodes]
         if not any(fits):
             raise RunnerError(f"--gpus-per-trial {share:g} asks for more GPU than any node has")
         cpus = min(node.cpus / fit for node, fit in zip(gpu_nodes, fits, strict=True) if fit)
@@ -68,8 +68,7 @@ def plan_node_resources(
     else:
         share, cpus = 0.0, min(node.cpus for node in usable)
         capacity = sum(int(node.cpus // cpus) for node in usable)
-    cpus = math.floor(cpus) if cpus >= 1 else round(max(cpus, 0.25), 2)
-    return Resources(float(cpus), share, min(max_concurrent or capacity, capacity), nodes=len(usable))
+    return Resources(_cpus_per_trial(cpus), share, min(max_concurrent or capacity, capacity), nodes=len(usable))
 
 
 def plan_resources(
@@ -85,14 +84,23 @@ def plan_resources(
         raise RunnerError(f"--gpus-per-trial {gpus_per_trial:g} asks for more GPU than the {total_gpus:g} present")
     if total_gpus > 0:
         share = gpus_per_trial or 1.0
-        fit = max(1, int(math.floor(total_gpus / share + 1e-9)))
+        fit = max(1, _trials_that_fit(total_gpus, share))
         concurrent = min(max_concurrent or fit, fit)
     else:
         share = 0.0
         concurrent = max_concurrent or 1
-    cpus = max(total_cpus / concurrent, 0.25)
-    cpus = math.floor(cpus) if cpus >= 1 else round(cpus, 2)
-    return Resources(float(cpus), share, concurrent)
+    return Resources(_cpus_per_trial(total_cpus / concurrent), share, concurrent)
+
+
+def _trials_that_fit(gpus: float, share: float) -> int:
+    # the tolerance keeps 0.3 / 0.1 (2.999...) from counting 2 shares where 3 fit
+    return max(0, int(math.floor(gpus / share + 1e-9)))
+
+
+def _cpus_per_trial(cpus: float) -> float:
+    """Whole cores where a trial gets one or more; else a share of one, a quarter at the least."""
+    cpus = max(cpus, 0.25)
+    return float(math.floor(cpus) if cpus >= 1 else round(cpus, 2))
 
 
 def check_address(address: str, timeout: float = CLUSTER_CONNECT_TIMEOUT_S) -> None:

@@ -35,10 +35,10 @@ from bench.execute.records import (
     error_message,
     read_stop_reasons,
     records_from,
-    resolve_spec,
 )
 from bench.execute.resources import NodeCapacity, Resources, plan_node_resources, plan_resources
 from bench.execute.storage_faults import NOT_STORED, StorageOutage
+from bench.execute.trial_config import TrialConfig, resolve_spec, template_name
 from bench.io import atomic_write_text
 from bench.plan.estimate import TrialEstimate
 from bench.plan.planner import Plan, Scheduling
@@ -62,7 +62,7 @@ def trial_resources(resources: Resources, gpu_shares: dict[str, float] | None):
         return {"cpu": resources.cpus_per_trial, "gpu": resources.gpus_per_trial}
 
     def per_trial(config: dict) -> tune.PlacementGroupFactory:
-        share = gpu_shares.get(config["spec"]["name"], 1.0)
+        share = gpu_shares.get(template_name(config), 1.0)
         return tune.PlacementGroupFactory([{"CPU": resources.cpus_per_trial, "GPU": share}])
 
     return per_trial
@@ -112,21 +112,21 @@ class ProgressPrinter(tune.Callback):
         self.fatal: set[str] = set()  # trials that reported an error no retry mends
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.progress.started(trial_label(trial), trial.config["spec"]["name"])
+        self.progress.started(trial_label(trial), template_name(trial.config))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         if FATAL in result:
             self.fatal.add(trial.trial_id)
-            self.progress.failed(trial.config["spec"]["name"], trial_label(trial), None, result[FATAL])
+            self.progress.failed(template_name(trial.config), trial_label(trial), None, result[FATAL])
             return
         self.outage.result(trial_label(trial), result)
-        self.progress.epoch(trial.config["spec"]["name"], trial_label(trial), result)
+        self.progress.epoch(template_name(trial.config), trial_label(trial), result)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
         self.progress.retrying(trial_label(trial), trial.error_file)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.progress.failed(trial.config["spec"]["name"], trial_label(trial), trial.error_file)
+        self.progress.failed(template_name(trial.config), trial_label(trial), trial.error_file)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         if trial.trial_id in self.fatal:
@@ -135,11 +135,11 @@ class ProgressPrinter(tune.Callback):
         train_loss = (trial.last_result or {}).get("train_loss")
         # a loss that is not finite: the trial's reporter ended it (bench/trial/measure.py)
         if isinstance(train_loss, float) and not math.isfinite(train_loss):
-            self.progress.diverged(trial.config["spec"]["name"], trial_label(trial), epochs, train_loss)
+            self.progress.diverged(template_name(trial.config), trial_label(trial), epochs, train_loss)
             return
         reason = self.stopper.reasons.get(trial.trial_id, ASHA_REASON)
         best = _best(trial, self.stopper.score_key)
-        self.progress.completed(trial.config["spec"]["name"], trial_label(trial), epochs, best, reason)
+        self.progress.completed(template_name(trial.config), trial_label(trial), epochs, best, reason)
 
 
 def _best(trial, score_key: str) -> float:
@@ -198,7 +198,7 @@ def _trainable(
         restored = tune.get_checkpoint()
         with restored.as_directory() if restored else contextlib.nullcontext() as folder:
             restore_from = Path(folder) if folder else None
-            lease = trial_lease(config["spec"]["name"], gpu_shares or {})
+            lease = trial_lease(template_name(config), gpu_shares or {})
             trial_function(spec, cache, report, restore_from=restore_from, checkpoints=checkpoints, lease=lease)
     except DETERMINISTIC as error:
         scores = dict.fromkeys(map(metric_column, METRICS), math.nan)  # whichever the run ranks by
@@ -207,13 +207,11 @@ def _trainable(
 
 def _param_space(specs: Sequence[TrialSpec], search: RandomSearch | None) -> dict:
     # the one place a TrialSpec becomes a dict: Ray Tune's param_space carries plain values
-    space: dict = {"spec": tune.grid_search([spec.to_dict() for spec in planned_specs(specs, search)])}
-    if search:
-        space["search"] = {"learning_rate": tune.loguniform(*search.learning_rate)}
-        if search.latent_size:
-            low, high, step = search.latent_size
-            space["search"]["latent_size"] = tune.qrandint(low, high, step)
-    return space
+    grid = tune.grid_search([spec.to_dict() for spec in planned_specs(specs, search)])
+    if not search:
+        return TrialConfig(grid).to_dict()
+    latent_size = tune.qrandint(*search.latent_size) if search.latent_size else None
+    return TrialConfig(grid, tune.loguniform(*search.learning_rate), latent_size).to_dict()
 
 
 def _scheduler(scheduling: Scheduling, specs: Sequence[TrialSpec]):

@@ -16,7 +16,7 @@ from bench.plan import suites
 from bench.plan.goals import parse_goal
 from bench.plan.planner import PRESETS, RunRequest, default_preset, get_preset, gpu_share_argument
 from bench.trial.execution import running_backend
-from data.adience import FOLD_COUNT
+from data.adience import FOLD_COUNT, training_folds
 from data.decode import MAX_IMAGE_SIZE, MIN_IMAGE_SIZE
 
 # TrialSpec / RunRequest / Scheduling field -> the flag that sets it, for one-line errors
@@ -104,8 +104,7 @@ def from_args(args: argparse.Namespace) -> RunRequest:
     overrides |= {"precision": args.precision, "jit": args.jit, "data_on_device": args.data_on_device}
     overrides = {field: value for field, value in overrides.items() if value is not None}
     if args.val_fold is not None:
-        train_folds = [fold for fold in range(FOLD_COUNT) if fold != args.val_fold]
-        overrides |= {"val_fold": args.val_fold, "train_folds": train_folds}
+        overrides |= {"val_fold": args.val_fold, "train_folds": list(training_folds(args.val_fold))}
     keys = ("max_concurrent", "gpus_per_trial", "address", "dashboard", "storage", "save_models")
     scheduling = {key: getattr(args, key) for key in (*keys, "checkpoint_interval")}
     scheduling |= {"num_gpus": args.gpus, "seed": args.seed or 0}

@@ -36,7 +36,7 @@ from bench.specs import (
     planned_specs,
 )
 from bench.trial.checkpoints import EVERY_EPOCH, CheckpointRule
-from data.adience import FOLD_COUNT
+from data.adience import FOLD_COUNT, training_folds
 from data.datasets import default_policy
 from data.policies import DATASET_DEFAULT
 
@@ -291,7 +291,7 @@ def expand_specs(specs: list[TrialSpec], repeats: int, cv: bool) -> list[TrialSp
                 suffix = []
                 if fold is not None:
                     changes["val_fold"] = fold
-                    changes["train_folds"] = tuple(f for f in range(FOLD_COUNT) if f != fold)
+                    changes["train_folds"] = training_folds(fold)
                     suffix.append(f"fold={fold}")
                 if repeats > 1:
                     suffix.append(f"seed={seed}")

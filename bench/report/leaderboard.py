@@ -21,7 +21,7 @@ from tabulate import tabulate
 from bench.choices import EXECUTION_KEYS
 from bench.io import atomic_write_text
 from bench.plan.goals import Goals
-from bench.report.answer import SMOKE_SENTENCE, answer_lines, budget_cell, ranked_rows
+from bench.report.answer import SMOKE_SENTENCE, Ranked, answer_lines, budget_cell, ranked_rows
 from bench.report.cells import (
     format_accuracy,
     format_count,
@@ -40,6 +40,7 @@ RUN_INFO_NAME = "run_info.json"
 LEADERBOARD_NAME = "LEADERBOARD.md"
 PLOTS_DIR = "plots"
 NO_GOAL = "–"
+BoardPlot = tuple[str, str | None, str]  # (title, path relative to the board or None when not drawn, note)
 
 
 # --------------------------------------------------------------------------- the run
@@ -66,6 +67,10 @@ class RunInfo:
     nodes: str = ""  # nodes whose versions differ from the driver's ("" when none do)
     class_names: tuple[str, ...] = ()  # label index -> name
     items: str = "faces"  # what the data holds, in words: faces (Adience, the synthetic faces) or images
+
+    @property
+    def smoke(self) -> bool:
+        return self.preset == "smoke"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -276,12 +281,21 @@ def _execution_words(row) -> str:
     return ", ".join(filter(None, [f"{row['backend']} backend", row["precision"], f"XLA {row['jit']}", data]))
 
 
-def render_leaderboard(info: RunInfo, trials: pd.DataFrame, plots: Sequence[tuple[str, str | None, str]] = ()) -> str:
-    """The markdown of ``runs/<run-id>/LEADERBOARD.md``; ``plots``: (title, relative path or None, note)."""
+def render_leaderboard(info: RunInfo, trials: pd.DataFrame, plots: Sequence[BoardPlot] = ()) -> str:
+    """The markdown of ``runs/<run-id>/LEADERBOARD.md`` beside its ``plots``."""
+    return _render(info, *_summarised(info, trials), plots)
+
+
+def _summarised(info: RunInfo, trials: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, Ranked]:
+    """(trials, their report rows, the rows ranked): computed once for a board, its tables and its plots."""
     trials = with_earlier_defaults(trials)  # a results table an earlier version wrote reads as it meant
     groups = groups_table(trials)
-    smoke = info.preset == "smoke"
-    ranked = ranked_rows(groups, info.goals, smoke)
+    return trials, groups, ranked_rows(groups, info.goals, info.smoke)
+
+
+def _render(
+    info: RunInfo, trials: pd.DataFrame, groups: pd.DataFrame, ranked: Ranked, plots: Sequence[BoardPlot]
+) -> str:
     split = "5-fold cross-validation" if info.cv else "validation on fold 4, training on folds 0-3"
     lines = [
         f"# Leaderboard: {info.suite}",
@@ -302,8 +316,8 @@ def render_leaderboard(info: RunInfo, trials: pd.DataFrame, plots: Sequence[tupl
         lines.append(f"- **nodes differ from the driver**: {info.nodes}")
     if info.command:
         lines.append(f"- command: `{info.command}`")
-    lines += ["", SMOKE_SENTENCE, ""] if smoke else [""]
-    lines += answer_lines(ranked, info.goals, smoke)
+    lines += ["", SMOKE_SENTENCE, ""] if info.smoke else [""]
+    lines += answer_lines(ranked, info.goals, info.smoke)
     lines += [
         "## Accuracy",
         "",
@@ -363,13 +377,14 @@ def render_leaderboard(info: RunInfo, trials: pd.DataFrame, plots: Sequence[tupl
 
 def write_leaderboard(info: RunInfo, trials: pd.DataFrame, path: Path, epochs: pd.DataFrame | None = None) -> Path:
     """LEADERBOARD.md at ``path``; with ``epochs``, the plots too (``plots/`` beside it)."""
-    plots: list[tuple[str, str | None, str]] = []
+    trials, groups, ranked = _summarised(info, trials)
+    plots: list[BoardPlot] = []
     if epochs is not None:
         from bench.report import plots as plotting  # matplotlib: only where plots are drawn
 
-        ranked = ranked_rows(groups_table(trials), info.goals, info.preset == "smoke")
         numbers = {row.group: number for number, row, _ in ranked}
-        plots = plotting.write_plots(trials, epochs, info.goals, numbers, path.parent / PLOTS_DIR, info.class_names)
+        out_dir = path.parent / PLOTS_DIR
+        plots = plotting.write_plots(trials, epochs, info.goals, numbers, out_dir, info.class_names, groups)
         plots = [(title, None if p is None else f"{PLOTS_DIR}/{p.name}", note) for title, p, note in plots]
-    atomic_write_text(path, render_leaderboard(info, trials, plots))
+    atomic_write_text(path, _render(info, trials, groups, ranked, plots))
     return path

@@ -302,16 +302,18 @@ def write_plots(
     numbers: Mapping[str, int],
     out_dir: Path,
     class_names: Sequence[str] = (),
+    groups: pd.DataFrame | None = None,
 ) -> list[PlotEntry]:
     """Every leaderboard figure into ``out_dir``, points numbered by ``numbers`` (row -> number);
-    a figure without data is listed with the reason."""
+    a figure without data is listed with the reason. ``groups``: the trials' report rows where
+    the caller has them already (``groups_table``)."""
+    groups = groups_table(trials) if groups is None else groups
     entries: list[PlotEntry] = []
     if epochs.empty:
         entries.append(("Learning curves", None, "no trial reported an epoch"))
     else:
         drawn = plot_learning_curves(epochs, numbers, goals.target_accuracy, out_dir / "learning_curves.png")
         entries.append(("Learning curves", drawn.path, ""))
-    groups = groups_table(trials)
     for column, scale, title, xlabel, name, budget, note in TRADEOFFS:
         words = {"metric": goals.metric_words, "Metric": goals.metric_words[:1].upper() + goals.metric_words[1:]}
         title, xlabel = title.format(**words), xlabel.format(target=goals.target_accuracy, **words)
