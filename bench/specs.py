@@ -18,7 +18,7 @@ from typing import Any
 
 import models
 from bench.choices import DATA_ON_DEVICE_CHOICES, JIT_CHOICES, METRICS, PRECISIONS
-from data.adience import FOLD_COUNT
+from data.adience import DEFAULT_VAL_FOLD, FOLD_COUNT, training_folds
 from data.policies import DATASET_DEFAULT, Policy, PolicyError, get_policy
 from data.transforms import NORMALISATIONS
 
@@ -107,8 +107,8 @@ class TrialSpec:
     epochs: int = 10
     patience: int | None = 10  # stop when the val score has not improved for this many epochs (the report's 10)
     metric: str = "accuracy"  # the run's ranking metric (bench.choices.METRICS): what patience reads
-    val_fold: int = 4
-    train_folds: tuple[int, ...] = (0, 1, 2, 3)
+    val_fold: int = DEFAULT_VAL_FOLD
+    train_folds: tuple[int, ...] = training_folds(DEFAULT_VAL_FOLD)
     train_limit: int | None = None  # at most this many training images (class-balanced); None: all
     val_limit: int | None = None
     seed: int = 0
@@ -237,6 +237,13 @@ class TrialSpec:
 
     def replace(self, **changes) -> TrialSpec:
         return dataclasses.replace(self, **changes)
+
+    def without_weights(self) -> TrialSpec:
+        """This spec with random initial weights where it names pretrained ones: the same
+        variables, shapes and speed, nothing to download (estimates and benchmarks)."""
+        if self.model_options.get("weights") is None:
+            return self
+        return self.replace(model_options={**self.model_options, "weights": None})
 
     @property
     def augmentation(self) -> Policy:

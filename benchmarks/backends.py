@@ -36,10 +36,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a file: the repository root holds data/, models/, bench/
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.choices import RESOLVED_PRECISIONS  # noqa: E402  (keras-free)
+from bench.choices import BACKENDS as KERAS_BACKENDS  # noqa: E402  (keras-free)
+from bench.choices import RESOLVED_PRECISIONS  # noqa: E402
 
 BACKENDS = ("tensorflow", "jax")
-PRECISIONS = ("fp32", "bf16")
+DEFAULT_PRECISIONS = RESOLVED_PRECISIONS[:2]  # fp32 and bf16; --precisions fp16 adds the third
 DEFAULT_MODELS = ("levi_hassner", "mobilenet_v3_large", "resnet50_v2")
 LEFT_OUT = {
     "efficientnet_v2_m": (
@@ -94,6 +95,7 @@ def measure_model(
     from bench.specs import TrialSpec
     from bench.trial.execution import current_backend
     from bench.trial.fit import build_device_trainer, build_trial_model
+    from bench.trial.step_timer import time_steps, wait_for_device
     from data.device import IndexBatches
     from data.fit_input import FitInput
 
@@ -101,13 +103,20 @@ def measure_model(
     max_steps = len(images) // batch_size
 
     def fit(trainer, steps: int, seed: int) -> float:
+        """Seconds of one ``fit`` of ``steps`` steps, the device waited for."""
         batches = IndexBatches(labels[: steps * batch_size], batch_size, shuffle=True, seed=seed)
         fit_input = FitInput(batches, epochs=1)
-        started = time.perf_counter()
-        trainer.fit(fit_input.data, steps_per_epoch=fit_input.steps_per_epoch, epochs=1, shuffle=False, verbose=0)
-        elapsed = time.perf_counter() - started
-        fit_input.close()
-        return elapsed
+
+        def run(count: int) -> None:
+            trainer.fit(fit_input.data, steps_per_epoch=count, epochs=1, shuffle=False, verbose=0)
+
+        try:
+            timing = time_steps(
+                run, batch_size, min_steps=steps, max_steps=steps, chunk=steps, wait=lambda: wait_for_device(trainer)
+            )
+            return timing.seconds
+        finally:
+            fit_input.close()
 
     keras.backend.clear_session()
     keras.utils.set_random_seed(0)
@@ -160,19 +169,11 @@ def worker(args: argparse.Namespace) -> int:
     faces = cache.faces[cache.faces["label"] >= 0].sort_values("slot").head(DEVICE_IMAGES)
     images = cache.read(faces["slot"].to_numpy(np.int64))
     labels = faces["label"].to_numpy(np.int32)
+    sizes = (args.input_size, args.batch_size)
+    timing = {"warmup_steps": args.warmup_steps, "seconds": args.seconds, "min_steps": args.min_steps}
     for name in args.models:
         for precision in args.precisions:
-            measured = measure_model(
-                name,
-                precision,
-                images,
-                labels,
-                args.input_size,
-                args.batch_size,
-                warmup_steps=args.warmup_steps,
-                seconds=args.seconds,
-                min_steps=args.min_steps,
-            )
+            measured = measure_model(name, precision, images, labels, *sizes, **timing)
             print(RESULT_PREFIX + json.dumps(asdict(measured)), flush=True)
     return 0
 
@@ -273,8 +274,8 @@ def faster(found: dict, model: str, backends: list[str], precision: str) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS), help="registered model names")
-    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=("tensorflow", "jax", "torch"))
-    parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=RESOLVED_PRECISIONS)
+    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=KERAS_BACKENDS)
+    parser.add_argument("--precisions", nargs="+", default=list(DEFAULT_PRECISIONS), choices=RESOLVED_PRECISIONS)
     parser.add_argument("--input-size", type=int, default=64, help="the network's input side (the crop is resized)")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--warmup-steps", type=int, default=2, help="steps of the first, untimed fit")
@@ -283,7 +284,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, help="Adience folder (default: the built-in synthetic data)")
     parser.add_argument("--json", type=Path, help="write every measure here as JSON")
     parser.add_argument("--verbose", action="store_true", help="pass on the workers' other output")
-    parser.add_argument("--worker", choices=("tensorflow", "jax", "torch"), help=argparse.SUPPRESS)
+    parser.add_argument("--worker", choices=KERAS_BACKENDS, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.batch_size * max(args.min_steps, args.warmup_steps, 2) > DEVICE_IMAGES:
         parser.error(f"batch size x steps must fit in the {DEVICE_IMAGES} faces held on the device")

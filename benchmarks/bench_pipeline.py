@@ -16,6 +16,7 @@ The measuring functions are importable (pytest-benchmark wraps them).
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import platform
 import shutil
@@ -37,6 +38,7 @@ import numpy as np  # noqa: E402
 
 from bench.specs import TrialSpec  # noqa: E402
 from bench.trial.fit import build_trial_model  # noqa: E402
+from bench.trial.step_timer import time_steps  # noqa: E402
 from data.adience import split_folds  # noqa: E402
 from data.cache import FaceCache, build_cache, cache_folder, ensure_cache  # noqa: E402
 from data.loader import FaceBatches  # noqa: E402
@@ -120,14 +122,17 @@ def measure_train_step(
     model, _network = build_trial_model(spec)
     source = training_batches(cache, batch_size)
     held = [source.batch(0, index % len(source)) for index in range(4)]
-    for index in range(warmup):  # graph building and the first steps
-        model.train_on_batch(*held[index % len(held)])
-    started = time.perf_counter()
-    for index in range(steps):
-        model.train_on_batch(*held[index % len(held)])
-    seconds = time.perf_counter() - started
+    served = itertools.count()
+
+    def run(count: int) -> None:
+        for _ in range(count):
+            model.train_on_batch(*held[next(served) % len(held)])
+
+    timing = time_steps(  # the warm-up: graph building and the first steps
+        run, batch_size, warmup_steps=warmup, min_steps=steps, max_steps=steps, chunk=steps
+    )
     source.close()
-    return Throughput(steps * batch_size, seconds)
+    return Throughput(timing.steps * batch_size, timing.seconds)
 
 
 def device_line() -> str:

@@ -15,7 +15,6 @@ of an epoch, and the epoch length at which one checkpoint per epoch stays under 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shutil
 import statistics
 import tempfile
@@ -33,27 +32,27 @@ def report_training_images() -> tuple[int, str]:
     """Training faces per epoch of the report protocol (folds 0-3), from the official fold files."""
     import pandas as pd
 
-    from data.adience import DatasetError, find_fold_files, read_fold_file
+    from data.adience import DEFAULT_VAL_FOLD, DatasetError, find_fold_files, read_fold_file, training_folds
 
     try:
         files = find_fold_files(OFFICIAL_FOLDS)
     except DatasetError as error:  # the fold files are not beside the repository
         return round(REPORT_UNIQUE_FACES * 4 / 5), f"4/5 of {REPORT_UNIQUE_FACES} ({error})"
-    rows = pd.concat([read_fold_file(path, fold) for fold, path in files.items() if fold != 4])
+    rows = pd.concat(
+        [read_fold_file(path, fold) for fold, path in files.items() if fold in training_folds(DEFAULT_VAL_FOLD)]
+    )
     labelled = rows[rows["gender"].isin(["m", "f"])].drop_duplicates(["user_id", "original_image", "face_id"])
     return len(labelled), f"unique gender-labelled faces of folds 0-3 in {OFFICIAL_FOLDS}"
 
 
 def spec_of(model: str):
-    from bench.plan import suites
+    """The report's row for ``model`` (bench.plan.suites.report_spec), random weights."""
+    from bench.plan.suites import report_spec
 
-    if model == "levi_hassner":
-        return suites.LEVI_HASSNER_SGD
-    transfer = suites.EFFICIENTNET_SEARCH.base if model == "efficientnet_v2_m" else None
-    if transfer is None:
-        raise SystemExit(f"no report spec for {model!r} here: levi_hassner or efficientnet_v2_m")
-    # ImageNet weights cannot be downloaded here; random ones have the same variables
-    return dataclasses.replace(transfer, model_options={**transfer.model_options, "weights": None})
+    spec = report_spec(model)
+    if spec is None:
+        raise SystemExit(f"no report spec for {model!r}: a model of the baseline or transfer suite")
+    return spec.without_weights()  # ImageNet weights cannot be downloaded here
 
 
 def measure(model_name: str, steps: int, saves: int, epoch_images: int) -> dict:
@@ -61,6 +60,7 @@ def measure(model_name: str, steps: int, saves: int, epoch_images: int) -> dict:
 
     from bench.trial.checkpoints import TrialState, save_checkpoint
     from bench.trial.fit import build_trial_model
+    from bench.trial.step_timer import time_steps, wait_for_device
 
     spec = spec_of(model_name)
     keras.backend.clear_session()
@@ -69,12 +69,18 @@ def measure(model_name: str, steps: int, saves: int, epoch_images: int) -> dict:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (spec.batch_size, 256, 256, 3), dtype=np.uint8)
     labels = rng.integers(0, 2, spec.batch_size)
-    model.train_on_batch(images, labels)  # builds the graph and the optimizer's variables
-    first_step = time.perf_counter() - built
-    started = time.perf_counter()
-    for _ in range(steps):
-        model.train_on_batch(images, labels)
-    train_rate = steps * spec.batch_size / (time.perf_counter() - started)
+    timing_started = time.perf_counter()
+    timing = time_steps(  # the warm-up step builds the graph and the optimizer's variables
+        lambda count: [model.train_on_batch(images, labels) for _ in range(count)],
+        spec.batch_size,
+        warmup_steps=1,
+        min_steps=steps,
+        max_steps=steps,
+        chunk=steps,
+        wait=lambda: wait_for_device(model),
+    )
+    first_step = timing.warmup_seconds + (timing_started - built)
+    train_rate = timing.images_per_sec
     save_seconds, copy_seconds, size = [], [], 0
     with tempfile.TemporaryDirectory(prefix="checkpoint-cost-") as scratch:
         for index in range(saves):

@@ -4,7 +4,7 @@ of the full Adience set: 17,492 faces at 256x256 (3.4 GB).
 ``python -m benchmarks.data_per_node [--faces 17492] [--folder /tmp/adience-bench-full-cache]``
 
 Needs root (a real two-node cluster of ``ray start`` processes on 127.0.0.1, the worker in
-namespaces of its own: tests/cluster_nodes.py). The driver puts the cache's pixels into the
+namespaces of its own: support/local_cluster.py). The driver puts the cache's pixels into the
 store, as ``tune.with_parameters`` does in bench/execute/runner.py, and tasks read them as trials do:
 on the head (the node that holds them), then twice on the worker (the first read transfers them
 there, the second finds them). Each line gives the seconds, the shared memory the node's object
@@ -15,7 +15,7 @@ process's resident memory.
 from __future__ import annotations
 
 import argparse
-import json
+import contextlib
 import os
 import shutil
 import subprocess
@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from data.adience import DatasetError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FULL_ADIENCE_FACES = 17_492
 SIDE = 256
@@ -32,13 +34,14 @@ CHUNK = 512
 
 
 def make_cache(folder: Path, faces: int) -> None:
-    """A cache folder of ``faces`` random 256x256 faces (bench's format), written once."""
+    """A cache folder of ``faces`` random 256x256 faces (data.cache's format), written once."""
     import pandas as pd
 
-    from data.cache import CACHE_FORMAT, FACES_FILE, IMAGES_FILE, MANIFEST_FILE
+    from data.cache import IMAGES_FILE, open_cache, write_cache_tables
 
-    if (folder / MANIFEST_FILE).is_file() and json.loads((folder / MANIFEST_FILE).read_text())["slots"] == faces:
-        return
+    with contextlib.suppress(DatasetError, OSError, KeyError, ValueError):
+        if open_cache(folder).slots == faces:
+            return
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
     started = time.perf_counter()
@@ -46,9 +49,7 @@ def make_cache(folder: Path, faces: int) -> None:
         for first in range(0, faces, CHUNK):
             out.write(rng.integers(0, 256, (min(CHUNK, faces - first), SIDE, SIDE, 3), dtype=np.uint8).tobytes())
     table = pd.DataFrame({"slot": np.arange(faces), "fold": np.arange(faces) % 5, "label": np.arange(faces) % 2})
-    table.to_parquet(folder / FACES_FILE, index=False)
-    manifest = {"format": CACHE_FORMAT, "image_size": SIDE, "slots": faces, "fingerprint": f"benchmark-{faces}"}
-    (folder / MANIFEST_FILE).write_text(json.dumps(manifest))
+    write_cache_tables(folder, table, SIDE, faces, f"benchmark-{faces}")
     print(
         f"made a cache of {faces} faces ({faces * SIDE * SIDE * 3 / 1e9:.2f} GB) in {time.perf_counter() - started:.0f} s"
     )
@@ -58,15 +59,12 @@ def shm_used() -> int:
     return shutil.disk_usage("/dev/shm").used
 
 
-def resident_bytes() -> int:
-    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
 def inner(folder: Path, address: str) -> None:
     """In the cluster's network: put the cache, read it on each node, print a line per step."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+    from bench.trial.measure import resident_memory_bytes
     from data.cache import open_cache
 
     ray.init(address=address, logging_level="ERROR", log_to_driver=False)
@@ -90,7 +88,7 @@ def inner(folder: Path, address: str) -> None:
         got = time.perf_counter() - started
         batch = received.read(np.arange(0, received.slots, max(1, received.slots // 256)))  # as a trial's batches
         checksum = int(batch.sum(dtype=np.int64))
-        return {"get_s": got, "shm_delta": shm_used() - before, "rss": resident_bytes(), "checksum": checksum}
+        return {"get_s": got, "shm_delta": shm_used() - before, "rss": resident_memory_bytes(), "checksum": checksum}
 
     steps = [("head (holds the object)", head), ("worker, first read", worker), ("worker, second read", worker)]
     for label, node in steps:
@@ -114,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.inner:
         inner(args.folder, args.inner)
         return 0
-    from tests.cluster_nodes import ADDRESS, LocalCluster, cluster_unavailable
+    from support.local_cluster import ADDRESS, LocalCluster, cluster_unavailable
 
     if reason := cluster_unavailable():
         print(f"cannot measure here: {reason}")

@@ -263,20 +263,19 @@ def build_cache(
         )
         kept = faces[usable].copy()
         kept["slot"] = np.flatnonzero(usable).astype(np.int64)
-        kept.reset_index(drop=True).to_parquet(staging / FACES_FILE, index=False)
-        manifest = {
-            "format": CACHE_FORMAT,
-            "image_size": size,
-            "slots": len(faces),
-            "fingerprint": fingerprint,
-            "dataset": str(table.root),
-            "image_prefix": table.image_prefix,
-            "class_names": list(table.class_names),
-            "skipped": skipped,
-            "converted": converted,
-            "examples": examples,
-        }
-        (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
+        write_cache_tables(
+            staging,
+            kept,
+            size,
+            len(faces),
+            fingerprint,
+            dataset=str(table.root),
+            image_prefix=table.image_prefix,
+            class_names=list(table.class_names),
+            skipped=skipped,
+            converted=converted,
+            examples=examples,
+        )
         try:
             os.rename(staging, folder)
         except OSError:
@@ -285,6 +284,14 @@ def build_cache(
             # another process built the same sources first: theirs is identical
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_cache_tables(folder: Path, faces: pd.DataFrame, size: int, slots: int, fingerprint: str, **about) -> None:
+    """A cache's face table and manifest, beside its ``slots`` images of ``size`` px already in
+    ``folder``: what ``open_cache`` reads. ``about`` adds to the manifest (dataset, skipped, ...)."""
+    faces.reset_index(drop=True).to_parquet(folder / FACES_FILE, index=False)
+    manifest = {"format": CACHE_FORMAT, "image_size": size, "slots": slots, "fingerprint": fingerprint, **about}
+    (folder / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1))
 
 
 def _decode_into(

@@ -3,7 +3,7 @@ credentials checked) in this pytest process, one per test session.
 
 Its buckets live in this process, so the server can be stopped (connections refused, as a
 bucket's endpoint that went away) and started again on the same port with nothing lost. It can
-also listen inside a Ray test cluster's network namespace (tests/cluster_nodes.py), whose nodes
+also listen inside a Ray test cluster's network namespace (support/local_cluster.py), whose nodes
 reach only their own loopback: the listening socket is made in that namespace, by a thread
 that entered it, and served from the same buckets.
 """

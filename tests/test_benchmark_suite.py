@@ -77,7 +77,7 @@ def test_runner_runs_noop_trials_through_ray(small_cache, tmp_path):
 
 
 def test_overhead_profile_accounts_cpu_per_process_and_finds_stalls():
-    from benchmarks import overhead_profile as profile
+    from benchmarks import cpu_sampler as profile
 
     own = os.getpid()
     sampler = profile.CpuSampler()
@@ -120,7 +120,7 @@ def test_overhead_profile_accounts_cpu_per_process_and_finds_stalls():
     ],
 )
 def test_overhead_profile_names_the_processes_it_sees(cmdline, expected):
-    from benchmarks.overhead_profile import classify_process
+    from benchmarks.cpu_sampler import classify_process
 
     assert classify_process(10, cmdline, own_pid=1, trial_pids={2}) == expected
     assert classify_process(1, cmdline, own_pid=1, trial_pids={2}) == "this driver"
@@ -128,7 +128,7 @@ def test_overhead_profile_names_the_processes_it_sees(cmdline, expected):
 
 
 def test_overhead_profile_reads_this_machines_threads():
-    from benchmarks.overhead_profile import read_threads
+    from benchmarks.cpu_sampler import read_threads
 
     if not os.path.isdir("/proc/self/task"):
         pytest.skip("the profile reads /proc (Linux only)")
@@ -138,7 +138,7 @@ def test_overhead_profile_reads_this_machines_threads():
 
 
 def test_asha_replay_follows_rays_rung_rule():
-    from benchmarks.harness import replay_asha, replay_orders
+    from benchmarks.early_stopping import replay_asha, replay_orders
 
     curves = {"a": [0.6, 0.7, 0.8], "b": [0.5, 0.6, 0.9], "c": [0.7, 0.2, 0.1]}
     # rungs at epochs 1 and 3; the first trial passes unopposed, b is below a's 0.6 at epoch 1

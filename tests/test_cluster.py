@@ -65,7 +65,7 @@ def test_a_failed_or_silent_join_is_one_line(tmp_path, monkeypatch):
 
 
 def test_a_worker_node_hides_only_the_outermost_of_nested_paths(tmp_path):
-    from tests.cluster_nodes import outermost
+    from support.local_cluster import outermost
 
     repo, cache, other = tmp_path / "repo", tmp_path / "repo" / ".ci-cache", tmp_path / "home" / ".cache"
     assert outermost([cache, other, repo, repo]) == [repo.resolve(), other.resolve()]

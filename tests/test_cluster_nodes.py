@@ -1,4 +1,4 @@
-"""A real Ray cluster of ``ray start`` nodes on 127.0.0.1 (tests/cluster_nodes.py): a head without
+"""A real Ray cluster of ``ray start`` nodes on 127.0.0.1 (support/local_cluster.py): a head without
 CPUs for trials and two workers that see neither the repository, the dataset cache, ~/.cache nor
 the run folder, and share no filesystem: ``--storage`` is a bucket of a real S3 API
 (tests/s3_server.py) that listens in the cluster's network, its credentials in every node's
@@ -25,7 +25,7 @@ import pandas as pd
 import pytest
 
 from data.synthetic import default_cache_root
-from tests.cluster_nodes import ADDRESS, LocalCluster, cluster_unavailable
+from support.local_cluster import ADDRESS, LocalCluster, cluster_unavailable
 from tests.conftest import REPO_ROOT
 from tests.driver_process import LONG_EPOCHS, LONG_TRIAL, finish, long_suite, run_folder, watch
 from tests.s3_server import REGION
@@ -147,17 +147,8 @@ def files_of(folder: Path) -> list[Path]:
 
 
 def test_several_nodes_without_storage_is_one_line_before_any_trial(cluster, small_synthetic, tmp_path):
-    driver = cluster.run(
-        "--suite",
-        "selftest",
-        "--data",
-        str(small_synthetic),
-        "--out",
-        str(tmp_path),
-        "--address",
-        ADDRESS,
-        cwd=tmp_path,
-    )
+    selftest = ("--suite", "selftest", "--data", str(small_synthetic), "--address", ADDRESS)
+    driver = cluster.run(*selftest, "--out", str(tmp_path), cwd=tmp_path)
     output = finish(driver, timeout=180)
     assert driver.returncode == 2, output[-3000:]
     (line,) = [line for line in output.splitlines() if line.startswith("error:")]
@@ -167,18 +158,9 @@ def test_several_nodes_without_storage_is_one_line_before_any_trial(cluster, sma
 def test_joining_a_token_cluster_without_the_token_is_one_line(cluster, small_synthetic, tmp_path):
     home = tmp_path / "home"  # no ~/.ray/auth_token there
     home.mkdir()
+    selftest = ("--suite", "selftest", "--data", str(small_synthetic), "--address", ADDRESS)
     driver = cluster.run(
-        "--suite",
-        "selftest",
-        "--data",
-        str(small_synthetic),
-        "--out",
-        str(tmp_path / "out"),
-        "--address",
-        ADDRESS,
-        token=False,
-        cwd=tmp_path,
-        extra={"HOME": str(home)},
+        *selftest, "--out", str(tmp_path / "out"), token=False, cwd=tmp_path, extra={"HOME": str(home)}
     )
     output = finish(driver, timeout=180)
     assert driver.returncode == 2, output[-3000:]

@@ -21,6 +21,7 @@ MAY_IMPORT = {
     "report": {"plan", "trial"},  # a finished run's goals and figures
     "execute": {"plan", "trial", "report"},
 }
+SUPPORT = ("benchmarks", "support")  # beside the product: its benchmarks and what they share with tests/
 MAX_MODULE_LINES = 400  # one concern a module: none over 400 lines
 MAX_CLI_LINES = 149  # bench/run.py only dispatches: under 150
 
@@ -131,7 +132,21 @@ def test_models_and_data_import_nothing_from_bench(package):
         assert not [name for name in imported(path) if name == "bench" or name.startswith("bench.")], path
 
 
+@pytest.mark.parametrize("package", SUPPORT)
+def test_benchmarks_and_their_support_import_nothing_from_tests(package):
+    for path in modules(package):
+        reached = [name for name in imported(path) if name == "tests" or name.startswith("tests.")]
+        assert not reached, f"{path.relative_to(REPO_ROOT)} imports {reached}"
+
+
 @pytest.mark.parametrize("package", PACKAGES)
+def test_the_product_imports_neither_benchmarks_nor_their_support(package):
+    for path in modules(package):
+        reached = [name for name in imported(path) if name.split(".")[0] in SUPPORT]
+        assert not reached, f"{path.relative_to(REPO_ROOT)} imports {reached}"
+
+
+@pytest.mark.parametrize("package", [*PACKAGES, *SUPPORT])
 def test_no_module_grows_past_its_limit(package):
     for path in modules(package):
         lines = len(path.read_text().splitlines())
@@ -145,7 +160,7 @@ def test_nvml_is_initialised_in_one_place():
 
 
 def test_every_module_says_what_it_owns():
-    for package in PACKAGES:
+    for package in (*PACKAGES, *SUPPORT):
         for path in modules(package):
             if path.name != "__init__.py" or path.read_text().strip():
                 assert ast.get_docstring(ast.parse(path.read_text())), f"{path} has no module docstring"
@@ -162,7 +177,7 @@ def test_the_boards_and_their_command_import_neither_keras_nor_ray():
 def test_the_code_is_as_ruff_formats_it_with_nothing_kept_from_the_formatter():
     skipped = [
         f"{path.relative_to(REPO_ROOT)}:{number}"
-        for folder in (*PACKAGES, "tests", "benchmarks")
+        for folder in (*PACKAGES, *SUPPORT, "tests")
         for path in sorted((REPO_ROOT / folder).rglob("*.py"))
         for number, line in enumerate(path.read_text().splitlines(), 1)
         if "fmt: " + "skip" in line or "fmt: " + "off" in line

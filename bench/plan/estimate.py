@@ -92,9 +92,7 @@ def count_layers(model: keras.Model) -> int:
 
 
 def model_cost(spec: TrialSpec, cache: dict) -> ModelCost:
-    options = {**spec.model_options}
-    if "weights" in options:
-        options["weights"] = None  # the shape is what counts; never download for an estimate
+    options = spec.without_weights().model_options  # the shape is what counts; never download
     key = (spec.model, tuple(sorted((k, repr(v)) for k, v in options.items())))
     if key not in cache:
         network = models.create_model(spec.model, **options)
@@ -299,9 +297,7 @@ def activation_count(model: keras.Model) -> int:
 
 def training_memory_bytes(spec: TrialSpec) -> int:
     """Estimated GPU memory for training ``spec`` at its batch size."""
-    options = {**spec.model_options}
-    if "weights" in options:
-        options["weights"] = None
+    options = spec.without_weights().model_options
     network = models.create_model(spec.model, **options)
     try:
         return (

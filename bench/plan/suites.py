@@ -295,3 +295,10 @@ ALL = register_suite(
         parts=(BASELINE, TRANSFER, COMPONENTS, IMPROVEMENTS),
     )
 )
+
+
+def report_spec(model: str, suites: tuple[str, ...] = ("baseline", "transfer")) -> TrialSpec | None:
+    """The report's row for ``model`` (optimiser, options, batch): of ``suites``' specs of that
+    model, the one with the best published figure; None where no suite trains it."""
+    rows = [spec for suite in suites for spec in get_suite(suite).specs if spec.model == model]
+    return max(rows, key=lambda spec: -1.0 if spec.reference is None else spec.reference, default=None)

@@ -11,7 +11,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from bench.choices import RESOLVED_PRECISIONS
+from bench.choices import PRECISIONS
 
 STARTED = time.monotonic()
 REPORT_MODELS = ("levi_hassner", "mobilenet_v3_large", "resnet50_v2", "efficientnet_v2_m")
@@ -51,8 +51,8 @@ class RowPlan:
         if len(parts) not in (3, 4):
             raise argparse.ArgumentTypeError(f"{text!r}: expected MODEL:PRECISION:DATA[:TRAINERS]")
         model, precision, data = parts[:3]
-        if precision not in ("auto", *RESOLVED_PRECISIONS):
-            raise argparse.ArgumentTypeError(f"{text!r}: precision is one of auto, {', '.join(RESOLVED_PRECISIONS)}")
+        if precision not in PRECISIONS:
+            raise argparse.ArgumentTypeError(f"{text!r}: precision is one of {', '.join(PRECISIONS)}")
         if data not in ("auto", *DATA_PLACEMENTS):
             raise argparse.ArgumentTypeError(f"{text!r}: data is one of auto, {', '.join(DATA_PLACEMENTS)}")
         trainers = int(parts[3]) if len(parts) == 4 else 1
@@ -100,28 +100,14 @@ class Settings:
         return self.epochs - 1
 
 
-GPU_DEFAULTS = dict(
-    rows=GPU_ROWS,
-    input_size=227,
-    batch_size=32,
-    train_images=768,
-    val_images=64,
-    epochs=4,
-    matmul_size=8192,
-    matmul_repeats=20,
-    deadline=230.0,
-)
-DRY_DEFAULTS = dict(
-    GPU_DEFAULTS,
-    rows=DRY_ROWS,
-    input_size=64,
-    batch_size=8,
-    train_images=24,
-    val_images=8,
-    epochs=3,
-    matmul_size=256,
-    matmul_repeats=4,
-)
+# The sizes of a row, side by side: on a GPU (the report's input and batch, epochs of seconds)
+# and in a dry run on a CPU (tiny, to prove the path).
+SIZE_NAMES = ("input_size", "batch_size", "train_images", "val_images", "epochs", "matmul_size", "matmul_repeats")
+GPU_SIZES = (227, 32, 768, 64, 4, 8192, 20)
+DRY_SIZES = (64, 8, 24, 8, 3, 256, 4)
+DEADLINE_S = 230.0
+GPU_DEFAULTS = {"rows": GPU_ROWS, "deadline": DEADLINE_S, **dict(zip(SIZE_NAMES, GPU_SIZES, strict=True))}
+DRY_DEFAULTS = {"rows": DRY_ROWS, "deadline": DEADLINE_S, **dict(zip(SIZE_NAMES, DRY_SIZES, strict=True))}
 
 
 def elapsed() -> float:

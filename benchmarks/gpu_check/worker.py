@@ -53,19 +53,14 @@ REPORTED = (
 def trial_spec(plan: RowPlan, settings: Settings):
     """The report's row for ``plan.model`` (the suites' spec with the best published figure; a
     default spec for a model in no suite) at this run's sizes, random weights, no early stop."""
-    from bench.plan.suites import get_suite
+    from bench.plan.suites import report_spec
     from bench.specs import TrialSpec
 
-    rows = [spec for suite in SUITES for spec in get_suite(suite).specs if spec.model == plan.model]
-    base = max(rows, key=lambda spec: -1.0 if spec.reference is None else spec.reference, default=None)
-    if base is None:
-        base = TrialSpec(name=f"gpu_check-{plan.model}", model=plan.model)
-    options = {**base.model_options, "input_size": settings.input_size}
-    if "weights" in options:
-        options["weights"] = None  # speed and energy do not depend on the values; nothing to download
+    base = report_spec(plan.model, SUITES) or TrialSpec(name=f"gpu_check-{plan.model}", model=plan.model)
+    base = base.without_weights()  # speed and energy do not depend on the values; nothing to download
     return base.replace(
         name=f"gpu_check-{plan.model}-{plan.precision}-{plan.data}",
-        model_options=options,
+        model_options={**base.model_options, "input_size": settings.input_size},
         batch_size=settings.batch_size,
         precision=plan.precision,
         jit="auto",

@@ -1,10 +1,11 @@
-"""Real Ray clusters on this machine for the cluster tests: ``ray start`` processes, every one in
-a network namespace of its own with only a loopback (so nothing can leave the machine, and
-every address is 127.0.0.1), each worker node also in a mount namespace of its own in which
-the driver's repository, dataset cache, ~/.cache and run folders do not exist, and whose
-Python has the dependencies but not this project (its editable install points into the
-hidden repository). Only the storage folder is seen by every node, as NFS would be; an S3 server
-(tests/s3_server.py) can listen in the cluster's network too.
+"""Real Ray clusters on this machine for the cluster tests and benchmarks: ``ray start``
+processes, every one in a network namespace of its own with only a loopback (so nothing can
+leave the machine, and every address is 127.0.0.1), each worker node also in a mount
+namespace of its own in which the driver's repository, dataset cache, ~/.cache and run
+folders do not exist, and whose Python has the dependencies but not this project (its
+editable install points into the hidden repository). Only the storage folder is seen by every
+node, as NFS would be; an S3 server (tests/s3_server.py) can listen in the cluster's network
+too.
 
 Needs root, ``ip netns`` and ``unshare``; ``cluster_unavailable()`` says why not, for a skip.
 """
