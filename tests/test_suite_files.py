@@ -284,10 +284,10 @@ def test_a_toml_suite_of_three_keras_models_runs_on_an_image_folder(tmp_path):
     assert "cats, dogs" in board  # the classes of the image folder, in the header's counting
 
 
-def test_the_readme_example_is_a_valid_suite_file(tmp_path):
-    readme = (REPO_ROOT / "README.md").read_text()
-    block = readme.split("```toml\n", 1)[1].split("```", 1)[0]
-    suite = load_suite_file(write(tmp_path, block, "readme.toml"))
+def test_the_docs_example_is_a_valid_suite_file(tmp_path):
+    page = (REPO_ROOT / "docs" / "suites-models-data.md").read_text()
+    block = page.split("```toml\n", 1)[1].split("```", 1)[0]
+    suite = load_suite_file(write(tmp_path, block, "docs_example.toml"))
     assert suite.name == "keras_backbones" and len(suite.specs) == 2 and suite.search.samples == 3
 
 
