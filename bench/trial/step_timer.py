@@ -117,10 +117,11 @@ class EpochClock(keras.callbacks.Callback):
         self.trained = None
 
     def on_test_begin(self, logs=None):
-        self.trained = self.trained or self._trained()
+        if self.trained is None:  # the epoch's validation pass: its training part has ended
+            self.trained = self._trained()
 
     def on_epoch_end(self, epoch, logs=None):
-        window = (self.started, self.trained or self._trained())
+        window = (self.started, self.trained if self.trained is not None else self._trained())
         self.windows.append(window)
         if self.on_epoch:
             self.on_epoch(epoch, window, logs or {})
