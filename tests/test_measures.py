@@ -1,11 +1,14 @@
 """Throughput, inference timing and convergence measures: each definition on its own."""
 
+import gc
 import math
+import weakref
 
 import pytest
 
 from bench.report.results import epochs_to_plateau, epochs_to_target, time_to_target, train_throughput
 from bench.trial.inference import measure_inference, single_image_latency_ms
+from bench.trial.measure import release_freed_memory, resident_memory_bytes
 from tests.fake_nvml import ManualClock
 
 # --------------------------------------------------------------------------- throughput
@@ -127,3 +130,26 @@ def test_the_training_part_is_timed_to_when_the_device_has_run_its_steps(monkeyp
     assert waits == [4, 8]  # once an epoch, after its four steps
     assert [report["epoch"] for report in reports] == [1, 2]
     assert all(0 < report["train_seconds"] <= report["epoch_seconds"] for report in reports)
+
+
+class _Cycle:
+    def __init__(self):
+        self.itself = self
+
+
+def test_release_freed_memory_collects_what_only_reference_cycles_keep():
+    cycle = _Cycle()
+    alive = weakref.ref(cycle)
+    gc.disable()  # the collector's own schedule must not do it for us
+    try:
+        del cycle
+        assert alive() is not None
+        release_freed_memory()
+        assert alive() is None
+    finally:
+        gc.enable()
+
+
+def test_resident_memory_reads_this_process_and_nan_for_a_process_that_is_gone():
+    assert resident_memory_bytes() > 10 * 2**20
+    assert math.isnan(resident_memory_bytes(2**22 + 1))  # above Linux's largest pid

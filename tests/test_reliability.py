@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from bench.execute.ray_env import trial_environment
 from bench.execute.ray_session import local_ray_options, start_ray, stop_ray
 from bench.execute.runner import run_trials
 from bench.io import write_table
@@ -205,3 +206,7 @@ def test_a_local_ray_listens_on_loopback_only():
     assert addresses, "found no listening socket of Ray at all"
     outside = [address for address in addresses if not _is_loopback(address.rsplit(":", 1)[0])]
     assert outside == [], f"listening beyond loopback: {outside} (all: {addresses})"
+
+
+def test_trials_run_with_few_heap_arenas_unless_the_user_chose():
+    assert trial_environment("tensorflow")["MALLOC_ARENA_MAX"] == os.environ.get("MALLOC_ARENA_MAX", "2")

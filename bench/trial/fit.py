@@ -36,7 +36,7 @@ from bench.trial.flops import flops_or_nan, training_flops
 from bench.trial.gpu_sampler import NvmlSampler
 from bench.trial.inference import FULL_MEASURES, INFERENCE_BATCH_SIZE, SMOKE_MEASURES, inference_figures
 from bench.trial.lease import GpuLease, check_backend_devices
-from bench.trial.measure import EpochReporter, Reporter
+from bench.trial.measure import EpochReporter, Reporter, release_freed_memory
 from data.cache import DEFAULT_IMAGE_SIZE, FaceCache
 from data.device import DeviceImages
 from data.fit_input import FitInput
@@ -261,6 +261,7 @@ def run_trial(
     finally:
         del model, network, trainer, oversampled_model, oversampled, reporter
         keras.backend.clear_session()
+        release_freed_memory()
 
 
 def _checkpoint(model: keras.Model, state: TrialState) -> Path:

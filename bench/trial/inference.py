@@ -5,7 +5,6 @@ in full or as a smoke run's (``SMOKE_MEASURES``).
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,6 +12,8 @@ from typing import Any
 
 import keras
 import numpy as np
+
+from bench.trial.step_timer import time_steps
 
 INFERENCE_BATCH_SIZE = 32
 INFERENCE_KEYS = ("infer_images_per_sec", "latency_ms_p50", "latency_ms_p99", "infer_batches")
@@ -77,20 +78,20 @@ def measure_inference(
     """
     if batch_size < 1 or min_batches < 1 or warmup_batches < 0:
         raise ValueError("batch_size and min_batches must be >= 1 and warmup_batches >= 0")
-    for _ in range(warmup_batches):
-        run_batch()
-    batches = 0
-    started = clock()
-    elapsed = 0.0
-    while batches < max_batches and (batches < min_batches or elapsed < min_seconds):
-        run_batch()
-        batches += 1
-        elapsed = clock() - started
+    timing = time_steps(
+        lambda count: [run_batch() for _ in range(count)],
+        batch_size,
+        warmup_steps=warmup_batches,
+        min_steps=min(min_batches, max_batches),
+        max_steps=max_batches,
+        min_seconds=min_seconds,
+        clock=clock,
+    )
     return InferenceTiming(
-        images_per_sec=batches * batch_size / elapsed if elapsed > 0 else math.nan,
+        images_per_sec=timing.images_per_sec,
         batch_size=batch_size,
-        batches=batches,
-        seconds=elapsed,
+        batches=timing.steps,
+        seconds=timing.seconds,
         warmup_batches=warmup_batches,
     )
 
