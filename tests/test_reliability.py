@@ -4,12 +4,13 @@ import contextlib
 import ipaddress
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from bench.execute.ray_env import trial_environment
 from bench.execute.ray_session import local_ray_options, start_ray, stop_ray
 from bench.execute.runner import run_trials
 from bench.io import write_table
@@ -208,5 +209,13 @@ def test_a_local_ray_listens_on_loopback_only():
     assert outside == [], f"listening beyond loopback: {outside} (all: {addresses})"
 
 
-def test_trials_run_with_few_heap_arenas_unless_the_user_chose():
-    assert trial_environment("tensorflow")["MALLOC_ARENA_MAX"] == os.environ.get("MALLOC_ARENA_MAX", "2")
+def _trial_heap_arenas(**environ: str) -> str:
+    """MALLOC_ARENA_MAX as a fresh process's TRIAL_ENVIRONMENT sets it, under ``environ``."""
+    env = {key: value for key, value in os.environ.items() if key != "MALLOC_ARENA_MAX"} | environ
+    code = "from bench.execute.ray_env import TRIAL_ENVIRONMENT as E; print(E['MALLOC_ARENA_MAX'])"
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+
+
+def test_trials_run_with_one_heap_arena_per_core_unless_the_user_chose():
+    assert _trial_heap_arenas().strip() == str(max(2, os.cpu_count()))
+    assert _trial_heap_arenas(MALLOC_ARENA_MAX="7").strip() == "7"

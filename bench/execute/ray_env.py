@@ -40,10 +40,11 @@ TRIAL_ENVIRONMENT = {
     # whenever that takes longer, as it does on a busy CPU.
     "TUNE_FUNCTION_THREAD_TIMEOUT_S": "300",
     # glibc gives each new thread its own heap arena (up to 8 per core), and Tune runs each
-    # trial in a new thread of a reused worker: with the default, the worker's resident memory
-    # climbed ~250 MB over its first 16 small trials; with 2 arenas it stayed flat (measured in
-    # tests/test_reliability.py's thirty-trial test). A user's own setting is kept.
-    "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", "2"),
+    # trial in a new thread of a reused worker: with the default, a 2-core worker's resident
+    # memory climbed ~250 MB over its first 16 small trials; with 2 arenas it stayed flat
+    # (tests/test_reliability.py's thirty-trial test). One arena per core keeps that bound
+    # and leaves a many-core machine's input threads an arena each. A user's own is kept.
+    "MALLOC_ARENA_MAX": os.environ.get("MALLOC_ARENA_MAX", str(max(2, os.cpu_count() or 1))),
 }
 
 
