@@ -50,8 +50,9 @@ import_tensorflow_quietly()
 
 from bench.specs import TrialSpec  # noqa: E402
 from bench.trial.fit import load_trial_data, run_trial  # noqa: E402
+from benchmarks.bare import bare_fit  # noqa: E402
 from benchmarks.cpu_sampler import CpuSampler, thread_group  # noqa: E402
-from benchmarks.harness import bare_fit, overhead_spec  # noqa: E402
+from benchmarks.harness import overhead_spec  # noqa: E402
 from data.cache import FaceCache, ensure_cache  # noqa: E402
 from data.synthetic import ensure_synthetic_dataset  # noqa: E402
 

@@ -23,6 +23,7 @@ class HarnessRatio:
     higher_is_better: bool
     unit: str
     detail: dict = field(default_factory=dict)
+    spread: float | None = None  # of the runs the value is the median of: largest - smallest
 
     @property
     def met(self) -> bool:
@@ -31,7 +32,10 @@ class HarnessRatio:
     def line(self) -> str:
         sign = ">=" if self.higher_is_better else "<="
         verdict = "meets" if self.met else "MISSES"
-        return f"{self.name}: {self.value:.3g} {self.unit} ({verdict} the goal {sign} {self.goal:g} {self.unit})"
+        spread = "" if self.spread is None else f", spread {self.spread:.2g}"
+        return (
+            f"{self.name}: {self.value:.3g} {self.unit}{spread} ({verdict} the goal {sign} {self.goal:g} {self.unit})"
+        )
 
     def extra_info(self) -> dict:
         return {
@@ -40,6 +44,7 @@ class HarnessRatio:
             "goal_met": self.met,
             "unit": self.unit,
             "higher_is_better": self.higher_is_better,
+            **({} if self.spread is None else {"spread": self.spread}),
             **self.detail,
         }
 

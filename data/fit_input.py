@@ -38,8 +38,12 @@ class FitInput:
     longer opens a new iterator (23-35 ms on this CPU with the per-epoch pipeline before).
 
     Validation input (``epochs`` None) is the batches in one order, every epoch alike: the
-    PyDataset, or on TensorFlow a pipeline over epoch 0's batches that each evaluation
-    begins afresh; ``steps_per_epoch`` is None.
+    PyDataset (``steps_per_epoch`` None), or on TensorFlow epoch 0's batches repeated without
+    end, read ``steps_per_epoch`` (= the batch count) at a time: ``fit(validation_steps=...)``.
+    Keras opens a new iterator over the validation data at each evaluation, and over a
+    finite dataset a second one as it ends; index batches are sliced from tensors (an
+    iterator in ~1 ms, where the generator pipeline took ~25 ms: two of those were half
+    of a small split's validation pass, benchmarks/README.md, epoch cost).
     """
 
     def __init__(self, batches: FaceBatches, epochs: int | None = None, first_epoch: int = 0):
@@ -50,11 +54,13 @@ class FitInput:
         self.steps_per_epoch: int | None = None if epochs is None else len(batches)
         self._stream: Iterator | None = None
         if keras.backend.backend() == "tensorflow":
-            span = (0, 1) if epochs is None else (first_epoch, epochs)
-            if isinstance(batches, IndexBatches):
-                self.data: object = _tensorflow_index_pipeline(batches, *span)
+            if epochs is None:
+                self.data: object = _tensorflow_validation(batches)
+                self.steps_per_epoch = len(batches)
+            elif isinstance(batches, IndexBatches):
+                self.data = _tensorflow_index_pipeline(batches, first_epoch, epochs)
             else:
-                self.data = _tensorflow_pipeline(batches, *span)
+                self.data = _tensorflow_pipeline(batches, first_epoch, epochs)
         elif epochs is None:
             self.data = batches
         else:
@@ -101,9 +107,24 @@ def _tensorflow_index_pipeline(batches: IndexBatches, first_epoch: int, epochs: 
     return _fixed_prefetch(dataset, 2)
 
 
+def _tensorflow_validation(batches: FaceBatches | IndexBatches):
+    """Epoch 0's batches again and again; index batches as slices of two tensors held here."""
+    import tensorflow as tf
+
+    if isinstance(batches, IndexBatches):
+        positions, labels = batches.epoch_batches(0)  # batch i is [i * batch_size, (i + 1) * batch_size)
+        dataset = tf.data.Dataset.from_tensor_slices((positions, labels)).batch(batches.batch_size)
+        return _without_autotune(dataset.repeat())
+    return _tensorflow_pipeline(batches, 0, 1).repeat()
+
+
 def _fixed_prefetch(dataset, prefetch: int):
+    return _without_autotune(dataset.prefetch(prefetch))
+
+
+def _without_autotune(dataset):
     import tensorflow as tf
 
     options = tf.data.Options()
     options.autotune.enabled = False
-    return dataset.prefetch(prefetch).with_options(options)
+    return dataset.with_options(options)

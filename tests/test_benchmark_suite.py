@@ -51,6 +51,9 @@ def test_harness_ratio_judges_its_goal_in_either_direction():
     assert HarnessRatio("x", 0.98, 0.97, True, "x").met
     assert not HarnessRatio("x", 0.96, 0.97, True, "x").met
     assert HarnessRatio("s", 0.2, 0.5, False, "s").met
+    median = HarnessRatio("overhead", 0.992, 0.99, True, "x", spread=0.031)
+    assert "0.992 x, spread 0.031 (meets the goal >= 0.99 x)" in median.line()
+    assert median.extra_info()["spread"] == 0.031
     missed = HarnessRatio("share", 0.4, 0.35, False, "share", {"asha_epochs": 4})
     assert not missed.met and "MISSES the goal <= 0.35 share" in missed.line()
     assert missed.extra_info() == {

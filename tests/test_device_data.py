@@ -3,6 +3,8 @@
 Runs in both CI legs (TensorFlow, and KERAS_BACKEND=jax).
 """
 
+import itertools
+
 import keras
 import numpy as np
 import pytest
@@ -86,6 +88,19 @@ def test_fit_is_given_int32_positions_only_on_tensorflow():
         positions, labels = next(iter(dataset))
         assert positions.dtype == tf.int32 and positions.shape == (4,) and labels.dtype == tf.int32
         assert dataset.options().autotune.enabled is False
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the tf.data pipeline is the TensorFlow backend's")
+def test_validation_index_batches_are_epoch_0s_batches_again_and_again():
+    """Each evaluation reads steps_per_epoch batches from a new iterator: the same batches each time."""
+    batches = IndexBatches(np.arange(10, dtype=np.int32) % 2, 4, shuffle=False, offset=7)
+    fit_input = FitInput(batches)
+    assert fit_input.steps_per_epoch == len(batches) == 3
+    expected = [batches.batch(0, index) for index in range(len(batches))] * 2
+    served = list(itertools.islice(iter(fit_input.data), len(expected)))
+    for (positions, labels), (expected_positions, expected_labels) in zip(served, expected, strict=True):
+        np.testing.assert_array_equal(positions, expected_positions)
+        np.testing.assert_array_equal(labels, expected_labels)
 
 
 @pytest.mark.parametrize("size, batch_size", [(21, 4), (20, 4), (3, 8)])

@@ -2,6 +2,7 @@
 and the figures made from it agree with scikit-learn on fixed predictions, bad input refused."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -32,6 +33,34 @@ def test_a_class_the_split_lacks_has_no_recall_and_balanced_accuracy_averages_th
     assert scores.balanced_accuracy == pytest.approx(0.8)
     empty = class_scores(np.zeros((2, 2)))
     assert math.isnan(empty.accuracy) and math.isnan(empty.balanced_accuracy)
+
+
+def test_the_figures_agree_with_scikit_learn_on_random_matrices_with_missing_classes():
+    """Computed from the matrix's sums, they are scikit-learn's on the pairs: classes never true,
+    never predicted, or neither included."""
+    random = np.random.default_rng(7)
+    for trial in range(200):
+        classes = int(random.integers(1, 6))
+        matrix = random.integers(0, 6, size=(classes, classes)) * (random.random((classes, classes)) < 0.6)
+        if trial % 3 == 0:
+            matrix[random.integers(classes)] = 0  # a class the split lacks
+        if trial % 4 == 0:
+            matrix[:, random.integers(classes)] = 0  # a class never predicted
+        actual, predicted = label_pairs(matrix)
+        scores = class_scores(matrix)
+        if actual.size == 0:
+            assert math.isnan(scores.accuracy) and math.isnan(scores.macro_f1)
+            continue
+        labels = list(range(classes))
+        assert scores.accuracy == pytest.approx(metrics.accuracy_score(actual, predicted))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # scikit-learn warns of a class the true labels lack
+            balanced = metrics.balanced_accuracy_score(actual, predicted)
+        assert scores.balanced_accuracy == pytest.approx(balanced)
+        f1 = metrics.f1_score(actual, predicted, labels=labels, average="macro", zero_division=0)
+        assert scores.macro_f1 == pytest.approx(f1)
+        recall = metrics.recall_score(actual, predicted, labels=labels, average=None, zero_division=np.nan)
+        np.testing.assert_allclose(scores.recall, recall)
 
 
 def test_a_matrix_travels_as_json_text_and_bad_ones_are_refused():

@@ -20,19 +20,30 @@ from tests.conftest import tiny_spec
 pytestmark = pytest.mark.backends  # CI runs these on TensorFlow and again on JAX
 
 
-def test_a_trials_fit_has_no_callback_with_a_batch_hook(small_cache, monkeypatch):
-    """A callback that overrides a batch hook makes Keras sync host and device after every step."""
+def test_a_trials_epoch_costs_one_report_one_validation_graph_and_no_batch_hook(small_cache, monkeypatch):
+    """What a trial adds to each epoch: one report, a validation pass that builds no new graph
+    after the first epoch's, and no callback with a batch hook (Keras would then sync host and
+    device after every step)."""
     from keras.src.utils.python_utils import is_default
 
-    fitted_with = []
-    fit = keras.Model.fit
+    fitted_with, traces, traces_by_epoch, reports = [], [], [], []
+    fit, test_step = keras.Model.fit, keras.Model.test_step
 
     def recording_fit(self, *args, **kwargs):
         fitted_with.extend(kwargs.get("callbacks") or [])
         return fit(self, *args, **kwargs)
 
+    def counted_test_step(self, *args):  # (data), or on JAX (state, data)
+        traces.append(1)  # a traced step runs this Python once per trace, not once per batch
+        return test_step(self, *args)
+
+    class TracesSoFar(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            traces_by_epoch.append(len(traces))
+
     monkeypatch.setattr(keras.Model, "fit", recording_fit)
-    run_trial(tiny_spec("async", epochs=1), small_cache, [].append)
+    monkeypatch.setattr(keras.Model, "test_step", counted_test_step)
+    run_trial(tiny_spec("async", epochs=3, val_limit=40), small_cache, reports.append, callbacks=[TracesSoFar()])
     assert fitted_with, "the trial called no fit"
     hooks = [f"on_{kind}batch_{when}" for kind in ("", "train_", "test_") for when in ("begin", "end")]
     overridden = [
@@ -42,6 +53,8 @@ def test_a_trials_fit_has_no_callback_with_a_batch_hook(small_cache, monkeypatch
         if not is_default(getattr(callback, hook))
     ]
     assert overridden == []
+    assert [report["epoch"] for report in reports] == [1, 2, 3]
+    assert 1 <= traces_by_epoch[0] <= 2 and traces_by_epoch == [traces_by_epoch[0]] * 3
 
 
 def test_a_trial_reports_its_confusion_matrix_scores_and_single_image_latency(small_cache):
@@ -183,13 +196,14 @@ def test_fit_input_of_index_batches_is_each_epoch_s_batches_in_order():
     fit_input.close()
 
 
-def test_fit_input_validation_repeats_one_order_and_sets_no_steps():
+def test_fit_input_validation_repeats_one_order_its_batch_count_at_a_time():
     images = np.arange(10 * 4 * 4 * 3, dtype=np.uint8).reshape(10, 4, 4, 3)
     batches = ArrayBatches(images, np.zeros(10, np.int32), 4, shuffle=False)
     fit_input = FitInput(batches)
-    assert fit_input.steps_per_epoch is None
+    # TensorFlow: the batches repeated, read 3 at a time (fit's validation_steps); else the PyDataset
+    assert fit_input.steps_per_epoch == (3 if keras.backend.backend() == "tensorflow" else None)
     model = _one_dense_model(4)
-    first, second = (model.evaluate(fit_input.data, verbose=0) for _ in range(2))
+    first, second = (model.evaluate(fit_input.data, steps=fit_input.steps_per_epoch, verbose=0) for _ in range(2))
     assert first == pytest.approx(second)  # each evaluation reads the same batches whole
 
 

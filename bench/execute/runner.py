@@ -20,6 +20,7 @@ from pathlib import Path
 
 import ray
 from ray import tune
+from ray.tune.logger import JsonLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 import models
@@ -297,7 +298,8 @@ def run_trials(
             storage_filesystem=storage.filesystem,
             verbose=0,
             stop=stopper,
-            callbacks=[ProgressPrinter(progress, stopper, outage)],
+            # result.json: the trials' rows Tune reads back (its other loggers are off: ray_env.py)
+            callbacks=[ProgressPrinter(progress, stopper, outage), JsonLoggerCallback()],
             failure_config=tune.FailureConfig(max_failures=1),
             # the best by the ranking metric (for --save-models) and, always, the latest (a restart goes on from it)
             checkpoint_config=tune.CheckpointConfig(1, checkpoint_score_attribute=score_key),

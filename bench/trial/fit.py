@@ -250,6 +250,7 @@ def run_trial(
                 train_input.data,
                 steps_per_epoch=train_input.steps_per_epoch,
                 validation_data=val_input.data,
+                validation_steps=val_input.steps_per_epoch,
                 shuffle=False,  # the batches shuffle themselves, seeded, per epoch
                 epochs=spec.epochs,
                 initial_epoch=first_epoch,
