@@ -80,7 +80,8 @@ def measure_overhead(cache: FaceCache, spec: TrialSpec | None = None, rounds: in
     harness: list[float] = []
     ratios: list[float] = []
     train_images = 0
-    for _ in range(rounds):
+    for round_ in range(rounds):
+        print(f"overhead: round {round_ + 1} of {rounds}", flush=True)
         records, _wall = run_trials([spec], cache)
         (record,) = records
         if record.error:

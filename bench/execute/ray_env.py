@@ -26,10 +26,6 @@ LOCAL_RAY_ENVIRONMENT = {
     # A failed trial's traceback stays in its error.txt; the driver prints one line per failure
     # (ProgressPrinter), not Ray Tune's traceback on the user's terminal.
     "TUNE_PRINT_ALL_TRIAL_ERRORS": "0",
-    # Ray Tune's default loggers write every result three times on the driver, and each trial
-    # waits for the driver before its next epoch: the TensorBoard one alone took 9 ms a result
-    # (benchmarks/README.md, epoch cost). The runner adds the JSON one, which Tune reads back.
-    "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS": "1",
 }
 # Inside every trial process: packed trials must not grab the whole GPU.
 TRIAL_ENVIRONMENT = {

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import ray
 from ray import tune
-from ray.tune.logger import JsonLoggerCallback
+from ray.tune.logger import TBXLoggerCallback
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
 import models
@@ -141,6 +141,30 @@ class ProgressPrinter(tune.Callback):
         reason = self.stopper.reasons.get(trial.trial_id, ASHA_REASON)
         best = _best(trial, self.stopper.score_key)
         self.progress.completed(template_name(trial.config), trial_label(trial), epochs, best, reason)
+
+
+class NoTensorBoardFiles(TBXLoggerCallback):
+    """Stands where Ray Tune adds its TensorBoard logger by default, and writes nothing.
+
+    Each trial waits for the driver after every report (Tune's function trainables report
+    synchronously), and that logger took 9 ms of the driver per result (benchmarks/README.md,
+    epoch cost). Tune's CSV and JSON loggers stay: it reads the trials' rows back from them.
+    A run's stored config keeps this in place on --resume; a run stored without it gets
+    Tune's logger back, as it had.
+    """
+
+    def __init__(self):  # no tensorboardX writer
+        self._trial_writer = {}
+        self._trial_result = {}
+
+    def log_trial_start(self, trial) -> None:
+        return None
+
+    def log_trial_result(self, iteration, trial, result) -> None:
+        return None
+
+    def log_trial_end(self, trial, failed: bool = False) -> None:
+        return None
 
 
 def _best(trial, score_key: str) -> float:
@@ -298,8 +322,7 @@ def run_trials(
             storage_filesystem=storage.filesystem,
             verbose=0,
             stop=stopper,
-            # result.json: the trials' rows Tune reads back (its other loggers are off: ray_env.py)
-            callbacks=[ProgressPrinter(progress, stopper, outage), JsonLoggerCallback()],
+            callbacks=[ProgressPrinter(progress, stopper, outage), NoTensorBoardFiles()],
             failure_config=tune.FailureConfig(max_failures=1),
             # the best by the ranking metric (for --save-models) and, always, the latest (a restart goes on from it)
             checkpoint_config=tune.CheckpointConfig(1, checkpoint_score_attribute=score_key),
